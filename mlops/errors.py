@@ -1,0 +1,226 @@
+"""One tree of errors under :class:`MlopsError`.
+
+Every error has a stable ``code`` (the wire name the registry server returns and the
+client turns back into the same class), a ``message`` saying what happened and a
+``hint`` saying what to do. Each class also subclasses the builtin a caller would
+naturally catch, so ``except LookupError`` still works.
+
+Example:
+    >>> from mlops.errors import NotFoundError
+    >>> err = NotFoundError("Model 'churn' has no version 7.", hint="List versions with ...")
+    >>> err.code, isinstance(err, LookupError)
+    ('not_found', True)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AliasNotFound",
+    "AuthenticationError",
+    "ConfigError",
+    "ConflictError",
+    "DataError",
+    "DataNotTrackedError",
+    "DataValidationFailed",
+    "EvaluationError",
+    "EvidenceError",
+    "EvidenceMismatch",
+    "FreezeWindowError",
+    "GateError",
+    "MissingDependency",
+    "MlopsError",
+    "ModelVersionNotFound",
+    "NotFoundError",
+    "NotInRepoError",
+    "PackagingError",
+    "PermissionDenied",
+    "PolicyError",
+    "PolicyViolation",
+    "RegistryError",
+    "RegistryUnavailable",
+    "RevisionNotFound",
+    "StaleDataError",
+    "TrackingError",
+    "error_class",
+]
+
+_BY_CODE: dict[str, type[MlopsError]] = {}
+
+
+class MlopsError(Exception):
+    """Base of every error raised by mlops.
+
+    Args:
+        message: what happened, naming the value that was wrong.
+        hint: what to do about it.
+        details: machine-readable extras (kept JSON-serialisable).
+    """
+
+    code: ClassVar[str] = "mlops_error"
+    default_hint: ClassVar[str] = ""
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        self.details = details
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            _BY_CODE[cls.code] = cls
+
+    def __str__(self) -> str:
+        return f"{self.message} Hint: {self.hint}" if self.hint else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form: ``{"code", "message", "hint"}`` (plus ``details`` if any)."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "hint": self.hint}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def error_class(code: str) -> type[MlopsError]:
+    """The error class registered for a wire ``code`` (``MlopsError`` if unknown)."""
+    return _BY_CODE.get(code, MlopsError)
+
+
+_BY_CODE[MlopsError.code] = MlopsError
+
+
+# --- configuration and dependencies -------------------------------------------------
+class ConfigError(MlopsError, ValueError):
+    code = "config_error"
+    default_hint = "Check the MLOPS_* environment variables and the arguments you passed."
+
+
+class MissingDependency(MlopsError, ImportError):
+    code = "missing_dependency"
+    default_hint = "Install the missing package, e.g. `pip install mlops`."
+
+
+# --- lookups ------------------------------------------------------------------------
+class NotFoundError(MlopsError, LookupError):
+    code = "not_found"
+    default_hint = "Check the name, version or id you asked for."
+
+
+class ModelVersionNotFound(NotFoundError):
+    code = "model_version_not_found"
+    default_hint = "List the registered versions with `mlops.registry.versions(name)`."
+
+
+class AliasNotFound(NotFoundError):
+    code = "alias_not_found"
+    default_hint = "Set the alias first, or check its spelling with `mlops.registry.aliases(name)`."
+
+
+# --- data (DVC) ---------------------------------------------------------------------
+class DataError(MlopsError, ValueError):
+    code = "data_error"
+    default_hint = "Check the dataset path and that it is tracked with DVC."
+
+
+class NotInRepoError(DataError):
+    code = "not_in_dvc_repo"
+    default_hint = "Run inside a DVC repository (`git init && dvc init`) or set MLOPS_DVC_ROOT."
+
+
+class DataNotTrackedError(DataError):
+    code = "data_not_tracked"
+    default_hint = "Track it with `dvc add <path>` (or as a stage output in dvc.yaml) and commit."
+
+
+class RevisionNotFound(DataError, LookupError):
+    code = "revision_not_found"
+    default_hint = "Use a commit, branch or tag that exists: `git log --oneline` lists them."
+
+
+class StaleDataError(DataError):
+    code = "stale_data"
+    default_hint = "Run `dvc add <path>` (or `dvc repro`) and commit before versioning it."
+
+
+class DataValidationFailed(MlopsError, ValueError):
+    code = "data_validation_failed"
+    default_hint = "Read the report's failed expectations; fix the data or the suite."
+
+    def __init__(self, message: str, *, report: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.report = report
+
+
+# --- tracking and registry (MLflow) ---------------------------------------------------
+class TrackingError(MlopsError, RuntimeError):
+    code = "tracking_error"
+    default_hint = "Check MLOPS_TRACKING_URI and that the MLflow store is reachable."
+
+
+class RegistryError(MlopsError, RuntimeError):
+    code = "registry_error"
+    default_hint = "Check the model name and version, and that the MLflow registry is reachable."
+
+
+class RegistryUnavailable(RegistryError, ConnectionError):
+    code = "registry_unavailable"
+    default_hint = "Start the registry server (`mlops server`) or check MLOPS_REGISTRY_URL."
+
+
+# --- evidence -------------------------------------------------------------------------
+class EvaluationError(MlopsError, ValueError):
+    code = "evaluation_error"
+    default_hint = "Check the evaluation data, the target column and the metric names."
+
+
+class PackagingError(MlopsError, RuntimeError):
+    code = "packaging_error"
+    default_hint = "Read the BentoML output above; check the model's requirements and signature."
+
+
+class EvidenceError(MlopsError, ValueError):
+    code = "evidence_error"
+    default_hint = "Recreate the evidence with `mlops.evidence.collect(...)`."
+
+
+class EvidenceMismatch(EvidenceError):
+    code = "evidence_mismatch"
+    default_hint = "The evidence changed since it was recorded; rebuild it and request again."
+
+
+# --- policy and the gate ----------------------------------------------------------------
+class PolicyError(MlopsError, ValueError):
+    code = "policy_error"
+    default_hint = "Fix promotion-policy.yaml; the message names the key."
+
+
+class PolicyViolation(MlopsError, ValueError):
+    code = "policy_violation"
+    default_hint = "Read the verdict: each failed rule says why. Fix the evidence, then retry."
+
+
+class GateError(MlopsError, ValueError):
+    code = "gate_error"
+    default_hint = "Read the message: the gate refused this action."
+
+
+class FreezeWindowError(GateError):
+    code = "freeze_window"
+    default_hint = "Wait until the freeze window ends, or ask an admin to change the policy."
+
+
+class ConflictError(MlopsError, RuntimeError):
+    code = "conflict"
+    default_hint = "Reload the resource; its state changed."
+
+
+class AuthenticationError(MlopsError, PermissionError):
+    code = "unauthenticated"
+    default_hint = "Send `Authorization: Bearer <token>`; create one with `mlops token create`."
+
+
+class PermissionDenied(MlopsError, PermissionError):
+    code = "forbidden"
+    default_hint = "Ask an admin for a token with the needed role."

@@ -1,0 +1,209 @@
+"""Shared fixtures: real tools in temporary places.
+
+- ``mlflow_home``: one MLflow SQLite store for the whole session (creating a store runs
+  MLflow's migrations, which takes seconds); tests isolate themselves by model name
+  (``model_name``).
+- ``dvc_repo``: a fresh git + DVC repository with a local DVC remote, as the cwd.
+- ``mlflow_server``: a real ``mlflow server`` process on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+# Keep the wrapped tools quiet and local for every test.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("GIT_AUTHOR_NAME", "mlops tests")
+os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@example.invalid")
+os.environ.setdefault("GIT_COMMITTER_NAME", "mlops tests")
+os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@example.invalid")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, *, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers 2xx, the process dies, or ``timeout`` passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=2.0).is_success:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+def run(cmd: list[str] | str, cwd: Path | None = None, **kw) -> str:
+    """Run a command, fail loudly with its output, return stdout."""
+    res = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, shell=isinstance(cmd, str), **kw
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res.stdout
+
+
+@pytest.fixture(scope="session")
+def mlflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One MLflow SQLite store and artifact root for the session; sets MLOPS_* env."""
+    home = tmp_path_factory.mktemp("mlops-home")
+    old = {k: os.environ.get(k) for k in ("MLOPS_HOME", "MLOPS_TRACKING_URI", "BENTOML_HOME")}
+    os.environ["MLOPS_HOME"] = str(home)
+    os.environ["MLOPS_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    os.environ["BENTOML_HOME"] = str(home / "bentoml")
+    yield home
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def model_name() -> str:
+    """A registered-model name no other test uses."""
+    return f"model-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class DvcRepo:
+    root: Path
+    remote: Path
+
+    def git(self, *args: str) -> str:
+        return run(["git", *args], cwd=self.root).strip()
+
+    def dvc(self, *args: str) -> str:
+        return run([str(BIN / "dvc"), *args], cwd=self.root).strip()
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DvcRepo:
+    """A fresh git + DVC repository with a local remote, made the cwd."""
+    root = tmp_path / "repo"
+    remote = tmp_path / "dvc-remote"
+    root.mkdir()
+    remote.mkdir()
+    repo = DvcRepo(root=root, remote=remote)
+    repo.git("init", "-q", "-b", "main")
+    repo.dvc("init", "-q")
+    repo.dvc("config", "core.analytics", "false")
+    repo.dvc("remote", "add", "-d", "local", str(remote))
+    repo.commit("init dvc")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLOPS_DVC_ROOT", str(root))
+    return repo
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str
+    proc: subprocess.Popen
+    backend: Path
+
+
+def start_mlflow_server(workdir: Path) -> MlflowServer:
+    """Start a real ``mlflow server`` on a free loopback port (SQLite + local artifacts)."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = open(workdir / "mlflow-server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{workdir / 'server.db'}",
+            "--artifacts-destination",
+            str(workdir / "artifacts"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", timeout=120, proc=proc)
+    except Exception:
+        stop_process(proc)
+        raise RuntimeError((workdir / "mlflow-server.log").read_text()[-4000:]) from None
+    return MlflowServer(url=url, proc=proc, backend=workdir / "server.db")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Stop a process group started with ``start_new_session=True``."""
+    import signal
+
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` process for the session, stopped at the end."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield server
+    stop_process(server.proc)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A fresh PostgreSQL database at 127.0.0.1:5432 for the session (dropped after)."""
+    import psycopg
+
+    name = f"mlops_test_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:  # a hard failure, never a skip: CI starts PG
+        raise RuntimeError(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}") from exc
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+__all__ = ["free_port", "run", "start_mlflow_server", "stop_process", "wait_for_http"]
