@@ -1,0 +1,117 @@
+"""The application factory: nothing is built at import time.
+
+Example:
+    >>> from registry_server.app import create_app
+    >>> from registry_server.settings import RegistrySettings
+    >>> app = create_app(RegistrySettings(database_url="sqlite:///reg.db"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from registry_server.settings import RegistrySettings, load_registry_settings
+
+__all__ = ["create_app", "create_app_from_env", "reconcile_once"]
+
+log = logging.getLogger("registry_server")
+
+
+def create_app(
+    settings: RegistrySettings | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    gateway: object | None = None,
+) -> FastAPI:
+    """Build the server: migrate the database, load the policy, wire the routers.
+
+    ``clock`` (a function returning an aware ``datetime``) and ``gateway`` (an
+    :class:`~registry_server.mlflow_gateway.MlflowGateway`) can be injected for tests.
+    """
+    from mlops.policy import load_policy
+    from registry_server.db.engine import Database
+    from registry_server.errors import install_error_handlers
+    from registry_server.mlflow_gateway import MlflowGateway
+    from registry_server.routers import aliases, audit, health, promotions, tokens
+    from registry_server.services.auth import ensure_token
+    from registry_server.services.context import ServerContext
+
+    settings = settings or load_registry_settings()
+    db = Database(settings.database_url)
+    db.upgrade()
+    if settings.admin_token:
+        with db.session() as s:
+            ensure_token(s, "admin", ["admin"], settings.admin_token)
+    ctx = ServerContext(
+        db=db,
+        gateway=gateway or MlflowGateway(settings.tracking_uri, settings.registry_uri),
+        policy=load_policy(settings.policy_path),
+    )
+    if clock is not None:
+        ctx.clock = clock
+
+    app = FastAPI(
+        title="mlops registry server",
+        version="1",
+        description="Approval gates for model aliases: promotion requests, approvals, "
+        "alias journal, hash-chained audit.",
+        lifespan=_lifespan(settings),
+    )
+    app.state.ctx = ctx
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (health, promotions, aliases, audit, tokens):
+        app.include_router(module.router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory registry_server.app:create_app_from_env``."""
+    return create_app(load_registry_settings())
+
+
+def reconcile_once(ctx) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """One pass of the background work: finish alias moves, expire, restore aliases."""
+    from registry_server.services.aliases import reconcile_protected
+    from registry_server.services.promotions import apply_intents, expire_due
+
+    return {
+        "applied": apply_intents(ctx),
+        "expired": expire_due(ctx),
+        "restored": reconcile_protected(ctx),
+    }
+
+
+def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if settings.reconcile_interval > 0:
+            task = asyncio.create_task(_reconcile_loop(app, settings.reconcile_interval))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            app.state.ctx.db.dispose()
+
+    return lifespan
+
+
+async def _reconcile_loop(app: FastAPI, interval: float) -> None:
+    from mlops.errors import MlopsError
+
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(reconcile_once, app.state.ctx)
+        except MlopsError as exc:  # MLflow down: the intents stay pending, retried next pass
+            log.warning("reconcile pass failed: %s", exc)

@@ -1,0 +1,134 @@
+"""SQLAlchemy 2 models of the registry server (schema changes only via migrations).
+
+Example:
+    >>> from registry_server.db.models import Base
+    >>> sorted(Base.metadata.tables)[:3]
+    ['alias_journal', 'approvals', 'audit_events']
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "AliasJournal",
+    "Approval",
+    "AuditEvent",
+    "Base",
+    "Outbox",
+    "PromotionRequest",
+    "Token",
+    "User",
+]
+
+TS = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class User(Base):
+    """A person known to the server (created with their first token)."""
+
+    __tablename__ = "users"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+
+class Token(Base):
+    """A bearer token: only its SHA-256 is stored."""
+
+    __tablename__ = "tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"), index=True)
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    revoked_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+
+
+class PromotionRequest(Base):
+    """A request to move ``target`` of ``model`` to ``version``."""
+
+    __tablename__ = "promotion_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(400))
+    version: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(String(200))
+    evidence_digest: Mapped[str] = mapped_column(String(64))
+    requester: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    verdict: Mapped[dict[str, Any]] = mapped_column(JSON)
+    previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+    approvals: Mapped[list[Approval]] = relationship(
+        back_populates="request", order_by="Approval.id", lazy="selectin"
+    )
+
+    __table_args__ = (Index("ix_promotion_model_target_state", "model", "target", "state"),)
+
+
+class Approval(Base):
+    """One decision (approve or reject) on a request, bound to the digest the user saw."""
+
+    __tablename__ = "approvals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("promotion_requests.id"), index=True)
+    user: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    decision: Mapped[str] = mapped_column(String(10))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    digest: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(TS)
+    request: Mapped[PromotionRequest] = relationship(back_populates="approvals")
+
+
+class AliasJournal(Base):
+    """Which version held an alias from when to when (``to_at`` null: current holder)."""
+
+    __tablename__ = "alias_journal"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(400))
+    alias: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    from_at: Mapped[datetime] = mapped_column(TS)
+    to_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+    request_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    action: Mapped[str] = mapped_column(String(20))
+
+    __table_args__ = (Index("ix_alias_journal_lookup", "model", "alias", "to_at"),)
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained audit event (``at`` and ``payload`` stored as hashed)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Outbox(Base):
+    """An intent to act outside the database (alias move, later webhooks), retried."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    request_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(TS)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    done_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)

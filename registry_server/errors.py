@@ -1,0 +1,102 @@
+"""One table from ``mlops.errors`` codes to HTTP statuses, and the handlers using it.
+
+Every error leaves the server as ``{"code", "message", "hint"}`` (plus ``details``),
+including FastAPI's own validation errors and unknown routes.
+
+Example:
+    >>> from mlops.errors import FreezeWindowError
+    >>> status_for(FreezeWindowError("frozen"))
+    409
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlops.errors import MlopsError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+
+__all__ = ["STATUS_BY_CODE", "install_error_handlers", "status_for"]
+
+STATUS_BY_CODE: dict[str, int] = {
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "model_version_not_found": 404,
+    "alias_not_found": 404,
+    "conflict": 409,
+    "evidence_mismatch": 409,
+    "freeze_window": 409,
+    "policy_violation": 422,
+    "policy_error": 422,
+    "evidence_error": 422,
+    "gate_error": 422,
+    "invalid_request": 422,
+    "registry_unavailable": 503,
+    "registry_error": 502,
+}
+
+
+def status_for(error: MlopsError) -> int:
+    """HTTP status of an error: its own code, else the nearest ancestor's, else 500."""
+    for cls in type(error).__mro__:
+        code = getattr(cls, "code", None)
+        if code in STATUS_BY_CODE:
+            return STATUS_BY_CODE[code]
+    return 500
+
+
+def _body(code: str, message: str, hint: str, details: dict | None = None) -> dict:
+    body = {"code": code, "message": message, "hint": hint}
+    if details:
+        body["details"] = details
+    return body
+
+
+async def _mlops_error(_request: Request, exc: MlopsError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=status_for(exc))
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        problems.append(f"{where}: {err.get('msg')}")
+    body = _body(
+        "invalid_request",
+        "The request is not valid: " + "; ".join(problems) + ".",
+        "Check the fields named above against the API schema at /docs.",
+        {"errors": [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]},
+    )
+    return JSONResponse(body, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 404:
+        body = _body(
+            "not_found",
+            f"No route {request.method} {request.url.path}.",
+            "See the API at /docs; routes live under /v1.",
+        )
+    elif exc.status_code == 405:
+        body = _body(
+            "method_not_allowed",
+            f"Method {request.method} is not allowed on {request.url.path}.",
+            "See the API at /docs for the methods of this route.",
+        )
+    else:
+        body = _body("http_error", str(exc.detail), "")
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(MlopsError, _mlops_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

@@ -1,0 +1,144 @@
+"""The one place the server talks to MLflow: versions, aliases and evidence artifacts.
+
+Every MLflow exception is turned into an ``mlops.errors`` class here, so the rest of the
+server never sees an MLflow type.
+
+Example:
+    >>> gw = MlflowGateway("sqlite:///mlflow.db")           # doctest: +SKIP
+    >>> gw.version_exists("churn", 3)                        # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops.errors import (
+    AliasNotFound,
+    EvidenceError,
+    ModelVersionNotFound,
+    RegistryUnavailable,
+)
+
+__all__ = ["EVIDENCE_DIGEST_TAG", "EVIDENCE_PATH_TAG", "EvidenceArtifact", "MlflowGateway"]
+
+EVIDENCE_DIGEST_TAG = "mlops.evidence.digest"
+EVIDENCE_PATH_TAG = "mlops.evidence.path"
+
+
+@dataclass(frozen=True)
+class EvidenceArtifact:
+    """The raw evidence JSON of a version and the digest its tag claims."""
+
+    data: bytes
+    tagged_digest: str
+    path: str
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return getattr(exc, "error_code", "") in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+class MlflowGateway:
+    """Thin wrapper over ``MlflowClient`` for one tracking/registry URI."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri, registry_uri=self.registry_uri)
+        return self._client
+
+    def _version(self, name: str, version: int) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise ModelVersionNotFound(
+                    f"Model {name!r} has no version {version} in MLflow at {self.tracking_uri}.",
+                    hint="Register the version first (`mlops.register`) or fix name/version.",
+                ) from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> RegistryUnavailable:
+        return RegistryUnavailable(
+            f"MLflow at {self.tracking_uri} failed: {exc}",
+            hint="Check that the MLflow tracking server/store is reachable; the move is retried.",
+        )
+
+    def version_exists(self, name: str, version: int) -> bool:
+        """True if the registered model version exists."""
+        try:
+            self._version(name, version)
+        except ModelVersionNotFound:
+            return False
+        return True
+
+    def get_alias(self, name: str, alias: str) -> int | None:
+        """The version holding ``alias`` in MLflow, or ``None``."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return int(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                return None
+            raise self._unavailable(exc) from exc
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` at ``version`` (idempotent)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.set_registered_model_alias(name, alias, str(version))
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise AliasNotFound(
+                    f"Cannot set {name}@{alias} to version {version}: {exc.message}"
+                ) from exc
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+
+    def fetch_evidence(self, name: str, version: int) -> EvidenceArtifact:
+        """Download the evidence artifact the version's tags point to."""
+        mv = self._version(name, version)
+        tags = dict(mv.tags or {})
+        path, digest = tags.get(EVIDENCE_PATH_TAG), tags.get(EVIDENCE_DIGEST_TAG)
+        if not path or not digest or not mv.run_id:
+            raise EvidenceError(
+                f"Model {name!r} version {version} has no recorded evidence "
+                f"(tags {EVIDENCE_PATH_TAG!r}/{EVIDENCE_DIGEST_TAG!r} missing).",
+                hint="Record it with `mlops.evidence.record(mlops.evidence.collect(...))`.",
+            )
+        return EvidenceArtifact(self._download(mv.run_id, path), digest, path)
+
+    def _download(self, run_id: str, path: str) -> bytes:
+        from mlflow.artifacts import download_artifacts
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = download_artifacts(
+                    run_id=run_id,
+                    artifact_path=path,
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
+            except (MlflowException, OSError) as exc:
+                raise EvidenceError(
+                    f"Cannot download evidence {path!r} of run {run_id}: {exc}",
+                    hint="Check the artifact store, or record the evidence again.",
+                ) from exc
+            return Path(local).read_bytes()

@@ -1,0 +1,72 @@
+"""``/v1/promotions``: create, list, read, cancel, approve, reject."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from registry_server.deps import CallerDep, ContextDep
+from registry_server.schemas import CommentIn, PromotionIn, PromotionOut, PromotionPage, State
+from registry_server.services import promotions
+
+router = APIRouter(prefix="/v1/promotions", tags=["promotions"])
+
+
+@router.post("", status_code=201, response_model=PromotionOut)
+def create_promotion(body: PromotionIn, ctx: ContextDep, caller: CallerDep) -> dict:
+    """Request promotion of a version to a target alias; the server checks the gate rules."""
+    return promotions.create(
+        ctx,
+        caller,
+        model=body.model,
+        version=body.version,
+        target=body.target,
+        evidence_digest=body.evidence_digest,
+    )
+
+
+@router.get("", response_model=PromotionPage)
+def list_promotions(
+    ctx: ContextDep,
+    model: str | None = None,
+    target: str | None = None,
+    state: State | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict:
+    """Requests, newest first, filtered by model, target and state."""
+    return promotions.list_requests(
+        ctx, model=model, target=target, state=state, limit=limit, offset=offset
+    )
+
+
+@router.get("/{request_id}", response_model=PromotionOut)
+def get_promotion(request_id: int, ctx: ContextDep) -> dict:
+    """One request with its approvals, verdict, quorum and what blocks it."""
+    return promotions.get(ctx, request_id)
+
+
+@router.post("/{request_id}/cancel", response_model=PromotionOut)
+def cancel_promotion(request_id: int, ctx: ContextDep, caller: CallerDep) -> dict:
+    """Cancel a pending request (its requester or an admin)."""
+    return promotions.cancel(ctx, caller, request_id)
+
+
+@router.post("/{request_id}/approve", response_model=PromotionOut)
+def approve_promotion(
+    request_id: int, ctx: ContextDep, caller: CallerDep, body: CommentIn | None = None
+) -> dict:
+    """Approve; at quorum the server moves the alias in MLflow."""
+    return promotions.approve(ctx, caller, request_id, comment=(body or CommentIn()).comment)
+
+
+@router.post("/{request_id}/reject", response_model=PromotionOut)
+def reject_promotion(
+    request_id: int, ctx: ContextDep, caller: CallerDep, body: CommentIn | None = None
+) -> dict:
+    """Reject a pending request."""
+    return promotions.reject(ctx, caller, request_id, comment=(body or CommentIn()).comment)
+
+
+__all__ = ["router"]

@@ -1,0 +1,217 @@
+"""The alias journal: who held an alias from when to when; reads, history and rollback.
+
+The current holder is read from the journal (one indexed row, no MLflow call), which is
+what makes ``GET /v1/aliases/{model}/{alias}`` cheap.
+
+Example:
+    >>> current(ctx.db, "churn", "production")["version"]   # doctest: +SKIP
+    3
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlops.errors import AliasNotFound, ConflictError, PermissionDenied, PolicyViolation
+from registry_server.db.models import AliasJournal
+from registry_server.services import audit
+from registry_server.services.context import Caller, ServerContext, utc
+
+if TYPE_CHECKING:
+    from registry_server.db.engine import Database
+
+__all__ = ["current", "history", "move_alias", "reconcile_protected", "rollback"]
+
+_J = AliasJournal.__table__
+
+
+def _current_stmt(model: str, alias: str):  # type: ignore[no-untyped-def]
+    return (
+        select(_J.c.version, _J.c.from_at, _J.c.request_id)
+        .where(_J.c.model == model, _J.c.alias == alias, _J.c.to_at.is_(None))
+        .order_by(_J.c.id.desc())
+        .limit(1)
+    )
+
+
+def _not_found(model: str, alias: str) -> AliasNotFound:
+    return AliasNotFound(
+        f"Alias {alias!r} of model {model!r} has never been set through the registry server.",
+        hint=f"Promote a version: POST /v1/promotions with target {alias!r}.",
+    )
+
+
+def current(db: Database, model: str, alias: str) -> dict[str, Any]:
+    """The current holder: ``{"model", "alias", "version", "since", "request_id"}``."""
+    with db.read_engine.connect() as conn:
+        row = conn.execute(_current_stmt(model, alias)).first()
+    if row is None:
+        raise _not_found(model, alias)
+    return {
+        "model": model,
+        "alias": alias,
+        "version": row.version,
+        "since": utc(row.from_at).isoformat(),
+        "request_id": row.request_id,
+    }
+
+
+def history(db: Database, model: str, alias: str, *, limit: int = 100) -> dict[str, Any]:
+    """Every holder of the alias, newest first."""
+    stmt = (
+        select(AliasJournal)
+        .where(AliasJournal.model == model, AliasJournal.alias == alias)
+        .order_by(AliasJournal.id.desc())
+        .limit(limit)
+    )
+    with db.read_sessions() as s:
+        items = [
+            {
+                "version": r.version,
+                "from": utc(r.from_at).isoformat(),
+                "to": utc(r.to_at).isoformat() if r.to_at else None,
+                "request_id": r.request_id,
+                "action": r.action,
+            }
+            for r in s.scalars(stmt)
+        ]
+    return {"items": items}
+
+
+def move_alias(
+    s: Session,
+    ctx: ServerContext,
+    *,
+    model: str,
+    alias: str,
+    version: int,
+    request_id: int | None,
+    action: str = "promote",
+) -> int | None:
+    """Close the current journal row and open one for ``version``; the previous version."""
+    stmt = select(AliasJournal).where(
+        AliasJournal.model == model, AliasJournal.alias == alias, AliasJournal.to_at.is_(None)
+    )
+    if s.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    now = ctx.now()
+    previous = None
+    for row in s.scalars(stmt):
+        row.to_at = now
+        previous = row.version
+    s.add(
+        AliasJournal(
+            model=model,
+            alias=alias,
+            version=version,
+            from_at=now,
+            request_id=request_id,
+            action=action,
+        )
+    )
+    s.flush()
+    return previous
+
+
+def rollback(
+    ctx: ServerContext, caller: Caller, model: str, alias: str, *, comment: str = ""
+) -> dict[str, Any]:
+    """Move the alias back to the holder before the current one (policy rollback roles)."""
+    tp = ctx.policy.targets.get(alias)
+    if tp is None:
+        raise PolicyViolation(
+            f"Alias {alias!r} is not a target of the promotion policy; cannot roll it back.",
+            rules=[{"rule": "target.known", "passed": False, "reason": f"{alias!r} unknown"}],
+        )
+    if not caller.has_any(tp.rollback.roles):
+        raise PermissionDenied(
+            f"User {caller.user!r} with roles {list(caller.roles)} may not roll back "
+            f"{model}@{alias}; it needs one of {list(tp.rollback.roles)}.",
+        )
+    cur, prev = _rollback_pair(ctx.db, model, alias)
+    ctx.gateway.set_alias(model, alias, prev.version)
+    with ctx.db.session() as s:
+        now_row = s.scalar(
+            select(AliasJournal).where(
+                AliasJournal.model == model,
+                AliasJournal.alias == alias,
+                AliasJournal.to_at.is_(None),
+            )
+        )
+        if now_row is None or now_row.id != cur.id:
+            raise ConflictError(
+                f"{model}@{alias} moved while rolling back; reload and retry.",
+            )
+        move_alias(
+            s,
+            ctx,
+            model=model,
+            alias=alias,
+            version=prev.version,
+            request_id=prev.request_id,
+            action="rollback",
+        )
+        payload = {
+            "model": model,
+            "alias": alias,
+            "from_version": cur.version,
+            "to_version": prev.version,
+            "comment": comment,
+        }
+        audit.append(s, actor=caller.user, action="rolled_back", payload=payload, at=ctx.now())
+    return current(ctx.db, model, alias)
+
+
+def _rollback_pair(db: Database, model: str, alias: str) -> tuple[AliasJournal, AliasJournal]:
+    with db.read_sessions() as s:
+        rows = list(
+            s.scalars(
+                select(AliasJournal)
+                .where(AliasJournal.model == model, AliasJournal.alias == alias)
+                .order_by(AliasJournal.id.desc())
+            )
+        )
+    if not rows or rows[0].to_at is not None:
+        raise _not_found(model, alias)
+    cur = rows[0]
+    prev = next((r for r in rows[1:] if r.version != cur.version), None)
+    if prev is None:
+        raise ConflictError(
+            f"{model}@{alias} only ever had version {cur.version}; nothing to roll back to.",
+            hint="Promote another version instead.",
+        )
+    return cur, prev
+
+
+def reconcile_protected(ctx: ServerContext) -> int:
+    """Put back protected aliases moved in MLflow behind the server's back; count them."""
+    protected = [name for name, tp in ctx.policy.targets.items() if tp.protected]
+    if not protected:
+        return 0
+    with ctx.db.read_sessions() as s:
+        rows = list(
+            s.scalars(
+                select(AliasJournal).where(
+                    AliasJournal.alias.in_(protected), AliasJournal.to_at.is_(None)
+                )
+            )
+        )
+    fixed = 0
+    for row in rows:
+        actual = ctx.gateway.get_alias(row.model, row.alias)
+        if actual == row.version:
+            continue
+        ctx.gateway.set_alias(row.model, row.alias, row.version)
+        with ctx.db.session() as s:
+            payload = {
+                "model": row.model,
+                "alias": row.alias,
+                "found_version": actual,
+                "restored_version": row.version,
+            }
+            audit.append(s, actor="system", action="alias_restored", payload=payload, at=ctx.now())
+        fixed += 1
+    return fixed

@@ -1,0 +1,99 @@
+"""Append-only audit events, each carrying the hash of the one before (tamper-evident).
+
+``hash = sha256(prev_hash + canonical_json({"at", "actor", "action", "payload"}))``.
+
+Example:
+    >>> event_hash("0" * 64, {"at": "t", "actor": "a", "action": "x", "payload": {}})[:8]
+    'eab402fe'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from registry_server.db.models import AuditEvent
+
+__all__ = ["GENESIS", "append", "canonical_json", "event_hash", "list_events", "verify"]
+
+GENESIS = "0" * 64
+_AUDIT_LOCK = 727_001  # pg advisory lock id: one appender at a time keeps the chain linear
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The canonical JSON bytes used for every digest in mlops."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(prev_hash: str, event: dict[str, Any]) -> str:
+    """SHA-256 over the previous hash and the canonical event."""
+    return hashlib.sha256(prev_hash.encode() + canonical_json(event)).hexdigest()
+
+
+def append(
+    session: Session, *, actor: str, action: str, payload: dict[str, Any], at: datetime
+) -> AuditEvent:
+    """Append one event in the caller's transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
+    prev = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
+    prev = prev or GENESIS
+    event = {"at": at.isoformat(), "actor": actor, "action": action, "payload": payload}
+    row = AuditEvent(
+        at=event["at"],
+        actor=actor,
+        action=action,
+        payload=canonical_json(payload).decode(),
+        prev_hash=prev,
+        hash=event_hash(prev, event),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def to_dict(row: AuditEvent) -> dict[str, Any]:
+    """Wire form of one event."""
+    return {
+        "id": row.id,
+        "at": row.at,
+        "actor": row.actor,
+        "action": row.action,
+        "payload": json.loads(row.payload),
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
+
+
+def list_events(session: Session, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    """Events with ``id > after``, oldest first."""
+    stmt = select(AuditEvent).where(AuditEvent.id > after).order_by(AuditEvent.id).limit(limit)
+    return [to_dict(r) for r in session.scalars(stmt)]
+
+
+def verify(session: Session) -> dict[str, Any]:
+    """Recompute the chain; name the first event whose link or hash is wrong."""
+    prev, count = GENESIS, 0
+    stmt = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=500)
+    for row in session.scalars(stmt):
+        count += 1
+        if row.prev_hash != prev:
+            return _bad(count, row.id, "prev_hash does not match the hash of the event before")
+        try:
+            payload = json.loads(row.payload)
+        except ValueError:
+            return _bad(count, row.id, "payload is not valid JSON")
+        event = {"at": row.at, "actor": row.actor, "action": row.action, "payload": payload}
+        if event_hash(prev, event) != row.hash:
+            return _bad(count, row.id, "hash does not match the event's content")
+        prev = row.hash
+    return {"ok": True, "count": count, "first_bad_id": None, "reason": None}
+
+
+def _bad(count: int, event_id: int, reason: str) -> dict[str, Any]:
+    return {"ok": False, "count": count, "first_bad_id": event_id, "reason": reason}

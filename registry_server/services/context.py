@@ -1,0 +1,64 @@
+"""What every service call needs: the database, the MLflow gateway, the policy, a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlops.policy import Policy
+    from registry_server.db.engine import Database
+    from registry_server.mlflow_gateway import MlflowGateway
+
+__all__ = ["Caller", "ServerContext", "utc"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (SQLite hands back naive ones)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class ServerContext:
+    """Shared state of one server process; ``clock`` is injectable for tests.
+
+    Example:
+        >>> ctx = ServerContext(db=None, gateway=None, policy=None)  # doctest: +SKIP
+    """
+
+    db: Database
+    gateway: MlflowGateway
+    policy: Policy
+    clock: Callable[[], datetime] = field(default=_now)
+
+    def now(self) -> datetime:
+        """The current time in UTC, from the injected clock."""
+        return utc(self.clock())
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated user of a request and their roles.
+
+    Example:
+        >>> Caller("ann", ("approver",)).has_any(("approver", "admin"))
+        True
+    """
+
+    user: str
+    roles: tuple[str, ...]
+
+    def has_any(self, roles: tuple[str, ...] | list[str]) -> bool:
+        """True if the caller holds at least one of ``roles``."""
+        return bool(set(self.roles) & set(roles))
+
+    @property
+    def is_admin(self) -> bool:
+        """True for role ``admin``."""
+        return "admin" in self.roles

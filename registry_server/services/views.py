@@ -1,0 +1,80 @@
+"""Wire forms of requests: approvals with "counts"/"why_not", quorum and "blocked_by".
+
+Example:
+    >>> promotion_view(req, policy.targets["production"], now)["quorum"]  # doctest: +SKIP
+    {'have': 1, 'need': 2}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mlops.policy import ApprovalRecord, TargetPolicy, active_freeze, evaluate_approvals
+from registry_server.db.models import PromotionRequest
+from registry_server.services.context import utc
+
+__all__ = ["promotion_view"]
+
+
+def _records(req: PromotionRequest) -> list[tuple[Any, ApprovalRecord]]:
+    pairs = [
+        (a, ApprovalRecord(a.user, tuple(a.roles), a.decision, a.digest, utc(a.at)))
+        for a in req.approvals
+    ]
+    return sorted(pairs, key=lambda p: (p[1].at, p[0].id or 0))
+
+
+def promotion_view(req: PromotionRequest, tp: TargetPolicy | None, now: datetime) -> dict:
+    """The Promotion JSON of the REST contract for ``req`` at time ``now``."""
+    pairs = _records(req)
+    approvals: list[dict[str, Any]] = []
+    have, need, blocked = 0, 0, []
+    if tp is not None:
+        records = [r for _, r in pairs]
+        previous = None
+        for i, (row, _) in enumerate(pairs):
+            tally = evaluate_approvals(
+                tp, records[: i + 1], requester=req.requester, digest=req.evidence_digest, now=now
+            )
+            counts = tally.have > (previous.have if previous else 0)
+            why = None if counts else (tally.ignored[-1][1] if tally.ignored else None)
+            approvals.append(_approval(row, counts, why))
+            previous = tally
+        have, need = (previous.have, previous.need) if previous else (0, tp.approvals.count)
+        if req.state == "pending":
+            if have < need:
+                blocked.append(f"approvals: {have} of {need} required")
+            window = active_freeze(tp, now)
+            if window is not None:
+                blocked.append(f"freeze: until {window.end.isoformat()} ({window.reason})")
+    else:
+        approvals = [_approval(row, False, "target no longer in the policy") for row, _ in pairs]
+        blocked.append(f"target {req.target!r} is not in the policy")
+    return {
+        "id": req.id,
+        "model": req.model,
+        "version": req.version,
+        "target": req.target,
+        "evidence_digest": req.evidence_digest,
+        "requester": req.requester,
+        "state": req.state,
+        "created_at": utc(req.created_at).isoformat(),
+        "updated_at": utc(req.updated_at).isoformat(),
+        "approvals": approvals,
+        "verdict": {"passed": req.verdict.get("passed"), "rules": req.verdict.get("rules", [])},
+        "quorum": {"have": have, "need": need},
+        "blocked_by": blocked,
+    }
+
+
+def _approval(row: Any, counts: bool, why: str | None) -> dict[str, Any]:
+    return {
+        "user": row.user,
+        "decision": row.decision,
+        "comment": row.comment,
+        "digest": row.digest,
+        "at": utc(row.at).isoformat(),
+        "counts": counts,
+        "why_not": why,
+    }

@@ -1,0 +1,56 @@
+"""Server settings from ``MLOPS_REGISTRY_*`` environment variables.
+
+Example:
+    >>> from registry_server.settings import RegistrySettings
+    >>> RegistrySettings(database_url="sqlite:///:memory:").port
+    8765
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["RegistrySettings", "load_registry_settings"]
+
+
+def _mlops():
+    from mlops.config import load_settings
+
+    return load_settings()
+
+
+class RegistrySettings(BaseSettings):
+    """Settings of the registry server; each field reads ``MLOPS_REGISTRY_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_REGISTRY_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{(_mlops().home / 'registry.db').resolve()}",
+        description="SQLAlchemy URL of the server's own database (SQLite or PostgreSQL).",
+    )
+    policy_path: Path = Field(
+        default_factory=lambda: _mlops().policy_path, description="The promotion policy file."
+    )
+    tracking_uri: str = Field(
+        default_factory=lambda: _mlops().resolved_tracking_uri(),
+        description="MLflow tracking URI the server reads evidence from and sets aliases in.",
+    )
+    registry_uri: str | None = Field(default=None, description="MLflow registry URI.")
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8765, description="Port to listen on.")
+    workers: int = Field(default=1, ge=1, description="Uvicorn worker processes.")
+    reconcile_interval: float = Field(
+        default=30.0, ge=0, description="Seconds between retries of pending alias moves (0: off)."
+    )
+    admin_token: str | None = Field(
+        default=None, description="If set, a token for user 'admin' with role admin at start."
+    )
+    log_level: str = Field(default="warning", description="Uvicorn log level.")
+
+
+def load_registry_settings(**overrides: object) -> RegistrySettings:
+    """Read the server settings from the environment now; keyword arguments override them."""
+    return RegistrySettings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,62 @@
+"""The app factory, health, error bodies for unknown routes, auth and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from registry_server import create_app
+from registry_server.settings import RegistrySettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    tmp = tmp_path_factory.mktemp("reg")
+    settings = RegistrySettings(
+        database_url=f"sqlite:///{tmp / 'registry.db'}",
+        policy_path=ROOT / "promotion-policy.yaml",
+        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+        admin_token="admin-secret",
+        reconcile_interval=0,
+    )
+    return TestClient(create_app(settings))
+
+
+def test_health_and_ready(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["revision"] == ready.json()["head"] == "0001"
+
+
+def test_unknown_route_has_our_error_body(client: TestClient) -> None:
+    res = client.get("/v1/nothing-here")
+    assert res.status_code == 404
+    assert res.json()["code"] == "not_found"
+    assert "/v1/nothing-here" in res.json()["message"]
+
+
+def test_no_token_and_bad_token_are_401(client: TestClient) -> None:
+    res = client.get("/v1/me")
+    assert res.status_code == 401
+    assert res.json()["code"] == "unauthenticated"
+    res = client.get("/v1/me", headers={"Authorization": "Bearer wrong"})
+    assert res.status_code == 401
+    assert "unknown or revoked" in res.json()["message"]
+
+
+def test_validation_errors_use_our_body(client: TestClient) -> None:
+    res = client.post(
+        "/v1/tokens",
+        json={"user": "ann", "roles": ["boss"]},
+        headers={"Authorization": "Bearer admin-secret"},
+    )
+    assert res.status_code == 422
+    body = res.json()
+    assert body["code"] == "invalid_request"
+    assert "body.roles.0" in body["message"]
+    assert body["hint"]
