@@ -1,0 +1,181 @@
+"""What every stage script shares: the repository root, params, JSON outputs, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops.errors import ConfigError, DataNotTrackedError, MlopsError, StaleDataError
+
+if TYPE_CHECKING:
+    from mlops.data import DatasetVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS_FILE = "params.yaml"
+
+
+def at_root() -> Path:
+    """Make the repository root the cwd (stages use repo-relative paths) and return it.
+
+    ``MLOPS_HOME`` keeps its default ``.mlops`` under the root, whatever the caller's cwd.
+    """
+    os.chdir(ROOT)
+    return ROOT
+
+
+def params(section: str, *, path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """The ``section`` mapping of ``params.yaml``.
+
+    Example:
+        >>> params("train")["C"]  # doctest: +SKIP
+        1.0
+    """
+    import yaml
+
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"The params file {str(file)!r} does not exist.",
+            hint="Run the stage from the repository root, next to params.yaml.",
+        ) from exc
+    value = data.get(section)
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"params.yaml has no mapping {section!r} (got {value!r}).",
+            hint=f"Add a '{section}:' section to params.yaml; see the repository's example.",
+        )
+    return value
+
+
+def need(mapping: dict[str, Any], key: str, kind: type | tuple[type, ...], *, where: str) -> Any:
+    """``mapping[key]`` checked against ``kind``, or a ConfigError naming ``where.key``."""
+    if key not in mapping:
+        raise ConfigError(
+            f"params.yaml misses {where}.{key}.", hint=f"Set {where}.{key} in params.yaml."
+        )
+    value = mapping[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int subclass: never accept true/false where a number is expected
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise ConfigError(
+            f"params.yaml {where}.{key} must be {names}, got {mapping[key]!r}.",
+            hint=f"Fix {where}.{key} in params.yaml.",
+        )
+    return value
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as stable, diff-friendly JSON (sorted keys) and return the path."""
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return file
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON output of an earlier stage; a missing file names the stage to run."""
+    file = Path(path)
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"The stage input {str(file)!r} does not exist.",
+            hint="Run the pipeline with `dvc repro`, which runs the stages in order.",
+        ) from exc
+
+
+def stage_output_version(path: str, *, lock: str | Path = "dvc.lock") -> DatasetVersion:
+    """The DatasetVersion of a stage output as the running ``dvc repro`` recorded it.
+
+    ``mlops.data.version`` reads ``dvc.lock`` from the ``HEAD`` commit, but inside a
+    pipeline run the upstream stage's output is only in the workspace ``dvc.lock`` (DVC
+    writes it when that stage finishes; it is committed later). So: md5/size from the
+    workspace ``dvc.lock``, checked against the file on disk; ``rev`` is ``HEAD``, the commit
+    the pipeline's code ran at.
+
+    Example:
+        >>> stage_output_version("data/train.csv").md5  # doctest: +SKIP
+        '1b2c...'
+    """
+    import hashlib
+
+    import yaml
+
+    from mlops.data import DatasetVersion
+
+    try:
+        doc = yaml.safe_load(Path(lock).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise DataNotTrackedError(
+            f"{path!r} has no version: {str(lock)!r} does not exist yet.",
+            hint="Run the pipeline with `dvc repro` so the producing stage records its output.",
+        ) from exc
+    out = next(
+        (
+            o
+            for st in (doc.get("stages") or {}).values()
+            for o in st.get("outs") or ()
+            if o.get("path") == path
+        ),
+        None,
+    )
+    if out is None or not out.get("md5"):
+        raise DataNotTrackedError(
+            f"{path!r} is not an output recorded in {str(lock)!r}.",
+            hint=f"Declare {path!r} under a stage's outs in dvc.yaml and run `dvc repro`.",
+        )
+    actual = hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
+    if actual != out["md5"]:
+        raise StaleDataError(
+            f"{path!r} changed since DVC recorded it: md5 {actual} on disk, "
+            f"{out['md5']} in {lock}.",
+            hint="Run `dvc repro` (it reruns the producing stage) instead of editing outputs.",
+        )
+    return DatasetVersion(
+        path=path,
+        md5=out["md5"],
+        rev=_git_head(),
+        remote=_default_remote(),
+        repo=str(Path.cwd().resolve()),
+        size=out.get("size"),
+    )
+
+
+def _git_head() -> str:
+    import subprocess
+
+    res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise ConfigError(
+            f"The pipeline needs a git commit to pin data to; `git rev-parse HEAD` said: "
+            f"{res.stderr.strip()}",
+            hint="Commit the repository once (`git add -A && git commit`), then run `dvc repro`.",
+        )
+    return res.stdout.strip()
+
+
+def _default_remote() -> str | None:
+    from dvc.config import Config
+
+    config = Config(dvc_dir=".dvc")
+    name = config.get("core", {}).get("remote")
+    return config.get("remote", {}).get(name, {}).get("url") if name else None
+
+
+def run(main: Callable[[], object]) -> int:
+    """Run a stage's ``main``; an MlopsError becomes ``code: message`` + hint and exit 1."""
+    try:
+        main()
+    except MlopsError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    return 0

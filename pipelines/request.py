@@ -1,0 +1,145 @@
+"""Stage ``request``: record the evidence, pre-check the policy, ask for the promotion.
+
+The evidence bundle (lineage from the registry + the validation, evaluation and package
+reports of this run) is recorded on the model version; the policy is checked locally
+with the same rules the registry server applies; if it passes, a promotion request goes
+to the server (``MLOPS_REGISTRY_URL``, token ``MLOPS_TOKEN``).
+
+Reruns: the stage has no ``always_changed``; it depends only on the reports, the policy
+and its params, so ``dvc repro`` reruns it exactly when the evidence (or the policy)
+changed. A forced rerun (``dvc repro -f``) sends a new request; the server supersedes the
+older pending one for the same model and target. ``reports/promotion.json`` is the state
+at submission time: ask the server for the current state (``mlops status <id>``).
+
+Params: ``promotion.target`` (alias, e.g. ``production``), ``promotion.submit`` (false:
+record and pre-check only), ``promotion.fail_if_blocked`` (exit 1 when the policy says no).
+Output: ``reports/promotion.json``.
+
+Example:
+    >>> summary(model, digest="ab" * 32, verdict={"passed": False, "rules": []},
+    ...         promotion=None)["state"]  # doctest: +SKIP
+    'blocked'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlops.errors import PolicyViolation
+from pipelines import _common
+
+MODEL_JSON = Path("reports/model.json")
+VALIDATION_JSON = Path("reports/validation.json")
+EVALUATION_JSON = Path("reports/evaluation.json")
+PACKAGE_JSON = Path("reports/package.json")
+POLICY_YAML = Path("promotion-policy.yaml")
+PROMOTION_JSON = Path("reports/promotion.json")
+
+
+def summary(
+    model: dict[str, Any],
+    *,
+    target: str,
+    digest: str,
+    verdict: dict[str, Any],
+    promotion: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``reports/promotion.json`` document.
+
+    ``state`` is the server's state of the request, ``blocked`` when the local policy check
+    failed (nothing was sent) or ``not_submitted`` when submission is switched off.
+
+    Example:
+        >>> summary({"name": "iris", "version": 2}, target="production", digest="d",
+        ...         verdict={"passed": True, "rules": []},
+        ...         promotion={"id": 7, "state": "pending", "quorum": {"have": 0, "need": 2},
+        ...                    "blocked_by": ["needs 2 approvals"]})["id"]
+        7
+    """
+    doc: dict[str, Any] = {
+        "model": model["name"],
+        "version": model["version"],
+        "target": target,
+        "evidence_digest": digest,
+        "verdict": verdict,
+        "submitted": promotion is not None,
+        "id": None,
+        "state": "blocked" if not verdict["passed"] else "not_submitted",
+        "quorum": None,
+        "blocked_by": [f"{r['rule']}: {r['reason']}" for r in verdict["rules"] if not r["passed"]],
+    }
+    if promotion is not None:
+        doc.update(
+            id=promotion["id"],
+            state=promotion["state"],
+            quorum=promotion.get("quorum"),
+            blocked_by=list(promotion.get("blocked_by") or ()),
+        )
+    return doc
+
+
+def record_evidence(model: dict[str, Any], reports: dict[str, Any]) -> Any:
+    """Collect this run's reports into an evidence bundle and record it on the version."""
+    from mlops import evidence
+
+    bundle = evidence.collect(
+        model["name"],
+        model["version"],
+        validation=(reports["validation"],),
+        evaluation=reports["evaluation"],
+        package=reports["package"],
+    )
+    evidence.record(bundle)
+    return bundle
+
+
+def submit(model: dict[str, Any], *, target: str, digest: str) -> dict[str, Any]:
+    """Send the promotion request to the registry server; the server's Promotion dict."""
+    from mlops.client import RegistryClient
+
+    with RegistryClient() as client:
+        promotion = client.request_promotion(model["name"], model["version"], target, digest)
+    return promotion.to_dict()
+
+
+def main() -> None:
+    """Record evidence, check the policy, submit; write ``reports/promotion.json``."""
+    from datetime import UTC, datetime
+
+    from mlops.policy import check, load_policy
+
+    _common.at_root()
+    p, model = _common.params("promotion"), _common.read_json(MODEL_JSON)
+    target = _common.need(p, "target", str, where="promotion")
+    reports = {
+        "validation": _common.read_json(VALIDATION_JSON),
+        "evaluation": _common.read_json(EVALUATION_JSON),
+        "package": _common.read_json(PACKAGE_JSON),
+    }
+    bundle = record_evidence(model, reports)
+    verdict = check(bundle, load_policy(POLICY_YAML), target, now=datetime.now(UTC))
+    promotion = None
+    if verdict.passed and _common.need(p, "submit", bool, where="promotion"):
+        promotion = submit(model, target=target, digest=bundle.digest)
+    doc = summary(
+        model, target=target, digest=bundle.digest, verdict=verdict.to_dict(), promotion=promotion
+    )
+    _common.write_json(PROMOTION_JSON, doc)
+    print(
+        f"request: {model['name']} v{model['version']} -> {target}: {doc['state']}"
+        + (f" (request #{doc['id']})" if doc["id"] is not None else "")
+    )
+    for reason in doc["blocked_by"]:
+        print(f"  blocked by {reason}")
+    if not verdict.passed and _common.need(p, "fail_if_blocked", bool, where="promotion"):
+        raise PolicyViolation(
+            f"{model['name']} v{model['version']} may not be promoted to {target!r}: "
+            + "; ".join(doc["blocked_by"])
+            + ".",
+            hint=f"Read {PROMOTION_JSON}; improve the model or the data, then `dvc repro`.",
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(_common.run(main))

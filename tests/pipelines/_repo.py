@@ -1,0 +1,98 @@
+"""A temporary git + DVC repository holding a copy of this project's pipeline files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PIPELINE_FILES = ("dvc.yaml", "params.yaml", "promotion-policy.yaml")
+PIPELINE_DIRS = ("pipelines", "suites")
+
+
+@dataclass(frozen=True)
+class PipelineRepo:
+    """A repo with the pipeline, a local DVC remote and the environment to run it in."""
+
+    root: Path
+    remote: Path
+    env: dict[str, str] = field(repr=False)
+
+    @property
+    def home(self) -> Path:
+        """The default MLflow/Bento home of the pipeline: ``.mlops`` in the repo."""
+        return self.root / ".mlops"
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command in the repo with the pipeline's environment."""
+        res = subprocess.run(
+            list(args), cwd=self.root, env=self.env, capture_output=True, text=True
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} exited {res.returncode}:\n{res.stdout[-6000:]}\n"
+                f"{res.stderr[-6000:]}"
+            )
+        return res
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``dvc`` from the test environment's virtualenv."""
+        return self.run(str(BIN / "dvc"), *args, check=check)
+
+    def git(self, *args: str) -> str:
+        return self.run("git", *args).stdout.strip()
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+
+def pipeline_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a pipeline run: the test's venv first on PATH, no stray MLOPS_*.
+
+    The MLflow store is left at its default (``.mlops/`` in the repo root) on purpose: the
+    test proves that a store inside the repository does not disturb DVC.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "BENTOML_"))}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        BENTOML_HOME=str(root / ".mlops" / "bentoml"),
+        BENTOML_DO_NOT_TRACK="true",
+        GX_ANALYTICS_ENABLED="false",
+        DVC_NO_ANALYTICS="1",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        GIT_AUTHOR_NAME="mlops tests",
+        GIT_AUTHOR_EMAIL="tests@example.invalid",
+        GIT_COMMITTER_NAME="mlops tests",
+        GIT_COMMITTER_EMAIL="tests@example.invalid",
+    )
+    env.pop("PYTHONPATH", None)
+    env.update(extra)
+    return env
+
+
+def make_pipeline_repo(base: Path, *, source: Path = SOURCE, **env: str) -> PipelineRepo:
+    """Copy the pipeline files of ``source`` into ``base/repo``, init git + DVC, commit."""
+    root, remote = base / "repo", base / "dvc-remote"
+    root.mkdir(parents=True)
+    remote.mkdir()
+    for name in PIPELINE_FILES:
+        shutil.copy2(source / name, root / name)
+    for name in PIPELINE_DIRS:
+        shutil.copytree(
+            source / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+    (root / ".gitignore").write_text(".mlops/\n__pycache__/\n", encoding="utf-8")
+    repo = PipelineRepo(root=root, remote=remote, env=pipeline_env(root, **env))
+    repo.git("init", "-q", "-b", "main")
+    repo.dvc("init", "-q")
+    repo.dvc("config", "core.analytics", "false")
+    repo.dvc("remote", "add", "-d", "local", str(remote))
+    repo.commit("pipeline")
+    return repo
