@@ -1,0 +1,642 @@
+"""Score a candidate model version against the current champion on the same data.
+
+The champion is whichever version holds the alias ``champion`` (``production`` by
+default). Both are loaded as MLflow pyfunc models and scored on one DataFrame (or a
+DVC-pinned :class:`~mlops.data.DatasetVersion`). Thresholds have MLflow's
+``MetricThreshold`` meaning.
+
+``passed`` is true when every thresholded metric passed (no thresholds: nothing to fail).
+``beats_champion`` is ``None`` without a champion; otherwise the candidate must be at
+least as good as the champion on every thresholded metric, or, with no thresholds, on the
+primary metric (``accuracy`` for classification, ``rmse`` for regression).
+
+Example:
+    >>> from mlops.evaluation import evaluate, MetricThreshold
+    >>> report = evaluate("churn", 3, data=ds, target="label",                 # doctest: +SKIP
+    ...                   thresholds={"accuracy": MetricThreshold(threshold=0.8,
+    ...                                                           min_absolute_change=0.0)})
+    >>> report.passed, report.beats_champion                                   # doctest: +SKIP
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from mlops import _render
+from mlops._optional import require
+from mlops.errors import EvaluationError, ModelVersionNotFound, RegistryError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlops.data import DatasetVersion
+
+__all__ = [
+    "GREATER_IS_BETTER",
+    "EvaluationReport",
+    "MetricThreshold",
+    "MetricVerdict",
+    "evaluate",
+]
+
+Task = Literal["classification", "regression"]
+
+#: Direction of every metric :func:`evaluate` computes.
+GREATER_IS_BETTER: dict[str, bool] = {
+    "accuracy": True,
+    "f1_macro": True,
+    "precision_macro": True,
+    "recall_macro": True,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+_PRIMARY = {"classification": "accuracy", "regression": "rmse"}
+_MAX_CLASSES = 20  # an integer target with more distinct values is treated as regression
+_EPS = 1e-12  # float noise allowed in comparisons
+REPORT_ARTIFACT = "mlops/evaluation/report.json"
+
+
+@dataclass(frozen=True)
+class MetricThreshold:
+    """A pass rule for one metric, with MLflow ``MetricThreshold`` meaning.
+
+    - ``threshold``: absolute bound (``>=`` if greater is better, else ``<=``).
+    - ``min_absolute_change``: beat the champion by at least this much (``0.0``: tie is ok).
+    - ``min_relative_change``: beat it by at least this fraction of ``abs(champion)``.
+
+    Example:
+        >>> MetricThreshold(threshold=0.8, min_relative_change=0.01).greater_is_better
+        True
+    """
+
+    threshold: float | None = None
+    min_absolute_change: float | None = None
+    min_relative_change: float | None = None
+    greater_is_better: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("threshold", "min_absolute_change", "min_relative_change"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not _is_number(value)):
+                raise EvaluationError(f"MetricThreshold.{key} must be a number; got {value!r}.")
+        if not isinstance(self.greater_is_better, bool):
+            raise EvaluationError(
+                f"MetricThreshold.greater_is_better must be true or false; "
+                f"got {self.greater_is_better!r}."
+            )
+        if self.min_absolute_change is not None and self.min_absolute_change < 0:
+            raise EvaluationError(
+                f"MetricThreshold.min_absolute_change must be >= 0; got {self.min_absolute_change}."
+            )
+        rel = self.min_relative_change
+        if rel is not None and not 0 <= rel <= 1:
+            raise EvaluationError(
+                f"MetricThreshold.min_relative_change must be between 0 and 1; got {rel}.",
+                hint="It is a fraction of the champion's value: 0.05 means 5% better.",
+            )
+        if self.threshold is None and self.min_absolute_change is None and rel is None:
+            raise EvaluationError(
+                "MetricThreshold needs at least one of threshold, min_absolute_change, "
+                "min_relative_change; got none."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (the keys of the constructor)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    """The outcome of one metric's threshold; ``reasons`` name the numbers.
+
+    Example:
+        >>> v = MetricVerdict("accuracy", 0.71, None, False, ("accuracy 0.71 < threshold 0.8",))
+        >>> v.to_dict()["passed"]
+        False
+    """
+
+    metric: str
+    candidate: float
+    champion: float | None
+    passed: bool
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, per the ``EvaluationReport`` contract."""
+        return {
+            "metric": self.metric,
+            "candidate": self.candidate,
+            "champion": self.champion,
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Candidate vs. champion on one dataset: metrics, per-metric verdicts, notes.
+
+    Example:
+        >>> report = evaluate("churn", 3, data=df, target="label")  # doctest: +SKIP
+        >>> report.to_dict()["metrics"]["candidate"]["accuracy"]     # doctest: +SKIP
+        0.93
+    """
+
+    model: str
+    candidate_version: int
+    champion_alias: str
+    champion_version: int | None
+    task: Task
+    dataset: dict[str, Any] | None
+    rows: int
+    candidate_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    verdicts: tuple[MetricVerdict, ...]
+    beats_champion: bool | None
+    passed: bool
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def failures(self) -> tuple[MetricVerdict, ...]:
+        """The verdicts that did not pass."""
+        return tuple(v for v in self.verdicts if not v.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, exactly the contract's keys."""
+        return {
+            "model": self.model,
+            "candidate_version": self.candidate_version,
+            "champion_alias": self.champion_alias,
+            "champion_version": self.champion_version,
+            "task": self.task,
+            "dataset": dict(self.dataset) if self.dataset is not None else None,
+            "rows": self.rows,
+            "metrics": {
+                "candidate": dict(self.candidate_metrics),
+                "champion": dict(self.champion_metrics)
+                if self.champion_metrics is not None
+                else None,
+            },
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "beats_champion": self.beats_champion,
+            "passed": self.passed,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EvaluationReport:
+        """Rebuild a report from :meth:`to_dict` output (e.g. read back from evidence)."""
+        try:
+            return cls(
+                model=d["model"],
+                candidate_version=int(d["candidate_version"]),
+                champion_alias=d["champion_alias"],
+                champion_version=d["champion_version"],
+                task=d["task"],
+                dataset=d["dataset"],
+                rows=int(d["rows"]),
+                candidate_metrics=dict(d["metrics"]["candidate"]),
+                champion_metrics=d["metrics"]["champion"],
+                verdicts=tuple(
+                    MetricVerdict(**{**v, "reasons": tuple(v["reasons"])}) for v in d["verdicts"]
+                ),
+                beats_champion=d["beats_champion"],
+                passed=bool(d["passed"]),
+                notes=tuple(d["notes"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise EvaluationError(f"Not an evaluation report dict: missing or bad {exc}.") from exc
+
+    def _metric_rows(self) -> list[list[Any]]:
+        rows = []
+        for name, value in self.candidate_metrics.items():
+            champ = (self.champion_metrics or {}).get(name)
+            delta = None if champ is None else value - champ
+            rows.append([name, value, champ, delta])
+        return rows
+
+    def _title(self) -> str:
+        champ = (
+            f"{self.champion_alias} = v{self.champion_version}"
+            if self.champion_version is not None
+            else f"no {self.champion_alias} champion"
+        )
+        return f"Evaluation of {self.model} v{self.candidate_version} ({self.task}) vs {champ}"
+
+    def __str__(self) -> str:
+        lines = [f"{self._title()}: {_render.badge(self.passed)}", f"rows: {self.rows}"]
+        lines.append(f"beats champion: {_render.fmt(self.beats_champion)}")
+        lines.append(
+            _render.text_table(["metric", "candidate", "champion", "delta"], self._metric_rows())
+        )
+        for v in self.verdicts:
+            lines.append(f"{_render.badge(v.passed)} {v.metric}: {'; '.join(v.reasons)}")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        metrics = _render.html_table(
+            ["metric", "candidate", "champion", "delta vs champion"], self._metric_rows()
+        )
+        verdict_rows = [
+            [_render.badge(v.passed, html_out=True), v.metric, "; ".join(v.reasons)]
+            for v in self.verdicts
+        ]
+        verdicts = _render.html_table(["", "metric", "why"], verdict_rows, raw_columns=[0])
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        body = (
+            f"<p>rows: {self.rows}; beats champion: {_render.fmt(self.beats_champion)}</p>"
+            f"{metrics}{verdicts if self.verdicts else ''}"
+            f"{f'<ul>{notes}</ul>' if notes else ''}"
+        )
+        return _render.html_section(self._title(), body, passed=self.passed)
+
+
+def evaluate(
+    name: str,
+    version: int | str,
+    *,
+    data: DatasetVersion | pd.DataFrame | str,
+    target: str,
+    champion: str = "production",
+    thresholds: Mapping[str, MetricThreshold | Mapping[str, Any]] | None = None,
+    task: Task | None = None,
+    log: bool = True,
+) -> EvaluationReport:
+    """Score version ``version`` of ``name`` and the ``champion`` alias holder on ``data``.
+
+    ``data`` is a DataFrame, a :class:`~mlops.data.DatasetVersion` (read at its pinned
+    rev) or a DVC-tracked path. ``target`` is the label column; every other column is a
+    feature. With ``log=True`` the report is written to the candidate's run as
+    ``mlops/evaluation/report.json`` and its metrics as ``eval.<metric>``.
+
+    Example:
+        >>> report = evaluate("churn", 3, data=df, target="label",            # doctest: +SKIP
+        ...                   thresholds={"accuracy": {"threshold": 0.8}})
+        >>> print(report)                                                     # doctest: +SKIP
+    """
+    version = _as_version(version)
+    frame, dataset = _load_data(data)
+    features, y_true = _split(frame, target)
+    task = _resolve_task(y_true, task)
+    rules = _coerce_thresholds(thresholds)
+    notes: list[str] = []
+
+    client = _client()
+    candidate_metrics = _score(_load_model(client, name, version), features, y_true, task)
+    _check_metric_names(rules, candidate_metrics)
+    champ_version = _champion_version(client, name, champion)
+    champion_metrics = None
+    if champ_version is None:
+        notes.append(
+            f"No model holds the alias '{champion}' yet: only absolute thresholds applied; "
+            "min_absolute_change and min_relative_change were skipped."
+        )
+    elif champ_version == version:
+        notes.append(f"The candidate itself holds '{champion}'; it is compared with itself.")
+        champion_metrics = dict(candidate_metrics)
+    else:
+        model = _load_model(client, name, champ_version)
+        champion_metrics = _score(model, features, y_true, task)
+
+    verdicts = tuple(
+        _verdict(metric, rule, candidate_metrics[metric], (champion_metrics or {}).get(metric))
+        for metric, rule in rules.items()
+    )
+    if not rules:
+        notes.append(
+            f"No thresholds given: passed has nothing to check; beats_champion compares "
+            f"the primary metric ({_PRIMARY[task]})."
+        )
+    report = EvaluationReport(
+        model=name,
+        candidate_version=version,
+        champion_alias=champion,
+        champion_version=champ_version,
+        task=task,
+        dataset=dataset,
+        rows=len(frame),
+        candidate_metrics=candidate_metrics,
+        champion_metrics=champion_metrics,
+        verdicts=verdicts,
+        beats_champion=_beats(task, rules, candidate_metrics, champion_metrics),
+        passed=all(v.passed for v in verdicts),
+        notes=tuple(notes),
+    )
+    if log:
+        report = _log(client, report)
+    return report
+
+
+# --- inputs ---------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _as_version(version: int | str) -> int:
+    try:
+        number = int(version)
+    except (TypeError, ValueError) as exc:
+        raise EvaluationError(
+            f"Model version must be a positive integer; got {version!r}.",
+            hint="Pass the registered version number, e.g. 3.",
+        ) from exc
+    if number < 1:
+        raise EvaluationError(f"Model version must be a positive integer; got {version!r}.")
+    return number
+
+
+def _load_data(data: Any) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    pd = require("pandas")
+    if isinstance(data, pd.DataFrame):
+        return data, None
+    from mlops import data as dvc_data
+
+    if isinstance(data, str):
+        data = dvc_data.version(data)
+    if not hasattr(data, "md5") or not hasattr(data, "to_dict"):
+        raise EvaluationError(
+            f"data must be a pandas DataFrame, a DatasetVersion or a DVC-tracked path; "
+            f"got {type(data).__name__}.",
+        )
+    return dvc_data.read_dataframe(data), data.to_dict()
+
+
+def _split(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    if target not in frame.columns:
+        raise EvaluationError(
+            f"Target column {target!r} is not in the evaluation data; its columns are "
+            f"{list(map(str, frame.columns))}.",
+            hint="Pass target= the name of the label column.",
+        )
+    if len(frame) == 0:
+        raise EvaluationError(
+            "The evaluation data has no rows.", hint="Evaluate on a non-empty set."
+        )
+    return frame.drop(columns=[target]), frame[target]
+
+
+def _resolve_task(y: pd.Series, task: str | None) -> Task:
+    if task is not None:
+        if task not in ("classification", "regression"):
+            raise EvaluationError(
+                f"task must be 'classification' or 'regression'; got {task!r}.",
+                hint="Leave task=None to infer it from the target column.",
+            )
+        return task  # type: ignore[return-value]
+    pd = require("pandas")
+    kind = y.dtype.kind
+    if kind in "bOSU" or isinstance(y.dtype, pd.CategoricalDtype | pd.StringDtype):
+        return "classification"
+    if kind in "iu" and y.nunique() <= _MAX_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _coerce_thresholds(
+    thresholds: Mapping[str, MetricThreshold | Mapping[str, Any]] | None,
+) -> dict[str, MetricThreshold]:
+    rules: dict[str, MetricThreshold] = {}
+    for metric, rule in (thresholds or {}).items():
+        if isinstance(rule, Mapping):
+            options = dict(rule)
+            options.setdefault("greater_is_better", GREATER_IS_BETTER.get(metric, True))
+            unknown = set(options) - set(MetricThreshold.__dataclass_fields__)
+            if unknown:
+                raise EvaluationError(
+                    f"Unknown threshold option(s) {sorted(unknown)} for metric {metric!r}.",
+                    hint="Use threshold, min_absolute_change, min_relative_change, "
+                    "greater_is_better.",
+                )
+            rule = MetricThreshold(**options)
+        if not isinstance(rule, MetricThreshold):
+            raise EvaluationError(
+                f"Threshold for {metric!r} must be a MetricThreshold or a mapping; "
+                f"got {type(rule).__name__}."
+            )
+        direction = GREATER_IS_BETTER.get(metric)
+        if direction is not None and rule.greater_is_better != direction:
+            raise EvaluationError(
+                f"Threshold for {metric!r} says greater_is_better={rule.greater_is_better}, "
+                f"but {'higher' if direction else 'lower'} {metric} is better.",
+                hint=f"Set greater_is_better={direction} (or leave it out of a mapping).",
+            )
+        rules[metric] = rule
+    return rules
+
+
+def _check_metric_names(rules: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    unknown = sorted(set(rules) - set(metrics))
+    if unknown:
+        raise EvaluationError(
+            f"Thresholds name metric(s) {unknown} that this evaluation does not compute; "
+            f"it computes {sorted(metrics)}.",
+            hint="Fix the metric names, or pass task= if the task was inferred wrongly.",
+        )
+
+
+# --- MLflow ---------------------------------------------------------------------------
+def _client() -> Any:
+    from mlops.tracking import configure
+
+    configure()
+    return require("mlflow").MlflowClient()
+
+
+def _model_version(client: Any, name: str, version: int) -> Any:
+    mlflow = require("mlflow")
+    try:
+        return client.get_model_version(name, str(version))
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ModelVersionNotFound(
+                f"Model {name!r} has no version {version} in the MLflow registry.",
+                hint="Register it first with `mlops.register(run, name)`, or check the version.",
+            ) from exc
+        raise RegistryError(f"Could not read model {name!r} version {version}: {exc}") from exc
+
+
+def _champion_version(client: Any, name: str, alias: str) -> int | None:
+    mlflow = require("mlflow")
+    try:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException as exc:
+        if "not found" in str(exc).lower() or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None  # no such alias yet: there is no champion
+        raise RegistryError(
+            f"Could not read alias {alias!r} of model {name!r}: {exc}",
+            hint="Check the alias name (letters, digits, '_' and '-').",
+        ) from exc
+
+
+def _load_model(client: Any, name: str, version: int) -> Any:
+    _model_version(client, name, version)
+    mlflow = require("mlflow")
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(
+            f"Could not load model {name!r} version {version} as a pyfunc model: {exc}",
+            hint="Log the model with an MLflow flavor that supports pyfunc.",
+        ) from exc
+
+
+def _log(client: Any, report: EvaluationReport) -> EvaluationReport:
+    from dataclasses import replace
+
+    mlflow = require("mlflow")
+    run_id = _model_version(client, report.model, report.candidate_version).run_id
+    if not run_id:
+        note = "Not logged: the candidate version has no MLflow run."
+        return replace(report, notes=(*report.notes, note))
+    metrics = {f"eval.{k}": v for k, v in report.candidate_metrics.items()}
+    metrics.update({f"eval.champion.{k}": v for k, v in (report.champion_metrics or {}).items()})
+    try:
+        client.log_text(run_id, json.dumps(report.to_dict(), indent=2), REPORT_ARTIFACT)
+        client.log_batch(
+            run_id,
+            metrics=[mlflow.entities.Metric(k, v, _now_ms(), 0) for k, v in metrics.items()],
+        )
+    except mlflow.exceptions.MlflowException as exc:
+        from mlops.errors import TrackingError
+
+        raise TrackingError(f"Could not log the evaluation to run {run_id}: {exc}") from exc
+    return report
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+# --- scoring --------------------------------------------------------------------------
+def _score(model: Any, features: pd.DataFrame, y_true: pd.Series, task: Task) -> dict[str, float]:
+    y_pred = _predict(model, features)
+    metrics = require("sklearn.metrics")
+    try:
+        if task == "classification":
+            return {
+                "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+                "f1_macro": float(
+                    metrics.f1_score(y_true, y_pred, average="macro", zero_division=0)
+                ),
+                "precision_macro": float(
+                    metrics.precision_score(y_true, y_pred, average="macro", zero_division=0)
+                ),
+                "recall_macro": float(
+                    metrics.recall_score(y_true, y_pred, average="macro", zero_division=0)
+                ),
+            }
+        return {
+            "rmse": float(metrics.root_mean_squared_error(y_true, y_pred)),
+            "mae": float(metrics.mean_absolute_error(y_true, y_pred)),
+            "r2": float(metrics.r2_score(y_true, y_pred)) if len(y_true) > 1 else 0.0,
+        }
+    except (TypeError, ValueError) as exc:
+        raise EvaluationError(
+            f"Could not compute {task} metrics for target {y_true.name!r}: {exc}",
+            hint="Check that the predictions and the target have the same kind of values, "
+            "or pass task= explicitly.",
+        ) from exc
+
+
+def _predict(model: Any, features: pd.DataFrame) -> Any:
+    np = require("numpy")
+    pd = require("pandas")
+    try:
+        raw = model.predict(features)
+    except Exception as exc:  # user model code: any failure is an evaluation error
+        raise EvaluationError(
+            f"The model failed to predict on the evaluation data: {exc}",
+            hint="Check that the data has the columns and types of the model's signature.",
+        ) from exc
+    if isinstance(raw, pd.DataFrame):
+        raw = raw.to_numpy()
+    pred = np.asarray(raw)
+    if pred.ndim == 2 and pred.shape[1] == 1:
+        pred = pred.ravel()
+    if pred.ndim != 1 or len(pred) != len(features):
+        raise EvaluationError(
+            f"The model returned predictions of shape {pred.shape} for {len(features)} rows; "
+            "one prediction per row was expected.",
+            hint="Evaluate a model whose predict() returns one label or value per row.",
+        )
+    return pred
+
+
+def _verdict(metric: str, rule: MetricThreshold, cand: float, champ: float | None) -> MetricVerdict:
+    gib = rule.greater_is_better
+    f = _render.fmt
+    checks: list[tuple[bool, str]] = []
+    if rule.threshold is not None:
+        ok = cand >= rule.threshold - _EPS if gib else cand <= rule.threshold + _EPS
+        op = (">=" if ok else "<") if gib else ("<=" if ok else ">")
+        checks.append((ok, f"{metric} {f(cand)} {op} threshold {f(rule.threshold)}"))
+    for key in ("min_absolute_change", "min_relative_change"):
+        if getattr(rule, key) is not None and champ is None:
+            checks.append((True, f"{key} skipped: no champion to compare with"))
+    if rule.min_absolute_change is not None and champ is not None:
+        step = rule.min_absolute_change
+        need = champ + step if gib else champ - step
+        ok = cand >= need - _EPS if gib else cand <= need + _EPS
+        op = (">=" if ok else "<") if gib else ("<=" if ok else ">")
+        sign = "+" if gib else "-"
+        checks.append(
+            (
+                ok,
+                f"{metric} {f(cand)} {op} champion {f(champ)} {sign} min_absolute_change "
+                f"{f(step)} = {f(need)}",
+            )
+        )
+    if rule.min_relative_change is not None and champ is not None:
+        checks.append(_relative_check(metric, rule, cand, champ))
+    return MetricVerdict(
+        metric=metric,
+        candidate=cand,
+        champion=champ,
+        passed=all(ok for ok, _ in checks),
+        reasons=tuple(reason for _, reason in checks),
+    )
+
+
+def _relative_check(
+    metric: str, rule: MetricThreshold, cand: float, champ: float
+) -> tuple[bool, str]:
+    f = _render.fmt
+    gib = rule.greater_is_better
+    rel = float(rule.min_relative_change or 0.0)
+    if champ == 0:  # MLflow's rule: fall back to "strictly better than the champion"
+        ok = cand > champ if gib else cand < champ
+        op = (">" if ok else "<=") if gib else ("<" if ok else ">=")
+        return ok, f"{metric} {f(cand)} {op} champion 0 (relative change undefined at 0)"
+    change = (cand - champ) / abs(champ) if gib else (champ - cand) / abs(champ)
+    ok = change >= rel - _EPS
+    return ok, (
+        f"{metric} {f(cand)} improves on champion {f(champ)} by {change:+.2%}, "
+        f"{'>=' if ok else '<'} min_relative_change {rel:.2%}"
+    )
+
+
+def _beats(
+    task: Task,
+    rules: Mapping[str, MetricThreshold],
+    cand: Mapping[str, float],
+    champ: Mapping[str, float] | None,
+) -> bool | None:
+    if champ is None:
+        return None
+    directions = {m: r.greater_is_better for m, r in rules.items()} or {
+        _PRIMARY[task]: GREATER_IS_BETTER[_PRIMARY[task]]
+    }
+    return all(
+        cand[m] >= champ[m] - _EPS if gib else cand[m] <= champ[m] + _EPS
+        for m, gib in directions.items()
+    )
