@@ -1,0 +1,654 @@
+"""Package a registered MLflow model version as a Bento, and prove it serves.
+
+:func:`package` imports the version into the BentoML model store (:func:`import_model`),
+builds a Bento around a generated ``@bentoml.service`` whose input follows the MLflow
+signature (:func:`build`), serves it for real and compares its answers with the MLflow
+pyfunc's (:func:`smoke_test`), and checks that every requirement of the model is in the
+Bento with a compatible pin (:func:`dependency_parity`). The Bento answers
+``POST /predict`` with ``{"data": [{column: value, ...}, ...]}`` and returns a JSON list
+of predictions.
+
+Bentos and models live under ``BENTOML_HOME`` (default: ``<MLOPS_HOME>/bentoml``).
+
+Example:
+    >>> import mlops
+    >>> report = mlops.package("iris", 3, sample=frame.head(20))        # doctest: +SKIP
+    >>> report.passed, report.bento_tag                                   # doctest: +SKIP
+    (True, 'iris:...')
+    >>> with mlops.packaging.serve(report.bento_tag) as url:              # doctest: +SKIP
+    ...     httpx.post(f"{url}/predict", json={"data": rows}).json()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops._optional import require
+from mlops._render import badge, html_section, html_table, text_table
+from mlops.errors import PackagingError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "PackageReport",
+    "Parity",
+    "SmokeResult",
+    "bento_requirements",
+    "build",
+    "dependency_parity",
+    "import_model",
+    "model_requirements",
+    "package",
+    "serve",
+    "smoke_test",
+]
+
+_SERVICE_CLASS = "MlflowModelService"
+_SUPPORTED_TYPES = {"double", "float", "long", "integer", "boolean", "string", "datetime", "binary"}
+# What the generated service itself imports, added to the model's own requirements.
+_SERVICE_PACKAGES = ("mlflow", "pandas", "numpy", "pydantic")
+_TAIL = 3000
+
+
+# --- reports ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SmokeResult:
+    """The served Bento's answers against the MLflow pyfunc's on the same sample.
+
+    Example:
+        >>> SmokeResult(passed=True, rows=3, mismatches=0, error=None, seconds=1.5).to_dict()
+        {'passed': True, 'rows': 3, 'mismatches': 0, 'error': None, 'seconds': 1.5}
+    """
+
+    passed: bool
+    rows: int
+    mismatches: int
+    error: str | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe form used in the evidence bundle."""
+        return {
+            "passed": self.passed,
+            "rows": self.rows,
+            "mismatches": self.mismatches,
+            "error": self.error,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Which of the model's requirements the Bento lacks or pins incompatibly.
+
+    Example:
+        >>> Parity(missing=("skops==0.16",), mismatched=()).passed
+        False
+    """
+
+    missing: tuple[str, ...] = ()
+    mismatched: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """True when nothing is missing or mismatched."""
+        return not self.missing and not self.mismatched
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe form used in the evidence bundle."""
+        return {
+            "passed": self.passed,
+            "missing": list(self.missing),
+            "mismatched": list(self.mismatched),
+        }
+
+
+@dataclass(frozen=True)
+class PackageReport:
+    """The Bento built for one model version, its smoke test and its dependency parity.
+
+    ``passed`` needs both a passing smoke test and full parity; a skipped smoke test
+    (``package(..., smoke=False)``) does not pass.
+
+    Example:
+        >>> report = mlops.package("iris", 3, sample=frame)          # doctest: +SKIP
+        >>> report.to_dict()["smoke"]["passed"]                       # doctest: +SKIP
+        True
+    """
+
+    bento_tag: str
+    model_tag: str
+    smoke: SmokeResult
+    parity: Parity = field(default_factory=Parity)
+
+    @property
+    def passed(self) -> bool:
+        """True when the smoke test passed and the dependencies match."""
+        return self.smoke.passed and self.parity.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe form used in the evidence bundle."""
+        return {
+            "bento_tag": self.bento_tag,
+            "model_tag": self.model_tag,
+            "smoke": self.smoke.to_dict(),
+            "parity": self.parity.to_dict(),
+            "passed": self.passed,
+        }
+
+    def _rows(self) -> list[list[Any]]:
+        smoke = f"{self.smoke.rows} rows, {self.smoke.mismatches} mismatches"
+        smoke += f", {self.smoke.seconds:.1f}s"
+        if self.smoke.error:
+            smoke += f": {self.smoke.error}"
+        problems = [f"missing {r}" for r in self.parity.missing]
+        problems += [f"mismatched {r}" for r in self.parity.mismatched]
+        parity = "; ".join(problems)
+        return [
+            ["smoke test", self.smoke.passed, smoke],
+            ["dependency parity", self.parity.passed, parity or "all model requirements present"],
+        ]
+
+    def __str__(self) -> str:
+        head = f"Bento {self.bento_tag} (model {self.model_tag}): {badge(self.passed)}"
+        rows = [[check, badge(ok), detail] for check, ok, detail in self._rows()]
+        return f"{head}\n{text_table(['check', 'result', 'detail'], rows)}"
+
+    def _repr_html_(self) -> str:
+        rows = [[check, badge(ok, html_out=True), detail] for check, ok, detail in self._rows()]
+        table = html_table(["check", "result", "detail"], rows, raw_columns=[1])
+        title = f"Bento {self.bento_tag} (model {self.model_tag})"
+        return html_section(title, table, passed=self.passed)
+
+
+# --- BentoML model store ------------------------------------------------------------------
+def _bentoml() -> Any:
+    """Import bentoml with its home under MLOPS_HOME unless BENTOML_HOME is set."""
+    if "BENTOML_HOME" not in os.environ:
+        from mlops.config import load_settings
+
+        os.environ["BENTOML_HOME"] = str((load_settings().home / "bentoml").resolve())
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    return require("bentoml")
+
+
+def _tool_env() -> dict[str, str]:
+    """Environment for ``bentoml`` subprocesses: the same store as this process."""
+    _bentoml()
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return {**os.environ, "BENTOML_HOME": BentoMLContainer.bentoml_home.get()}
+
+
+def _tag_name(name: str) -> str:
+    """A valid BentoML tag name for an MLflow model name."""
+    cleaned = re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-._")[:50].strip("-._")
+    return cleaned or "model"
+
+
+def _download_uri(name: str, version: int) -> str:
+    """Where the version's files are (in MLflow 3 ``source`` is a ``models:/m-...`` URI)."""
+    from mlops import registry
+
+    return registry.get(name, version).download_uri
+
+
+def import_model(name: str, version: int, *, labels: Mapping[str, str] | None = None) -> str:
+    """Import a registered MLflow model version into the BentoML model store.
+
+    Labels ``mlops.model`` and ``mlops.version`` are stamped; pass the evidence digest as
+    ``labels={"mlops.evidence": digest}``. The whole MLflow model directory is copied, so
+    its ``requirements.txt`` and ``code/`` (``code_paths``) travel with it.
+
+    Returns:
+        The BentoML model tag, e.g. ``"iris:ab12cd34"``.
+
+    Example:
+        >>> import_model("iris", 3, labels={"mlops.evidence": digest})   # doctest: +SKIP
+        'iris:kq3x7aqd2ce7ph7w'
+    """
+    uri = _download_uri(name, version)
+    bentoml = _bentoml()
+    stamped = {**{str(k): str(v) for k, v in (labels or {}).items()}}
+    stamped.update({"mlops.model": name, "mlops.version": str(int(version))})
+    try:
+        model = bentoml.mlflow.import_model(
+            _tag_name(name),
+            uri,
+            labels=stamped,
+            metadata={"mlflow_uri": uri, "mlflow_model": name, "mlflow_version": int(version)},
+        )
+    except (bentoml.exceptions.BentoMLException, OSError) as exc:
+        raise PackagingError(
+            f"Could not import MLflow model {name!r} version {version} ({uri}) into BentoML: {exc}",
+            hint="The version must be an MLflow model with the python_function flavor.",
+        ) from exc
+    return str(model.tag)
+
+
+def _stored_model(model_tag: str) -> Any:
+    bentoml = _bentoml()
+    try:
+        return bentoml.models.get(model_tag)
+    except bentoml.exceptions.NotFound as exc:
+        raise PackagingError(
+            f"BentoML model {model_tag!r} is not in the model store: {exc}",
+            hint="Import it first with `mlops.packaging.import_model(name, version)`.",
+        ) from exc
+
+
+def _model_dir(model_tag: str) -> Path:
+    return Path(_stored_model(model_tag).path_of("mlflow_model"))
+
+
+def model_requirements(model_tag: str) -> list[str]:
+    """The MLflow model's ``requirements.txt`` lines (no comments or blank lines).
+
+    Example:
+        >>> model_requirements("iris:kq3x7aqd2ce7ph7w")                  # doctest: +SKIP
+        ['mlflow==3.17.2', 'numpy==2.4.6', ...]
+    """
+    path = _model_dir(model_tag) / "requirements.txt"
+    if not path.is_file():
+        return []
+    return _requirement_lines(path.read_text())
+
+
+def _requirement_lines(text: str) -> list[str]:
+    lines = (line.split(" #")[0].strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+# --- the generated service and the build --------------------------------------------------
+def _columns(model_dir: Path, model_tag: str) -> list[dict[str, Any]]:
+    """Columns and types from the MLflow signature, as the generated service reads them."""
+    mlflow = require("mlflow")
+    try:
+        signature = mlflow.models.get_model_info(str(model_dir)).signature
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise PackagingError(
+            f"BentoML model {model_tag!r} is not an MLflow model ({model_dir}): {exc}",
+            hint="Import it with `mlops.packaging.import_model(name, version)`.",
+        ) from exc
+    if signature is None or signature.inputs is None:
+        raise PackagingError(
+            f"BentoML model {model_tag!r} has no MLflow input signature, so its request "
+            "schema is unknown.",
+            hint="Log the model with `signature=mlflow.models.infer_signature(X, y)`.",
+        )
+    columns = []
+    for spec in signature.inputs.inputs:
+        kind = getattr(getattr(spec, "type", None), "name", None)
+        if not spec.name or kind not in _SUPPORTED_TYPES:
+            raise PackagingError(
+                f"BentoML model {model_tag!r} has an input {spec!r} that is not a named "
+                f"column of a supported type ({', '.join(sorted(_SUPPORTED_TYPES))}).",
+                hint="Package models with a column-based (DataFrame) signature.",
+            )
+        columns.append({"name": spec.name, "type": kind, "required": bool(spec.required)})
+    return columns
+
+
+def _write_build_context(ctx: Path, model_tag: str, labels: dict[str, str]) -> None:
+    model_dir = _model_dir(model_tag)
+    spec = {
+        "service_name": _tag_name(model_tag.split(":")[0]).replace(".", "_"),
+        "model_tag": model_tag,
+        "labels": labels,
+        "columns": _columns(model_dir, model_tag),
+    }
+    template = resources.files("mlops").joinpath("_bento_service.py.tmpl").read_text()
+    (ctx / "service.py").write_text(template)
+    (ctx / "mlops_service.json").write_text(json.dumps(spec, indent=2))
+    requirements = model_requirements(model_tag)
+    present = {_requirement_name(line) for line in requirements}
+    extra = [_installed_pin(p) for p in _SERVICE_PACKAGES if p not in present]
+    (ctx / "requirements.txt").write_text("\n".join([*requirements, *extra]) + "\n")
+    bentofile = {
+        "service": f"service:{_SERVICE_CLASS}",
+        "name": spec["service_name"],
+        "labels": labels,
+        "include": ["service.py", "mlops_service.json"],
+        "python": {"requirements_txt": "requirements.txt", "lock_packages": False},
+        "models": [model_tag],
+    }
+    (ctx / "bentofile.yaml").write_text(json.dumps(bentofile, indent=2))
+
+
+def _installed_pin(package: str) -> str:
+    from importlib.metadata import version
+
+    return f"{package}=={version(package)}"
+
+
+def build(model_tag: str, *, labels: Mapping[str, str] | None = None) -> str:
+    """Build a Bento serving the BentoML model ``model_tag``; return the Bento tag.
+
+    The service is generated from the MLflow signature; packages are the model's
+    ``requirements.txt`` (not locked, nothing but pip registries is contacted later).
+    The Bento carries the model's labels plus ``labels``.
+
+    Raises:
+        PackagingError: the build failed (the message ends with the tool's output).
+
+    Example:
+        >>> build("iris:kq3x7aqd2ce7ph7w")                                # doctest: +SKIP
+        'iris:vdx2w3qd3kq5ph7w'
+    """
+    stored = _stored_model(model_tag)
+    stamped = {k: v for k, v in stored.info.labels.items() if k.startswith("mlops.")}
+    stamped.update({str(k): str(v) for k, v in (labels or {}).items()})
+    ctx = Path(tempfile.mkdtemp(prefix="mlops-bento-"))
+    try:
+        _write_build_context(ctx, str(stored.tag), stamped)
+        cmd = [sys.executable, "-m", "bentoml", "build", str(ctx)]
+        cmd += ["-f", str(ctx / "bentofile.yaml"), "--output", "tag"]
+        res = subprocess.run(
+            cmd, cwd=ctx, env=_tool_env(), capture_output=True, text=True, check=False
+        )
+    finally:
+        shutil.rmtree(ctx, ignore_errors=True)
+    found = re.search(r"__tag__:(\S+)", res.stdout)
+    if res.returncode != 0 or not found:
+        tail = (res.stdout + res.stderr)[-_TAIL:]
+        raise PackagingError(
+            f"`bentoml build` for model {model_tag!r} failed (exit {res.returncode}):\n{tail}",
+        )
+    return found.group(1)
+
+
+def bento_requirements(bento_tag: str) -> list[str]:
+    """The Python requirements written into the Bento (``env/python/requirements.txt``).
+
+    Example:
+        >>> bento_requirements("iris:vdx2w3qd3kq5ph7w")[:1]              # doctest: +SKIP
+        ['mlflow==3.17.2']
+    """
+    bentoml = _bentoml()
+    try:
+        bento = bentoml.bentos.get(bento_tag)
+    except bentoml.exceptions.NotFound as exc:
+        raise PackagingError(f"Bento {bento_tag!r} is not in the Bento store: {exc}") from exc
+    path = Path(bento.path) / "env" / "python" / "requirements.txt"
+    return _requirement_lines(path.read_text()) if path.is_file() else []
+
+
+# --- dependency parity --------------------------------------------------------------------
+def _requirement_name(line: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    return canonicalize_name(match.group(1)) if match else line.strip()
+
+
+def dependency_parity(model: Sequence[str], bento: Sequence[str]) -> Parity:
+    """Compare the model's requirements with the Bento's.
+
+    A model requirement is *missing* when the Bento does not name the package, and
+    *mismatched* when the Bento pins a version the model's specifier rejects (or leaves
+    unpinned what the model pins). Option lines (``-r``, ``--index-url``) and requirements
+    whose environment markers do not apply here are ignored.
+
+    Example:
+        >>> dependency_parity(["numpy==2.4.6", "skops"], ["numpy==2.4.6"]).missing
+        ('skops',)
+        >>> dependency_parity(["numpy>=2"], ["numpy==1.26.4"]).mismatched
+        ('numpy>=2 (Bento has numpy==1.26.4)',)
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    def parse(lines: Sequence[str]) -> dict[str, tuple[str, Any]]:
+        parsed: dict[str, tuple[str, Any]] = {}
+        for line in lines:
+            if line.lstrip().startswith("-"):
+                continue
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                parsed[_requirement_name(line)] = (line, None)
+                continue
+            if req.marker is None or req.marker.evaluate():
+                parsed[_requirement_name(req.name)] = (line, req)
+        return parsed
+
+    have = parse(bento)
+    missing, mismatched = [], []
+    for name, (line, req) in parse(model).items():
+        if name not in have:
+            missing.append(line)
+        elif not _compatible(req, have[name][1]):
+            mismatched.append(f"{line} (Bento has {have[name][0]})")
+    return Parity(missing=tuple(missing), mismatched=tuple(mismatched))
+
+
+def _compatible(model_req: Any, bento_req: Any) -> bool:
+    if model_req is None or not model_req.specifier:
+        return True
+    if bento_req is None:
+        return False
+    pins = [s.version for s in bento_req.specifier if s.operator in ("==", "===")]
+    if pins:
+        return all(model_req.specifier.contains(v, prereleases=True) for v in pins)
+    return str(bento_req.specifier) == str(model_req.specifier)
+
+
+# --- serving and the smoke test -----------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    httpx = require("httpx")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise PackagingError(
+                f"`bentoml serve` exited with {proc.returncode} before {url} was ready:\n"
+                f"{log.read_text(errors='replace')[-_TAIL:]}",
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).is_success:
+                return
+        time.sleep(0.3)
+    raise PackagingError(
+        f"`bentoml serve` was not ready at {url} within {timeout:.0f}s:\n"
+        f"{log.read_text(errors='replace')[-_TAIL:]}",
+        hint="Read the server output above; a slow machine may need a larger `timeout`.",
+    )
+
+
+@contextlib.contextmanager
+def serve(bento_tag: str, *, port: int | None = None, timeout: float = 180.0) -> Iterator[str]:
+    """Run ``bentoml serve <bento_tag>`` on a loopback port; yield its base URL.
+
+    The server (its whole process group) is stopped when the block exits, also on error.
+
+    Raises:
+        PackagingError: the server exited or was not ready (``/readyz``) within ``timeout``.
+
+    Example:
+        >>> with serve("iris:vdx2w3qd3kq5ph7w") as url:                   # doctest: +SKIP
+        ...     httpx.post(f"{url}/predict", json={"data": rows}).json()
+        [0, 0, 2]
+    """
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    workdir = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
+    log = workdir / "serve.log"
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, env=_tool_env(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        _wait_ready(f"{url}/readyz", proc, log, timeout)
+        yield url
+    finally:
+        _stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _jsonable(predictions: Any) -> list[Any]:
+    """Predictions as the generated service returns them (a JSON list)."""
+    pd = require("pandas")
+    np = require("numpy")
+    if isinstance(predictions, pd.DataFrame):
+        return json.loads(predictions.to_json(orient="records"))
+    if isinstance(predictions, pd.Series):
+        return json.loads(predictions.to_json(orient="values"))
+    return np.asarray(predictions).tolist()
+
+
+def _same(a: Any, b: Any) -> bool:
+    number = (int, float)
+    if isinstance(a, number) and isinstance(b, number) and not isinstance(a, bool):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _records(sample: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(sample.to_json(orient="records", date_format="iso"))
+
+
+def _compare(served: Any, expected: list[Any]) -> tuple[int, str | None]:
+    if not isinstance(served, list) or len(served) != len(expected):
+        size = len(served) if isinstance(served, list) else type(served).__name__
+        return len(expected), f"served {size} predictions for {len(expected)} rows"
+    bad = [i for i, (s, e) in enumerate(zip(served, expected, strict=True)) if not _same(s, e)]
+    if not bad:
+        return 0, None
+    i = bad[0]
+    return len(bad), (
+        f"{len(bad)} of {len(expected)} served predictions differ from the MLflow pyfunc's, "
+        f"first at row {i}: served {served[i]!r}, pyfunc {expected[i]!r}"
+    )
+
+
+def _post(url: str, sample: pd.DataFrame) -> Any:
+    httpx = require("httpx")
+    try:
+        response = httpx.post(f"{url}/predict", json={"data": _records(sample)}, timeout=60.0)
+    except httpx.HTTPError as exc:
+        raise PackagingError(f"POST {url}/predict failed: {exc!r}") from exc
+    if not response.is_success:
+        raise PackagingError(
+            f"POST /predict answered {response.status_code}: {response.text[:_TAIL]}",
+        )
+    return response.json()
+
+
+def smoke_test(
+    bento_tag: str, sample: pd.DataFrame, *, expected: Sequence[Any], timeout: float = 180.0
+) -> SmokeResult:
+    """Serve the Bento, POST ``sample`` to ``/predict``, compare with ``expected``.
+
+    A failure (server not starting, a rejected request, differing predictions) is
+    returned as ``passed=False`` with the reason in ``error``, never raised.
+
+    Example:
+        >>> smoke_test(tag, frame, expected=pyfunc.predict(frame)).passed  # doctest: +SKIP
+        True
+    """
+    started = time.monotonic()
+    want = _jsonable(expected)
+    mismatches, error = len(sample), None
+    try:
+        with serve(bento_tag, timeout=timeout) as url:
+            mismatches, error = _compare(_post(url, sample), want)
+    except PackagingError as exc:
+        error = exc.message
+    return SmokeResult(
+        passed=error is None,
+        rows=len(sample),
+        mismatches=mismatches,
+        error=error,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _pyfunc_predictions(name: str, version: int, sample: pd.DataFrame) -> list[Any]:
+    """The MLflow pyfunc's predictions on ``sample``: what the Bento must answer."""
+    mlflow = require("mlflow")
+    uri = _download_uri(name, version)
+    try:
+        return _jsonable(mlflow.pyfunc.load_model(uri).predict(sample))
+    except (mlflow.exceptions.MlflowException, ValueError, TypeError, KeyError) as exc:
+        raise PackagingError(
+            f"The MLflow pyfunc of {name!r} version {version} cannot predict the sample: {exc}",
+            hint="Pass a sample with the columns and types of the model signature.",
+        ) from exc
+
+
+# --- the one call -------------------------------------------------------------------------
+def package(
+    name: str,
+    version: int,
+    *,
+    sample: pd.DataFrame,
+    labels: Mapping[str, str] | None = None,
+    smoke: bool = True,
+) -> PackageReport:
+    """Import, build, smoke-test and check the dependencies of one model version.
+
+    ``sample`` is posted to the served Bento and its predictions must equal the MLflow
+    pyfunc's on the same rows. Pass the evidence digest as ``labels={"mlops.evidence": d}``.
+
+    Raises:
+        PackagingError: the import or the build failed. A failing smoke test is not
+            raised: it is ``report.smoke.passed == False`` with the reason.
+
+    Example:
+        >>> report = package("iris", 3, sample=frame.head(20))           # doctest: +SKIP
+        >>> print(report)                                                 # doctest: +SKIP
+        Bento iris:vdx2w3qd3kq5ph7w (model iris:kq3x7aqd2ce7ph7w): PASS
+    """
+    model_tag = import_model(name, version, labels=labels)
+    bento_tag = build(model_tag)
+    parity = dependency_parity(model_requirements(model_tag), bento_requirements(bento_tag))
+    if not smoke:
+        result = SmokeResult(False, len(sample), 0, "skipped: package(..., smoke=False)", 0.0)
+        return PackageReport(bento_tag, model_tag, result, parity)
+    try:
+        expected = _pyfunc_predictions(name, version, sample)
+    except PackagingError as exc:
+        result = SmokeResult(False, len(sample), len(sample), exc.message, 0.0)
+    else:
+        result = smoke_test(bento_tag, sample, expected=expected)
+    return PackageReport(bento_tag, model_tag, result, parity)

@@ -1,0 +1,234 @@
+"""Packaging with real BentoML: import, ``bentoml build``, a served Bento, parity.
+
+Builds cost seconds each, so one Bento is built per module (``packaged``) and shared;
+the failing-smoke test builds its own through the public ``package`` call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mlops import packaging
+from mlops.errors import ModelVersionNotFound, PackagingError
+from mlops.packaging import PackageReport, Parity, SmokeResult
+
+pytestmark = pytest.mark.slow
+
+EVIDENCE = "e" * 64
+
+
+def _register(name: str, *, signature: bool = True) -> tuple[int, Any]:
+    """Log an iris LogisticRegression and register it as ``name``; return (version, X)."""
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops import registry, tracking
+
+    features, target = load_iris(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=500).fit(features, target)
+    extra: dict[str, Any] = {}
+    if signature:
+        extra["signature"] = infer_signature(features, model.predict(features))
+        extra["input_example"] = features.head(3)
+    with tracking.start_run("iris"):
+        info = mlflow.sklearn.log_model(model, name="model", **extra)
+    return registry.register(info.model_uri, name).version, features
+
+
+@pytest.fixture(scope="module")
+def iris(mlflow_home: Path) -> tuple[str, int, Any]:
+    name = f"iris-{uuid.uuid4().hex[:8]}"
+    version, features = _register(name)
+    return name, version, features
+
+
+@pytest.fixture(scope="module")
+def packaged(iris: tuple[str, int, Any]) -> tuple[PackageReport, float]:
+    name, version, features = iris
+    started = time.monotonic()
+    report = packaging.package(
+        name,
+        version,
+        sample=features.sample(25, random_state=1),
+        labels={"mlops.evidence": EVIDENCE},
+    )
+    return report, time.monotonic() - started
+
+
+def _pyfunc(name: str, version: int, frame: Any) -> list[Any]:
+    import mlflow
+
+    from mlops import registry
+
+    return (
+        mlflow.pyfunc.load_model(registry.get(name, version).download_uri).predict(frame).tolist()
+    )
+
+
+def test_package_builds_a_bento_whose_smoke_test_passes(packaged, iris) -> None:
+    report, seconds = packaged
+    name = iris[0]
+    print(f"package (import + build + smoke): {seconds:.1f}s, smoke {report.smoke.seconds}s")
+    assert report.passed, str(report)
+    assert report.smoke == SmokeResult(
+        passed=True, rows=25, mismatches=0, error=None, seconds=report.smoke.seconds
+    )
+    assert report.bento_tag.startswith(f"{name}:")
+    assert report.model_tag.startswith(f"{name}:")
+    assert report.parity == Parity()
+    body = report.to_dict()
+    assert json.loads(json.dumps(body)) == body
+    assert set(body) == {"bento_tag", "model_tag", "smoke", "parity", "passed"}
+    assert set(body["smoke"]) == {"passed", "rows", "mismatches", "error", "seconds"}
+    assert body["parity"] == {"passed": True, "missing": [], "mismatched": []}
+    assert f"Bento {report.bento_tag}" in str(report) and "PASS" in str(report)
+    assert report.bento_tag in report._repr_html_() and "<table>" in report._repr_html_()
+
+
+def test_labels_are_stamped_on_the_model_and_the_bento(packaged, iris) -> None:
+    import bentoml
+
+    report, _ = packaged
+    name, version, _features = iris
+    expected = {"mlops.model": name, "mlops.version": str(version), "mlops.evidence": EVIDENCE}
+    assert bentoml.models.get(report.model_tag).info.labels == expected
+    assert bentoml.bentos.get(report.bento_tag).info.labels == expected
+
+
+def test_bento_carries_the_model_requirements(packaged) -> None:
+    report, _ = packaged
+    model_reqs = packaging.model_requirements(report.model_tag)
+    bento_reqs = packaging.bento_requirements(report.bento_tag)
+    assert any(line.startswith("scikit-learn==") for line in model_reqs)
+    assert set(model_reqs) <= set(bento_reqs)
+    assert any(line.startswith("bentoml==") for line in bento_reqs)
+
+
+def test_served_bento_predicts_like_the_mlflow_pyfunc(packaged, iris) -> None:
+    report, _ = packaged
+    name, version, features = iris
+    rows = features.iloc[[0, 60, 120, 149]]
+    records = json.loads(rows.to_json(orient="records"))
+    with packaging.serve(report.bento_tag) as url:
+        answer = httpx.post(f"{url}/predict", json={"data": records}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == _pyfunc(name, version, rows) == [0, 1, 2, 2]
+        rejected = httpx.post(f"{url}/predict", json={"data": [{"petal width (cm)": 1.0}]})
+        assert rejected.status_code == 400
+        assert "sepal length (cm)" in rejected.text
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/readyz", timeout=2)
+
+
+def test_smoke_fails_as_data_when_the_sample_breaks_the_served_contract(iris) -> None:
+    name, version, features = iris
+    # MLflow's pyfunc ignores an unknown column; the served contract rejects it.
+    sample = features.head(5).assign(customer_id=7.0)
+    report = packaging.package(name, version, sample=sample)
+    assert report.passed is False
+    assert report.smoke.passed is False
+    assert report.smoke.rows == 5
+    assert "POST /predict answered 400" in report.smoke.error
+    assert "customer_id" in report.smoke.error
+    assert report.parity.passed
+    assert "FAIL" in str(report) and "customer_id" in report._repr_html_()
+
+
+def test_smoke_fails_as_data_when_the_pyfunc_cannot_predict_the_sample(iris) -> None:
+    name, version, features = iris
+    sample = features.head(4).drop(columns=["petal width (cm)"])
+    report = packaging.package(name, version, sample=sample, smoke=True)
+    assert report.smoke.passed is False
+    assert report.smoke.mismatches == 4
+    assert "cannot predict the sample" in report.smoke.error
+    assert "petal width (cm)" in report.smoke.error
+
+
+def test_smoke_reports_predictions_that_differ(packaged, iris) -> None:
+    report, _ = packaged
+    _name, _version, features = iris
+    sample = features.iloc[[0, 60]]
+    result = packaging.smoke_test(report.bento_tag, sample, expected=[0, 2])
+    assert result.passed is False
+    assert result.mismatches == 1
+    assert "1 of 2 served predictions differ" in result.error
+    assert "row 1: served 1, pyfunc 2" in result.error
+
+
+def test_parity_lists_an_injected_missing_requirement(packaged) -> None:
+    report, _ = packaged
+    bento_reqs = packaging.bento_requirements(report.bento_tag)
+    model_reqs = [*packaging.model_requirements(report.model_tag), "imaginary-package==1.0"]
+    parity = packaging.dependency_parity(model_reqs, bento_reqs)
+    assert parity.missing == ("imaginary-package==1.0",)
+    assert parity.mismatched == ()
+    assert parity.passed is False
+    failed = PackageReport(report.bento_tag, report.model_tag, report.smoke, parity)
+    assert failed.passed is False
+    assert failed.to_dict()["parity"]["missing"] == ["imaginary-package==1.0"]
+    assert "missing imaginary-package==1.0" in str(failed)
+
+
+def test_parity_lists_an_incompatible_pin(packaged) -> None:
+    report, _ = packaged
+    bento_reqs = packaging.bento_requirements(report.bento_tag)
+    sklearn_pin = next(r for r in bento_reqs if r.startswith("scikit-learn=="))
+    parity = packaging.dependency_parity(["scikit-learn<1.0", "Numpy>=1.20"], bento_reqs)
+    assert parity.missing == ()
+    assert parity.mismatched == (f"scikit-learn<1.0 (Bento has {sklearn_pin})",)
+
+
+@pytest.mark.parametrize(
+    ("model", "bento", "missing", "mismatched"),
+    [
+        (["numpy==2.4.6"], ["numpy==2.4.6"], (), ()),
+        (["NumPy>=2"], ["numpy==2.4.6"], (), ()),
+        (["numpy>=2"], ["numpy==1.26.4"], (), ("numpy>=2 (Bento has numpy==1.26.4)",)),
+        (["numpy==2.4.6"], ["numpy"], (), ("numpy==2.4.6 (Bento has numpy)",)),
+        (["numpy"], ["numpy==2.4.6"], (), ()),
+        (["skops==0.16", "--index-url https://x.invalid"], [], ("skops==0.16",), ()),
+        (["pywin32==306; sys_platform == 'win32'"], [], (), ()),
+    ],
+)
+def test_dependency_parity_rules(model, bento, missing, mismatched) -> None:
+    parity = packaging.dependency_parity(model, bento)
+    assert (parity.missing, parity.mismatched) == (missing, mismatched)
+
+
+def test_a_model_without_signature_cannot_be_packaged(mlflow_home: Path) -> None:
+    name = f"nosig-{uuid.uuid4().hex[:8]}"
+    version, features = _register(name, signature=False)
+    with pytest.raises(PackagingError, match=r"has no MLflow input signature.*"):
+        packaging.package(name, version, sample=features.head(3))
+
+
+def test_an_unknown_version_is_not_found(iris) -> None:
+    name, _version, features = iris
+    with pytest.raises(ModelVersionNotFound, match=rf"'{name}' version 999"):
+        packaging.package(name, 999, sample=features.head(3))
+
+
+def test_build_refuses_a_bento_model_that_is_not_an_mlflow_model(mlflow_home: Path) -> None:
+    import bentoml
+    from sklearn.dummy import DummyClassifier
+
+    tag = bentoml.sklearn.save_model("plain-sklearn", DummyClassifier().fit([[0]], [0])).tag
+    with pytest.raises(PackagingError, match=r"'plain-sklearn:\w+' is not an MLflow model"):
+        packaging.build(str(tag))
+
+
+def test_serve_raises_when_the_bento_does_not_exist(mlflow_home: Path) -> None:
+    with (
+        pytest.raises(PackagingError, match=r"`bentoml serve` exited with \d+ before"),
+        packaging.serve("no-such-bento:v1", timeout=60),
+    ):
+        pass
