@@ -26,14 +26,7 @@ def digest_of(obj: Any) -> str:
 def current_evidence(gateway: MlflowGateway, model: str, version: int) -> tuple[dict, str]:
     """The evidence bundle of ``model``/``version`` and its recomputed digest."""
     artifact = gateway.fetch_evidence(model, version)
-    try:
-        bundle = json.loads(artifact.data)
-    except ValueError as exc:
-        raise EvidenceError(
-            f"Evidence {artifact.path!r} of {model!r} v{version} is not valid JSON.",
-        ) from exc
-    if not isinstance(bundle, dict):
-        raise EvidenceError(f"Evidence {artifact.path!r} of {model!r} v{version} is not a dict.")
+    bundle = _parse(artifact.data, artifact.path, f"{model!r} v{version}")
     digest = digest_of(bundle)
     if digest != artifact.tagged_digest:
         raise EvidenceMismatch(
@@ -47,3 +40,19 @@ def current_evidence(gateway: MlflowGateway, model: str, version: int) -> tuple[
             f"{named.get('name')!r} v{named.get('version')}.",
         )
     return bundle, digest
+
+
+def _parse(data: bytes, path: str, what: str) -> dict[str, Any]:
+    try:
+        from mlops.evidence import from_json
+    except ImportError:  # the library without its evidence module: plain JSON
+        from_json = None
+    if from_json is not None:
+        return from_json(data).to_dict()  # schema-checked by the library
+    try:
+        bundle = json.loads(data)
+    except ValueError as exc:
+        raise EvidenceError(f"Evidence {path!r} of {what} is not valid JSON.") from exc
+    if not isinstance(bundle, dict):
+        raise EvidenceError(f"Evidence {path!r} of {what} is not a JSON object.")
+    return bundle

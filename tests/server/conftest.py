@@ -1,0 +1,279 @@
+"""Server fixtures: a real MLflow SQLite store with a real sklearn model, evidence recorded
+as ``mlops.evidence`` does (artifact + version tags), the server on SQLite or PostgreSQL,
+users with tokens, and an injectable clock."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from registry_server.app import create_app
+from registry_server.mlflow_gateway import MlflowGateway
+from registry_server.settings import RegistrySettings
+from registry_server.tokens import create_token
+
+POLICY = """
+version: 1
+targets:
+  production:
+    protected: true
+    checks:
+      suites: [iris_train]
+      metrics:
+        accuracy: {threshold: 0.8, min_absolute_change: 0.0, greater_is_better: true}
+      must_beat_champion: true
+      smoke_test: true
+    approvals: {count: 2, roles: [approver, admin], exclude_requester: true, distinct: true,
+                ttl: 72h}
+    freeze_windows:
+      - {start: 2026-12-24T00:00:00Z, end: 2026-12-27T00:00:00Z, reason: holidays}
+    rollback: {roles: [approver, admin]}
+  staging:
+    checks: {suites: [iris_train]}
+    approvals: {count: 1, request_ttl: 24h}
+"""
+
+USERS = {
+    "rita": ["requester"],
+    "ann": ["approver"],
+    "bob": ["approver"],
+    "dan": ["requester", "approver"],
+    "root": ["admin"],
+}
+START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass
+class Clock:
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+@dataclass(frozen=True)
+class MlflowModel:
+    tracking_uri: str
+    run_id: str
+    model_uri: str
+
+    def client(self) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.tracking_uri)
+
+    def register(self, name: str) -> int:
+        """A new registered version of the trained model under ``name``."""
+        client = self.client()
+        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.create_registered_model(name)
+        mv = client.create_model_version(name, self.model_uri, run_id=self.run_id)
+        return int(mv.version)
+
+    def record(self, name: str, version: int, **overrides: Any) -> str:
+        """Record an evidence bundle for the version the way ``mlops.evidence.record`` does."""
+        bundle = evidence_bundle(name, version, self.run_id, **overrides)
+        digest = hashlib.sha256(canonical(bundle)).hexdigest()
+        path = f"mlops/evidence/{digest}.json"
+        client = self.client()
+        client.log_text(self.run_id, canonical(bundle).decode(), path)
+        client.set_model_version_tag(name, str(version), "mlops.evidence.digest", digest)
+        client.set_model_version_tag(name, str(version), "mlops.evidence.path", path)
+        return digest
+
+
+def evidence_bundle(
+    name: str,
+    version: int,
+    run_id: str,
+    *,
+    accuracy: float = 0.95,
+    champion: float | None = None,
+    suite_ok: bool = True,
+    smoke_ok: bool = True,
+) -> dict[str, Any]:
+    champ = {"accuracy": champion} if champion is not None else None
+    return {
+        "schema": 1,
+        "model": {"name": name, "version": version, "run_id": run_id},
+        "lineage": {"git_commit": None, "datasets": []},
+        "validation": [
+            {
+                "suite": "iris_train",
+                "success": suite_ok,
+                "statistics": {
+                    "evaluated": 2,
+                    "successful": 2 if suite_ok else 1,
+                    "unsuccessful": 0 if suite_ok else 1,
+                    "success_percent": 100.0 if suite_ok else 50.0,
+                },
+                "results": [],
+                "dataset": None,
+                "rows": 150,
+                "digest": "0" * 64,
+            }
+        ],
+        "evaluation": {
+            "model": name,
+            "candidate_version": version,
+            "champion_alias": "production",
+            "champion_version": None,
+            "task": "classification",
+            "dataset": None,
+            "rows": 150,
+            "metrics": {"candidate": {"accuracy": accuracy}, "champion": champ},
+            "verdicts": [],
+            "beats_champion": None,
+            "passed": True,
+            "notes": [],
+        },
+        "package": {
+            "bento_tag": f"{name}:abc",
+            "model_tag": f"{name}:def",
+            "smoke": {
+                "passed": smoke_ok,
+                "rows": 3,
+                "mismatches": 0 if smoke_ok else 3,
+                "error": None,
+                "seconds": 0.5,
+            },
+            "parity": {"passed": True, "missing": [], "mismatched": []},
+            "passed": smoke_ok,
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def mlflow_model(mlflow_home: Path) -> MlflowModel:
+    """One real sklearn model logged to a run in the session's MLflow SQLite store."""
+    import mlflow
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    uri = f"sqlite:///{mlflow_home / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=300).fit(x, y)
+    mlflow.set_experiment("registry-server-tests")
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="model")
+    return MlflowModel(uri, run.info.run_id, info.model_uri)
+
+
+@pytest.fixture(scope="session")
+def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("policy") / "promotion-policy.yaml"
+    path.write_text(POLICY)
+    return path
+
+
+def _truncate(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        tables = "outbox, audit_events, alias_journal, approvals, promotion_requests, tokens, users"
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The server's database: a fresh SQLite file, or the session PostgreSQL DB emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    url = request.getfixturevalue("pg_url")
+    from registry_server.db.engine import Database
+
+    db = Database(url)
+    db.upgrade()
+    db.dispose()
+    _truncate(url)
+    return url
+
+
+@dataclass
+class Server:
+    client: TestClient
+    clock: Clock
+    model: MlflowModel
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ctx(self) -> Any:
+        return self.client.app.state.ctx
+
+    def h(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+    def post(self, path: str, user: str, body: dict | None = None) -> Any:
+        return self.client.post(path, json=body, headers=self.h(user))
+
+    def request(
+        self,
+        name: str,
+        version: int,
+        digest: str,
+        *,
+        target: str = "production",
+        user: str = "rita",
+    ) -> Any:
+        body = {"model": name, "version": version, "target": target, "evidence_digest": digest}
+        return self.post("/v1/promotions", user, body)
+
+    def approve(self, request_id: int, user: str, comment: str = "") -> Any:
+        return self.post(f"/v1/promotions/{request_id}/approve", user, {"comment": comment})
+
+
+class FlakyGateway(MlflowGateway):
+    """The real gateway, with a switch that makes alias moves fail like an MLflow outage."""
+
+    fail_set_alias = 0
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        from mlops.errors import RegistryUnavailable
+
+        if self.fail_set_alias > 0:
+            self.fail_set_alias -= 1
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable (outage).")
+        super().set_alias(name, alias, version)
+
+
+@pytest.fixture
+def server(database_url: str, policy_file: Path, mlflow_model: MlflowModel) -> Iterator[Server]:
+    clock = Clock()
+    settings = RegistrySettings(
+        database_url=database_url,
+        policy_path=policy_file,
+        tracking_uri=mlflow_model.tracking_uri,
+        reconcile_interval=0,
+    )
+    gateway = FlakyGateway(mlflow_model.tracking_uri)
+    app = create_app(settings, clock=clock, gateway=gateway)
+    srv = Server(TestClient(app), clock, mlflow_model)
+    with app.state.ctx.db.session() as s:
+        for user, roles in USERS.items():
+            srv.tokens[user] = create_token(s, user, roles).token
+    yield srv
+    app.state.ctx.db.dispose()
+
+
+@pytest.fixture
+def name() -> str:
+    return f"srv-{uuid.uuid4().hex[:10]}"
