@@ -27,6 +27,7 @@ import hashlib
 import html
 import importlib.util
 import json
+import logging
 import math
 import os
 import re
@@ -52,12 +53,14 @@ __all__ = [
     "SuiteNotFound",
     "ValidationReport",
     "load_suite",
+    "standalone_html",
     "validate",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SPEC_KEYS = frozenset({"type", "kwargs", "meta"})
 _ARTIFACT_DIR = "mlops/validation"
+_logger = logging.getLogger(__name__)
 
 
 class SuiteNotFound(NotFoundError):
@@ -241,6 +244,22 @@ class ExpectationResult:
     success: bool
     observed: dict[str, Any]
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExpectationResult:
+        """Rebuild from :meth:`to_dict` output.
+
+        Example:
+            >>> ExpectationResult.from_dict({"type": "t", "success": True}).success
+            True
+        """
+        return cls(
+            type=str(data["type"]),
+            column=data.get("column"),
+            kwargs=dict(data.get("kwargs") or {}),
+            success=bool(data["success"]),
+            observed=dict(data.get("observed") or {}),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe ``{"type", "column", "kwargs", "success", "observed"}``."""
         return {
@@ -313,6 +332,33 @@ class ValidationReport:
             "digest": self.digest,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ValidationReport:
+        """Rebuild a report from :meth:`to_dict` output (e.g. read back from an evidence bundle).
+
+        Example:
+            >>> ValidationReport.from_dict(report.to_dict()) == report   # doctest: +SKIP
+            True
+        """
+        from mlops.data import DatasetVersion
+
+        try:
+            dataset = data.get("dataset")
+            return cls(
+                suite=str(data["suite"]),
+                success=bool(data["success"]),
+                statistics=dict(data["statistics"]),
+                results=tuple(ExpectationResult.from_dict(r) for r in data["results"]),
+                dataset=DatasetVersion.from_dict(dataset) if dataset is not None else None,
+                rows=int(data["rows"]),
+                digest=str(data["digest"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"Not a ValidationReport dict: {exc!r} in keys {sorted(data)}.",
+                hint="Pass the output of ValidationReport.to_dict().",
+            ) from exc
+
     def to_json(self) -> str:
         """The report as pretty JSON text (what is logged to the MLflow run)."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
@@ -344,42 +390,31 @@ def _dataset_text(ds: DatasetVersion | None) -> str:
     return f"{ds.path}@{ds.rev[:10]} (md5 {ds.md5})"
 
 
-def _badge(ok: bool) -> str:
-    color = "#137333" if ok else "#c5221f"
-    return f'<span style="color:{color};font-weight:600">{"PASS" if ok else "FAIL"}</span>'
-
-
-_CELL = "border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top"
-
-
-def _row(cells: Sequence[str], tag: str = "td") -> str:
-    return "<tr>" + "".join(f'<{tag} style="{_CELL}">{c}</{tag}>' for c in cells) + "</tr>"
-
-
 def _report_html(report: ValidationReport) -> str:
+    from mlops._render import badge, html_section, html_table
+
     esc = html.escape
     stats = report.statistics
-    head = _row(["result", "expectation", "column", "kwargs", "observed"], tag="th")
-    body = "".join(
-        _row(
-            [
-                _badge(r.success),
-                f"<code>{esc(r.type)}</code>",
-                esc(r.column or ""),
-                f"<code>{esc(json.dumps(_jsonable(r.kwargs), sort_keys=True))}</code>",
-                esc(r.summary()),
-            ]
-        )
-        for r in report.results
-    )
-    return (
-        f'<div class="mlops-validation"><p><b>Validation</b> {_badge(report.success)} '
-        f"suite <code>{esc(report.suite)}</code>: {stats['successful']}/{stats['evaluated']} "
+    summary = (
+        f"<p>suite <code>{esc(report.suite)}</code>: {stats['successful']}/{stats['evaluated']} "
         f"expectations ({stats['success_percent']:.1f}%) on {report.rows} rows; "
         f"data: {esc(_dataset_text(report.dataset))}; digest <code>{report.digest[:16]}</code></p>"
-        f'<table style="border-collapse:collapse"><thead>{head}</thead>'
-        f"<tbody>{body}</tbody></table></div>"
     )
+    table = html_table(
+        ["result", "expectation", "column", "kwargs", "observed"],
+        [
+            [
+                badge(r.success, html_out=True),
+                r.type,
+                r.column,
+                json.dumps(_jsonable(r.kwargs), sort_keys=True),
+                r.summary(),
+            ]
+            for r in report.results
+        ],
+        raw_columns=[0],
+    )
+    return html_section("Validation", summary + table, passed=report.success)
 
 
 # --- validate ---------------------------------------------------------------------------
@@ -525,9 +560,7 @@ def _log_to_run(report: ValidationReport, result: Any) -> None:
     if active is None:
         return
     run_id, tracking_uri = active
-    from mlops import _gx
-
-    page = _gx.render_data_docs(result)
+    page = _data_docs(report, result)
     mlflow = require("mlflow")
     from mlflow.exceptions import MlflowException
 
@@ -546,6 +579,37 @@ def _log_to_run(report: ValidationReport, result: Any) -> None:
         raise TrackingError(
             f"Could not log validation report {report.suite!r} to MLflow run {run_id!r}: {exc}",
         ) from exc
+
+
+def _data_docs(report: ValidationReport, result: Any) -> str:
+    """GX's own Data Docs page; if GX cannot render it, a self-contained page of ours."""
+    from mlops import _gx
+
+    try:
+        return _gx.render_data_docs(result)
+    except Exception as exc:  # the page is a view of the report: never lose the report over it
+        _logger.warning(
+            "Great Expectations could not render Data Docs for suite %r (%s: %s); logging a "
+            "plain HTML page of the report instead.",
+            report.suite,
+            type(exc).__name__,
+            exc,
+        )
+        return standalone_html(report)
+
+
+def standalone_html(report: ValidationReport) -> str:
+    """A self-contained HTML page of the report (no scripts, no external resources).
+
+    Example:
+        >>> standalone_html(report).startswith("<!DOCTYPE html>")   # doctest: +SKIP
+        True
+    """
+    title = html.escape(f"Validation of suite {report.suite}")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head>'
+        f'<body style="font-family:sans-serif">{report._repr_html_()}</body></html>\n'
+    )
 
 
 # --- JSON helpers -------------------------------------------------------------------------

@@ -14,13 +14,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops.errors import ConfigError, DataValidationFailed, NotFoundError
+from mlops.errors import ConfigError, DataError, DataValidationFailed, NotFoundError
 from mlops.validation import (
     Suite,
     SuiteError,
     SuiteNotFound,
     ValidationReport,
     load_suite,
+    standalone_html,
     validate,
 )
 
@@ -286,6 +287,22 @@ def test_text_and_html_rendering(iris, suite):
     assert "petal width (cm)" in page and "<script" not in page
 
 
+def test_report_round_trips_through_its_dict(iris, suite):
+    report = validate(_broken(iris), suite, log=False)
+
+    assert ValidationReport.from_dict(report.to_dict()) == report
+    with pytest.raises(DataError, match=r"Not a ValidationReport dict: KeyError\('digest'\)"):
+        ValidationReport.from_dict({k: v for k, v in report.to_dict().items() if k != "digest"})
+
+
+def test_standalone_page_is_self_contained(iris, suite):
+    page = standalone_html(validate(_broken(iris), suite, log=False))
+
+    assert page.startswith("<!DOCTYPE html>")
+    assert "http" not in page and "<script" not in page
+    assert "expect_column_values_to_be_in_set" in _visible_text(page)
+
+
 # --- MLflow -------------------------------------------------------------------------------
 def test_report_and_data_docs_are_logged_to_the_active_mlflow_run(mlflow_home, iris, suite):
     import mlflow
@@ -318,6 +335,29 @@ def test_report_and_data_docs_are_logged_to_the_active_mlflow_run(mlflow_home, i
     assert data.metrics["validation.iris_train.success_percent"] == 100.0
     assert data.metrics["validation.broken.success_percent"] == pytest.approx(100 * 10 / 12)
     assert data.tags["mlops.validation.iris_train.digest"] == report.digest
+
+
+def test_data_docs_fall_back_to_our_page_when_gx_cannot_render(
+    mlflow_home, iris, suite, monkeypatch, caplog
+):
+    import mlflow
+
+    from mlops import _gx
+
+    def broken_renderer(result):
+        raise RuntimeError("renderer exploded")
+
+    monkeypatch.setattr(_gx, "render_data_docs", broken_renderer)
+    mlflow.set_tracking_uri(os.environ["MLOPS_TRACKING_URI"])
+    name = f"validation-{uuid.uuid4().hex[:8]}"
+    exp = mlflow.create_experiment(name, artifact_location=str(mlflow_home / "artifacts" / name))
+    with mlflow.start_run(experiment_id=exp) as run:
+        report = validate(iris, suite)
+
+    page = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/mlops/validation/iris_train.html")
+    assert page == standalone_html(report)
+    expected = "could not render Data Docs for suite 'iris_train' (RuntimeError: renderer exploded)"
+    assert expected in caplog.text
 
 
 def test_no_run_or_log_false_logs_nothing(mlflow_home, iris, suite):
@@ -354,6 +394,7 @@ def test_dataset_version_is_validated_at_its_pinned_rev(dvc_repo, iris, suite):
     assert report.dataset == pinned
     assert report.to_dict()["dataset"] == pinned.to_dict()
     assert f"data/train.csv@{good_rev[:10]}" in str(report)
+    assert ValidationReport.from_dict(report.to_dict()) == report
 
     head = validate("data/train.csv", suite, log=False)  # a path: the version at HEAD
     assert head.success is False
