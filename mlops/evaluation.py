@@ -10,6 +10,11 @@ DVC-pinned :class:`~mlops.data.DatasetVersion`). Thresholds have MLflow's
 least as good as the champion on every thresholded metric, or, with no thresholds, on the
 primary metric (``accuracy`` for classification, ``rmse`` for regression).
 
+Metrics: classification gives ``accuracy``, ``f1_macro``, ``precision_macro``,
+``recall_macro`` and, when the underlying model has ``predict_proba``, ``roc_auc_ovr``;
+regression gives ``rmse``, ``mae`` and ``r2``. The task is inferred from the target
+(labels: bool, text, categorical, or integers with at most 20 distinct values) unless given.
+
 Example:
     >>> from mlops.evaluation import evaluate, MetricThreshold
     >>> report = evaluate("churn", 3, data=ds, target="label",                 # doctest: +SKIP
@@ -30,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mlops import _render
 from mlops._optional import require
-from mlops.errors import EvaluationError, ModelVersionNotFound, RegistryError
+from mlops.errors import EvaluationError, ModelVersionNotFound, RegistryError, TrackingError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +61,7 @@ GREATER_IS_BETTER: dict[str, bool] = {
     "rmse": False,
     "mae": False,
     "r2": True,
+    "roc_auc_ovr": True,
 }
 _PRIMARY = {"classification": "accuracy", "regression": "rmse"}
 _MAX_CLASSES = 20  # an integer target with more distinct values is treated as regression
@@ -274,8 +280,10 @@ def evaluate(
 
     ``data`` is a DataFrame, a :class:`~mlops.data.DatasetVersion` (read at its pinned
     rev) or a DVC-tracked path. ``target`` is the label column; every other column is a
-    feature. With ``log=True`` the report is written to the candidate's run as
-    ``mlops/evaluation/report.json`` and its metrics as ``eval.<metric>``.
+    feature. With ``log=True`` the report is written to the candidate's run (and to the
+    active ``mlops.start_run`` run, if that is another one) as
+    ``mlops/evaluation/report.json``, with the metrics as ``eval.<metric>`` and the
+    champion's as ``eval.champion.<metric>``.
 
     Example:
         >>> report = evaluate("churn", 3, data=df, target="label",            # doctest: +SKIP
@@ -307,7 +315,7 @@ def evaluate(
         champion_metrics = _score(model, features, y_true, task)
 
     verdicts = tuple(
-        _verdict(metric, rule, candidate_metrics[metric], (champion_metrics or {}).get(metric))
+        _verdict(metric, rule, candidate_metrics[metric], champion_metrics)
         for metric, rule in rules.items()
     )
     if not rules:
@@ -489,26 +497,37 @@ def _load_model(client: Any, name: str, version: int) -> Any:
 
 
 def _log(client: Any, report: EvaluationReport) -> EvaluationReport:
+    """Log to the candidate's run and to the active ``mlops.start_run`` run, if another."""
     from dataclasses import replace
 
+    from mlops.tracking import active_run
+
+    runs = [_model_version(client, report.model, report.candidate_version).run_id]
+    current = active_run()
+    if current is not None and current.run_id not in runs:
+        runs.append(current.run_id)
+    if not runs[0]:
+        runs.pop(0)
+        report = replace(
+            report, notes=(*report.notes, "The candidate version has no MLflow run to log to.")
+        )
+    for run_id in runs:
+        _log_to_run(client, run_id, report)
+    return report
+
+
+def _log_to_run(client: Any, run_id: str, report: EvaluationReport) -> None:
     mlflow = require("mlflow")
-    run_id = _model_version(client, report.model, report.candidate_version).run_id
-    if not run_id:
-        note = "Not logged: the candidate version has no MLflow run."
-        return replace(report, notes=(*report.notes, note))
     metrics = {f"eval.{k}": v for k, v in report.candidate_metrics.items()}
     metrics.update({f"eval.champion.{k}": v for k, v in (report.champion_metrics or {}).items()})
+    now = _now_ms()
     try:
         client.log_text(run_id, json.dumps(report.to_dict(), indent=2), REPORT_ARTIFACT)
         client.log_batch(
-            run_id,
-            metrics=[mlflow.entities.Metric(k, v, _now_ms(), 0) for k, v in metrics.items()],
+            run_id, metrics=[mlflow.entities.Metric(k, v, now, 0) for k, v in metrics.items()]
         )
     except mlflow.exceptions.MlflowException as exc:
-        from mlops.errors import TrackingError
-
         raise TrackingError(f"Could not log the evaluation to run {run_id}: {exc}") from exc
-    return report
 
 
 def _now_ms() -> int:
@@ -523,7 +542,8 @@ def _score(model: Any, features: pd.DataFrame, y_true: pd.Series, task: Task) ->
     metrics = require("sklearn.metrics")
     try:
         if task == "classification":
-            return {
+            auc = _roc_auc(model, features, y_true)
+            scores = {
                 "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
                 "f1_macro": float(
                     metrics.f1_score(y_true, y_pred, average="macro", zero_division=0)
@@ -535,17 +555,38 @@ def _score(model: Any, features: pd.DataFrame, y_true: pd.Series, task: Task) ->
                     metrics.recall_score(y_true, y_pred, average="macro", zero_division=0)
                 ),
             }
-        return {
+            return scores if auc is None else {**scores, "roc_auc_ovr": auc}
+        scores = {
             "rmse": float(metrics.root_mean_squared_error(y_true, y_pred)),
             "mae": float(metrics.mean_absolute_error(y_true, y_pred)),
-            "r2": float(metrics.r2_score(y_true, y_pred)) if len(y_true) > 1 else 0.0,
         }
+        if len(y_true) > 1:  # r2 is undefined on a single row
+            scores["r2"] = float(metrics.r2_score(y_true, y_pred))
+        return scores
     except (TypeError, ValueError) as exc:
         raise EvaluationError(
             f"Could not compute {task} metrics for target {y_true.name!r}: {exc}",
             hint="Check that the predictions and the target have the same kind of values, "
             "or pass task= explicitly.",
         ) from exc
+
+
+def _roc_auc(model: Any, features: pd.DataFrame, y_true: pd.Series) -> float | None:
+    """One-vs-rest ROC AUC from the raw model's probabilities; ``None`` when it has none."""
+    try:
+        raw = model.get_raw_model()
+    except (AttributeError, NotImplementedError):
+        return None  # this flavor exposes no underlying model
+    if not (hasattr(raw, "predict_proba") and hasattr(raw, "classes_")):
+        return None
+    metrics = require("sklearn.metrics")
+    proba = raw.predict_proba(features)
+    classes = list(raw.classes_)
+    if not set(y_true.unique()) <= set(classes) or y_true.nunique() < 2:
+        return None  # AUC is undefined for unseen labels or a single class
+    if len(classes) == 2:
+        return float(metrics.roc_auc_score(y_true, proba[:, 1]))
+    return float(metrics.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes))
 
 
 def _predict(model: Any, features: pd.DataFrame) -> Any:
@@ -572,17 +613,24 @@ def _predict(model: Any, features: pd.DataFrame) -> Any:
     return pred
 
 
-def _verdict(metric: str, rule: MetricThreshold, cand: float, champ: float | None) -> MetricVerdict:
+def _verdict(
+    metric: str, rule: MetricThreshold, cand: float, champion: Mapping[str, float] | None
+) -> MetricVerdict:
     gib = rule.greater_is_better
     f = _render.fmt
+    champ = None if champion is None else champion.get(metric)
     checks: list[tuple[bool, str]] = []
     if rule.threshold is not None:
         ok = cand >= rule.threshold - _EPS if gib else cand <= rule.threshold + _EPS
         op = (">=" if ok else "<") if gib else ("<=" if ok else ">")
         checks.append((ok, f"{metric} {f(cand)} {op} threshold {f(rule.threshold)}"))
     for key in ("min_absolute_change", "min_relative_change"):
-        if getattr(rule, key) is not None and champ is None:
+        if getattr(rule, key) is not None and champion is None:
             checks.append((True, f"{key} skipped: no champion to compare with"))
+        elif (
+            getattr(rule, key) is not None and champ is None
+        ):  # as MLflow: a missing baseline fails
+            checks.append((False, f"{key} failed: the champion has no {metric} to compare with"))
     if rule.min_absolute_change is not None and champ is not None:
         step = rule.min_absolute_change
         need = champ + step if gib else champ - step
@@ -639,4 +687,5 @@ def _beats(
     return all(
         cand[m] >= champ[m] - _EPS if gib else cand[m] <= champ[m] + _EPS
         for m, gib in directions.items()
+        if m in champ
     )

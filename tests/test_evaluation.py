@@ -256,6 +256,56 @@ def test_regression_metrics_match_scikit_learn(
     assert "<= threshold 1.5" in report.verdicts[0].reasons[0]
 
 
+def test_classification_metrics_match_scikit_learn(
+    iris: pd.DataFrame, classifiers: dict[str, str], model_name: str
+) -> None:
+    import mlflow
+    from sklearn import metrics
+
+    version = register(classifiers["good"], model_name)
+    estimator = mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    x, y = iris.drop(columns=["target"]), iris["target"]
+    pred = estimator.predict(x)
+
+    report = evaluate(model_name, version, data=x.assign(target=y), target="target", log=False)
+
+    assert report.candidate_metrics == pytest.approx(
+        {
+            "accuracy": metrics.accuracy_score(y, pred),
+            "f1_macro": metrics.f1_score(y, pred, average="macro"),
+            "precision_macro": metrics.precision_score(y, pred, average="macro"),
+            "recall_macro": metrics.recall_score(y, pred, average="macro"),
+            "roc_auc_ovr": metrics.roc_auc_score(y, estimator.predict_proba(x), multi_class="ovr"),
+        }
+    )
+
+
+def test_a_champion_without_the_thresholded_metric_fails_the_comparison(
+    iris: pd.DataFrame, classifiers: dict[str, str], model_name: str
+) -> None:
+    from sklearn.svm import LinearSVC
+
+    x, y = iris.drop(columns=["target"]), iris["target"]
+    champion = register(log_model(LinearSVC().fit(x, y)), model_name)  # no predict_proba
+    set_production(model_name, champion)
+    candidate = register(classifiers["good"], model_name)
+
+    report = evaluate(
+        model_name,
+        candidate,
+        data=iris,
+        target="target",
+        log=False,
+        thresholds={"roc_auc_ovr": {"min_absolute_change": 0.0}},
+    )
+
+    assert "roc_auc_ovr" not in report.champion_metrics
+    assert report.failures[0].reasons == (
+        "min_absolute_change failed: the champion has no roc_auc_ovr to compare with",
+    )
+    assert report.passed is False
+
+
 def test_classification_metrics_and_contract_shape(
     iris: pd.DataFrame, classifiers: dict[str, str], model_name: str
 ) -> None:
@@ -270,6 +320,7 @@ def test_classification_metrics_and_contract_shape(
         "f1_macro",
         "precision_macro",
         "recall_macro",
+        "roc_auc_ovr",
     }
     assert body["metrics"]["champion"] is None
     assert body["rows"] == 150
@@ -298,6 +349,21 @@ def test_log_writes_the_report_and_metrics_to_the_candidate_run(
         run_id=run_id, artifact_path="mlops/evaluation/report.json"
     )
     assert json.loads(Path(local).read_text()) == report.to_dict()
+
+
+def test_log_also_writes_to_the_active_mlops_run(
+    iris: pd.DataFrame, classifiers: dict[str, str], model_name: str
+) -> None:
+    import mlflow
+
+    import mlops
+
+    version = register(classifiers["weak"], model_name)
+    with mlops.start_run("evaluation") as run:
+        report = evaluate(model_name, version, data=iris, target="target")
+
+    metrics = mlflow.MlflowClient().get_run(run.run_id).data.metrics
+    assert metrics["eval.accuracy"] == pytest.approx(report.candidate_metrics["accuracy"])
 
 
 # --- data pinned by DVC -----------------------------------------------------------------
