@@ -198,9 +198,18 @@ def run_suite(frame: pd.DataFrame, suite_name: str, expectations: Sequence[Mappi
                 f"{_first_line(exc)}",
                 hint="Check that the data is a pandas DataFrame with the columns the suite names.",
             ) from exc
+        finally:
+            _release_batches()
         fingerprint = (batch.batch_markers or {}).get("pandas_data_fingerprint")
     ordered = _in_suite_order(gx_suite, result, suite_name)
     return GxRun(result=result, results=ordered, fingerprint=fingerprint)
+
+
+def _release_batches() -> None:
+    """Drop the execution engine's cached batches so the validated frame can be freed."""
+    engine = _state().batch_definition.data_asset.datasource.get_execution_engine()
+    engine.batch_manager.reset_batch_cache()
+    engine.batch_manager.batch_data_cache.clear()
 
 
 def _config_key(config: Any) -> str:

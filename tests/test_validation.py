@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
 import subprocess
 import sys
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -250,6 +252,19 @@ def test_two_threads_validate_concurrently(iris, suite):
     assert [r.success for r in reports] == [True, False] * 4
     for report in reports:
         assert report.to_dict() == expected[report.success].to_dict()
+
+
+def test_the_shared_context_does_not_keep_the_validated_frame_alive():
+    frame = pd.DataFrame({"a": range(1000)})
+    ref = weakref.ref(frame)
+    s = Suite("small", [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}}])
+
+    report = validate(frame, s, log=False)
+    del frame
+    gc.collect()
+
+    assert report.success is True
+    assert ref() is None
 
 
 def test_digest_changes_with_data_and_suite(iris, suite):
