@@ -207,3 +207,68 @@ def pg_url() -> str:
 
 
 __all__ = ["free_port", "run", "start_mlflow_server", "stop_process", "wait_for_http"]
+
+
+# --- a registered model with DVC lineage -------------------------------------------------
+@dataclass(frozen=True)
+class LineageModel:
+    """A registered model version trained on a DVC-tracked CSV (see ``lineage_model``)."""
+
+    name: str
+    version: int
+    dataset: object  # mlops.data.DatasetVersion
+    run_id: str
+    repo: DvcRepo
+
+
+def write_iris(path: Path) -> None:
+    """Write the iris data set (features + integer ``target``) as CSV."""
+    from sklearn.datasets import load_iris
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    load_iris(as_frame=True).frame.to_csv(path, index=False)
+
+
+@pytest.fixture(scope="session")
+def lineage_run(mlflow_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Built once per session: a git + DVC repo with iris in ``data/iris.csv`` (added,
+    committed, pushed) and one ``mlops.start_run`` that trained a logistic regression on it
+    and logged it as ``model``. Returns ``(repo, dataset_version, run_id)``."""
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    import mlops
+
+    base = tmp_path_factory.mktemp("lineage")
+    repo = DvcRepo(root=base / "repo", remote=base / "dvc-remote")
+    repo.root.mkdir()
+    repo.remote.mkdir()
+    repo.git("init", "-q", "-b", "main")
+    repo.dvc("init", "-q")
+    repo.dvc("config", "core.analytics", "false")
+    repo.dvc("remote", "add", "-d", "local", str(repo.remote))
+    write_iris(repo.root / "data" / "iris.csv")
+    repo.dvc("add", "-q", "data/iris.csv")
+    repo.commit("track iris")
+    repo.dvc("push", "-q")
+    ds = mlops.data.version("data/iris.csv", repo=repo.root)
+    with mlops.start_run("lineage-model", datasets=[ds]) as run:
+        df = mlops.data.read_dataframe(ds)
+        x, y = df.drop(columns=["target"]), df["target"]
+        clf = LogisticRegression(max_iter=500).fit(x, y)
+        mlflow.log_metric("accuracy", float(clf.score(x, y)))
+        mlflow.sklearn.log_model(clf, name="model")
+    return repo, ds, run.run_id
+
+
+@pytest.fixture
+def lineage_model(lineage_run, model_name: str, monkeypatch: pytest.MonkeyPatch) -> LineageModel:
+    """Version 1 of a fresh ``model_name``, registered from the session's ``lineage_run``
+    (iris in a DVC repo, logistic regression). The repo is the cwd; do not modify it."""
+    import mlops
+
+    repo, ds, run_id = lineage_run
+    monkeypatch.chdir(repo.root)
+    monkeypatch.setenv("MLOPS_DVC_ROOT", str(repo.root))
+    mv = mlops.register(run_id, model_name)
+    return LineageModel(name=model_name, version=mv.version, dataset=ds, run_id=run_id, repo=repo)
