@@ -154,6 +154,18 @@ def test_smoke_fails_as_data_when_the_pyfunc_cannot_predict_the_sample(iris) -> 
     assert "petal width (cm)" in report.smoke.error
 
 
+def test_a_skipped_smoke_test_does_not_pass(iris) -> None:
+    import bentoml
+
+    name, version, features = iris
+    report = packaging.package(name, version, sample=features.head(3), smoke=False)
+    assert bentoml.bentos.get(report.bento_tag).info.labels["mlops.model"] == name
+    assert report.smoke == SmokeResult(
+        passed=False, rows=3, mismatches=0, error="skipped: package(..., smoke=False)", seconds=0.0
+    )
+    assert report.parity.passed and report.passed is False
+
+
 def test_parity_lists_an_injected_missing_requirement(packaged) -> None:
     report, _ = packaged
     bento_reqs = packaging.bento_requirements(report.bento_tag)
