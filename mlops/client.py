@@ -390,6 +390,13 @@ class Token(_Entity):
             revoked=bool(d.get("revoked") or d.get("revoked_at")),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form; ``token`` only when this object carries the secret."""
+        d = _plain(asdict(self))
+        if d["token"] is None:
+            del d["token"]
+        return d
+
     def __str__(self) -> str:
         state = " (revoked)" if self.revoked else ""
         return f"token {self.id}: {self.user} [{', '.join(self.roles)}]{state}"
