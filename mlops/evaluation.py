@@ -452,9 +452,9 @@ def _check_metric_names(rules: Mapping[str, Any], metrics: Mapping[str, float]) 
 
 # --- MLflow ---------------------------------------------------------------------------
 def _client() -> Any:
-    from mlops.tracking import configure
+    from mlops.tracking import _apply
 
-    configure()
+    _apply()  # the configured (or MLOPS_*) URIs, without resetting an explicit configure()
     return require("mlflow").MlflowClient()
 
 

@@ -350,9 +350,9 @@ def load(name: str, version: int | str, *, digest: str | None = None) -> Evidenc
 
 # --- helpers ----------------------------------------------------------------------------
 def _client() -> Any:
-    from mlops.tracking import configure
+    from mlops.tracking import _apply
 
-    configure()
+    _apply()  # the configured (or MLOPS_*) URIs, without resetting an explicit configure()
     return require("mlflow").MlflowClient()
 
 

@@ -321,3 +321,28 @@ def test_collect_takes_dataset_lineage_from_the_run(
     assert ev.lineage["git_commit"] == commit
     assert ev.lineage["datasets"] == [ds.to_dict()]
     assert ev.run_id == run.run_id
+
+
+# --- over HTTP --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_record_and_load_through_a_real_mlflow_server(
+    mlflow_server: Any, mlflow_home: Path, model_name: str
+) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops.tracking import configure
+
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    configure(tracking_uri=mlflow_server.url)
+    try:
+        run_id = log_model(LogisticRegression(max_iter=500).fit(x, y))
+        version = register(run_id, model_name)
+        ev = Evidence.from_dict(bundle(model_name, version, run_id))
+        digest = evidence.record(ev)
+        loaded = evidence.load(model_name, version)
+    finally:
+        configure()  # back to the session's SQLite store
+
+    assert loaded == ev
+    assert loaded.digest == digest
