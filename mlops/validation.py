@@ -60,6 +60,7 @@ __all__ = [
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SPEC_KEYS = frozenset({"type", "kwargs", "meta"})
 _ARTIFACT_DIR = "mlops/validation"
+_DATASET_IDENTITY = ("path", "md5", "rev", "remote")
 _logger = logging.getLogger(__name__)
 
 
@@ -489,8 +490,8 @@ def _build_report(
         "unsuccessful": int(stats["unsuccessful_expectations"]),
         "success_percent": float(stats["success_percent"] or 0.0),
     }
-    if dataset is not None:
-        identity: dict[str, Any] = dataset.to_dict()
+    if dataset is not None:  # DVC identity; not the clone's location on this machine
+        identity: dict[str, Any] = {k: getattr(dataset, k) for k in _DATASET_IDENTITY}
     else:
         identity = {
             "fingerprint": gx_run.fingerprint or _gx.frame_fingerprint(frame),

@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -267,6 +268,19 @@ def test_the_shared_context_does_not_keep_the_validated_frame_alive():
     assert ref() is None
 
 
+def test_a_users_own_gx_context_is_left_alone(iris, suite):
+    import great_expectations as gx
+    from great_expectations.data_context import project_manager
+
+    mine = gx.get_context(mode="ephemeral")
+    mine.data_sources.add_pandas("mlops").add_dataframe_asset("frame")
+
+    assert validate(iris, suite, log=False).success is True
+    assert project_manager.get_current_project() is mine
+    assert [a.name for a in mine.data_sources.get("mlops").assets] == ["frame"]
+    assert validate(_broken(iris), suite, log=False).success is False
+
+
 def test_digest_changes_with_data_and_suite(iris, suite):
     base = validate(iris, suite, log=False).digest
 
@@ -410,6 +424,11 @@ def test_dataset_version_is_validated_at_its_pinned_rev(dvc_repo, iris, suite):
     assert report.to_dict()["dataset"] == pinned.to_dict()
     assert f"data/train.csv@{good_rev[:10]}" in str(report)
     assert ValidationReport.from_dict(report.to_dict()) == report
+
+    copy = shutil.copytree(dvc_repo.root, dvc_repo.root.parent / "copy", symlinks=True)
+    elsewhere = mlops.data.version("data/train.csv", repo=copy, rev=good_rev)
+    assert elsewhere.repo != pinned.repo
+    assert validate(elsewhere, suite, log=False).digest == report.digest  # same data, same digest
 
     head = validate("data/train.csv", suite, log=False)  # a path: the version at HEAD
     assert head.success is False
