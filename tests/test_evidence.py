@@ -346,3 +346,16 @@ def test_record_and_load_through_a_real_mlflow_server(
 
     assert loaded == ev
     assert loaded.digest == digest
+
+
+def test_importing_evaluation_and_evidence_loads_no_heavy_tool() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlops.evaluation, mlops.evidence, mlops._render\n"
+        "heavy = {'mlflow', 'dvc', 'great_expectations', 'bentoml', 'sklearn', 'pandas'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
