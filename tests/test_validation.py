@@ -366,6 +366,22 @@ def test_report_and_data_docs_are_logged_to_the_active_mlflow_run(mlflow_home, i
     assert data.tags["mlops.validation.iris_train.digest"] == report.digest
 
 
+def test_validation_inside_mlops_start_run_logs_to_that_run(mlflow_home, iris, suite):
+    import mlflow
+
+    import mlops
+
+    with mlops.start_run(f"validate-{uuid.uuid4().hex[:8]}") as run:
+        report = validate(iris, suite)
+
+    client = mlflow.MlflowClient(tracking_uri=run.tracking_uri)
+    data = client.get_run(run.run_id).data
+    assert data.metrics == {"validation.iris_train.success_percent": 100.0}
+    assert data.tags["mlops.validation.iris_train.digest"] == report.digest
+    logged = client.download_artifacts(run.run_id, "mlops/validation/iris_train.json")
+    assert json.loads(Path(logged).read_text()) == report.to_dict()
+
+
 def test_data_docs_fall_back_to_our_page_when_gx_cannot_render(
     mlflow_home, iris, suite, monkeypatch, caplog
 ):
