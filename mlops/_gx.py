@@ -8,7 +8,7 @@ checks. Usage analytics stay off unless the user set ``GX_ANALYTICS_ENABLED`` th
 
 Example:
     >>> from mlops._gx import expectation_class
-    >>> expectation_class("expect_column_values_to_not_be_null").__name__  # doctest: +SKIP
+    >>> expectation_class("expect_column_values_to_not_be_null").__name__
     'ExpectColumnValuesToNotBeNull'
 """
 
@@ -130,8 +130,8 @@ def expectation_class(type_name: str) -> type:
     Raises :class:`SuiteError` naming the closest known types when there is none.
 
     Example:
-        >>> expectation_class("expect_table_row_count_to_be_between")  # doctest: +SKIP
-        <class '...ExpectTableRowCountToBeBetween'>
+        >>> expectation_class("expect_table_row_count_to_be_between").__name__
+        'ExpectTableRowCountToBeBetween'
     """
     from great_expectations.expectations.expectation import Expectation
 
@@ -179,7 +179,7 @@ def run_suite(frame: pd.DataFrame, suite_name: str, expectations: Sequence[Mappi
     """Validate ``frame`` against the suite in the shared context (serialised by a lock).
 
     Example:
-        >>> import pandas as pd                                           # doctest: +SKIP
+        >>> import pandas as pd
         >>> run = run_suite(pd.DataFrame({"a": [1]}), "s",
         ...     [{"type": "expect_column_to_exist", "kwargs": {"column": "a"}}])
         >>> run.result.success
@@ -239,7 +239,7 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
     """A content hash of a DataFrame, computed like GX's ``pandas_data_fingerprint``.
 
     Example:
-        >>> import pandas as pd                                           # doctest: +SKIP
+        >>> import pandas as pd
         >>> frame_fingerprint(pd.DataFrame({"a": [1]})) == frame_fingerprint(
         ...     pd.DataFrame({"a": [1]}))
         True

@@ -15,8 +15,8 @@ Example:
     ...     {"type": "expect_column_values_to_be_between",
     ...      "kwargs": {"column": "age", "min_value": 0, "max_value": 130}},
     ... ])
-    >>> report = validate(pd.DataFrame({"age": [31, 47]}), suite, log=False)  # doctest: +SKIP
-    >>> report.success, report.statistics["success_percent"]                   # doctest: +SKIP
+    >>> report = validate(pd.DataFrame({"age": [31, 47]}), suite, log=False)
+    >>> report.success, report.statistics["success_percent"]
     (True, 100.0)
 """
 
@@ -109,6 +109,9 @@ class Suite:
         specs = tuple(_check_spec(self.name, i, spec) for i, spec in enumerate(self.expectations))
         object.__setattr__(self, "expectations", specs)
 
+    def __hash__(self) -> int:
+        return hash(_canonical_json(self.to_dict()))
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, default_name: str | None = None) -> Suite:
         """Build from ``{"name": ..., "expectations": [...]}`` (the YAML layout).
@@ -120,11 +123,11 @@ class Suite:
         """
         if not isinstance(data, Mapping):
             raise SuiteError(f"A suite must be a mapping, got {type(data).__name__}.")
-        unknown = sorted(set(data) - {"name", "expectations", "meta"})
+        unknown = sorted(set(data) - {"name", "expectations"})
         if unknown:
             raise SuiteError(
                 f"Suite {data.get('name', default_name)!r} has unknown key(s) {unknown}.",
-                hint="A suite has only 'name', 'expectations' and optionally 'meta'.",
+                hint="A suite has only 'name' (default: the file name) and 'expectations'.",
             )
         name = data.get("name", default_name)
         return cls(name, data.get("expectations") or [])
