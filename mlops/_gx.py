@@ -67,6 +67,7 @@ class GxRun:
 
 
 def _gx() -> Any:
+    """Import GX, with usage analytics off unless the user set ``GX_ANALYTICS_ENABLED``."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     return require("great_expectations")
 
@@ -113,9 +114,9 @@ def _camel(type_name: str) -> str:
 
 
 def _known_types() -> list[str]:
+    gx = _gx()
     from great_expectations.expectations.expectation import Expectation
 
-    gx = _gx()
     names = []
     for attr in dir(gx.expectations):
         obj = getattr(gx.expectations, attr)
@@ -133,9 +134,9 @@ def expectation_class(type_name: str) -> type:
         >>> expectation_class("expect_table_row_count_to_be_between").__name__
         'ExpectTableRowCountToBeBetween'
     """
+    gx = _gx()  # first: sets the analytics default before GX is imported
     from great_expectations.expectations.expectation import Expectation
 
-    gx = _gx()
     cls = getattr(gx.expectations, _camel(type_name), None)
     if isinstance(cls, type) and issubclass(cls, Expectation):
         return cls
@@ -254,6 +255,7 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
 
 def render_data_docs(result: Any) -> str:
     """GX's own Data Docs HTML page for one validation result (no context needed)."""
+    _gx()
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
