@@ -7,6 +7,7 @@ registers fresh versions of one real sklearn model under a unique name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -134,18 +135,17 @@ class Registry:
         return RegistryClient(http=self.http, token=self.tokens.get(user) if user else None)
 
 
-@pytest.fixture(scope="module")
-def registry(
-    tmp_path_factory: pytest.TempPathFactory, mlflow_home: Path, policy_file: Path
-) -> Iterator[Registry]:
-    """``create_app`` on a temp SQLite DB and the session MLflow store, with user tokens."""
+@contextlib.contextmanager
+def open_registry(workdir: Path, policy_path: Path) -> Iterator[Registry]:
+    """``create_app`` on a fresh SQLite DB in ``workdir`` and the session MLflow store,
+    with a token for each of :data:`USERS` and ``root`` (admin)."""
     from registry_server import create_app
     from registry_server.settings import RegistrySettings
 
-    db = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'registry.db'}"
+    db = f"sqlite:///{workdir / 'registry.db'}"
     settings = RegistrySettings(
         database_url=db,
-        policy_path=policy_file,
+        policy_path=policy_path,
         tracking_uri=os.environ["MLOPS_TRACKING_URI"],
         admin_token=ADMIN_TOKEN,
         reconcile_interval=0,
@@ -155,6 +155,15 @@ def registry(
         tokens = {"root": ADMIN_TOKEN}
         tokens |= {u: admin.create_token(u, roles).token for u, roles in USERS.items()}
         yield Registry(http, tokens, db)
+
+
+@pytest.fixture(scope="module")
+def registry(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_home: Path, policy_file: Path
+) -> Iterator[Registry]:
+    """The server app in-process on a temp SQLite DB, with user tokens."""
+    with open_registry(tmp_path_factory.mktemp("registry"), policy_file) as reg:
+        yield reg
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,202 @@
+"""``mlops.promote``: real GX validation, evaluation, a built and served Bento, recorded
+evidence, the local policy verdict and the request to the server app (``TestClient``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mlops
+from mlops.errors import EvidenceError, PolicyViolation
+from mlops.evidence import Evidence
+from mlops.promotion import PromotionHandle, PromotionTimeout, precheck, resolve_policy, submit
+from mlops.validation import Suite
+from tests.conftest import DvcRepo, LineageModel, write_iris
+from tests.test_client import Registry, open_registry
+
+POLICY = """
+version: 1
+targets:
+  production:
+    protected: true
+    checks:
+      suites: [iris_clean]
+      metrics:
+        accuracy: {threshold: 0.8, min_absolute_change: 0.0}
+      must_beat_champion: true
+      smoke_test: true
+    approvals: {count: 1, roles: [approver, admin]}
+"""
+CLEAN = Suite(
+    "iris_clean",
+    [
+        {"type": "expect_column_to_exist", "kwargs": {"column": "target"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "target"}},
+    ],
+)
+# iris sepal lengths are 4.3-7.9 cm: this suite must fail
+STRICT = Suite(
+    "iris_clean",
+    [
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {"column": "sepal length (cm)", "min_value": 0, "max_value": 1},
+        }
+    ],
+)
+
+
+@pytest.fixture(scope="module")
+def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("promote-policy") / "promotion-policy.yaml"
+    path.write_text(POLICY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gate(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_home: Path, policy_path: Path
+) -> Iterator[Registry]:
+    with open_registry(tmp_path_factory.mktemp("promote-registry"), policy_path) as reg:
+        yield reg
+
+
+@pytest.fixture
+def signed_model(mlflow_home: Path, dvc_repo: DvcRepo, model_name: str) -> LineageModel:
+    """Like ``lineage_model``, but logged with an input signature (packaging needs one)."""
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    write_iris(dvc_repo.root / "data" / "iris.csv")
+    dvc_repo.dvc("add", "-q", "data/iris.csv")
+    dvc_repo.commit("track iris")
+    dvc_repo.dvc("push", "-q")
+    ds = mlops.data.version("data/iris.csv")
+    with mlops.start_run("promote-model", datasets=[ds]) as run:
+        df = mlops.data.read_dataframe(ds)
+        x, y = df.drop(columns=["target"]), df["target"]
+        clf = LogisticRegression(max_iter=500).fit(x, y)
+        signature = infer_signature(x, clf.predict(x))
+        mlflow.sklearn.log_model(clf, name="model", signature=signature)
+    mv = mlops.register(run, model_name)
+    return LineageModel(model_name, mv.version, ds, run.run_id, dvc_repo)
+
+
+def _bundle(name: str, *, accuracy: float, smoke: bool | None) -> Evidence:
+    evaluation = {
+        "model": name,
+        "candidate_version": 1,
+        "champion_alias": "production",
+        "champion_version": None,
+        "task": "classification",
+        "dataset": None,
+        "rows": 150,
+        "metrics": {"candidate": {"accuracy": accuracy}, "champion": None},
+        "verdicts": [],
+        "beats_champion": None,
+        "passed": True,
+        "notes": [],
+    }
+    package = None
+    if smoke is not None:
+        package = {
+            "bento_tag": "m:1",
+            "model_tag": "m:2",
+            "smoke": {"passed": smoke, "rows": 5, "mismatches": 0, "error": None, "seconds": 1.0},
+            "parity": {"passed": True, "missing": [], "mismatched": []},
+            "passed": smoke,
+        }
+    return Evidence(
+        model={"name": name, "version": 1, "run_id": None},
+        lineage={"git_commit": None, "datasets": []},
+        evaluation=evaluation,
+        package=package,
+    )
+
+
+def test_precheck_lists_every_failed_rule(policy_path: Path):
+    policy = resolve_policy(policy_path)
+    with pytest.raises(
+        PolicyViolation, match=r"churn v1 cannot be promoted to 'production': 3 rule"
+    ) as info:
+        precheck(_bundle("churn", accuracy=0.5, smoke=None), policy, "production")
+    failed = [r.rule for r in info.value.verdict.failures]
+    assert failed == ["checks.suites.iris_clean", "checks.metrics.accuracy", "checks.smoke_test"]
+    assert info.value.details["failures"][1]["reason"].startswith(
+        "accuracy: 0.5 is not >= threshold 0.8"
+    )
+
+
+def test_submit_needs_recorded_evidence(gate: Registry, lineage_model: LineageModel):
+    with pytest.raises(
+        EvidenceError, match=r"has no recorded evidence \(tag 'mlops.evidence.digest'\)"
+    ):
+        submit(
+            lineage_model.name, lineage_model.version, to="production", client=gate.client("rita")
+        )
+    assert list(gate.client("ann").list_promotions(model=lineage_model.name)) == []
+
+
+def test_failing_suite_fails_fast_without_touching_the_server(
+    gate: Registry, lineage_model: LineageModel, policy_path: Path
+):
+    from mlflow.tracking import MlflowClient
+
+    name, version = lineage_model.name, lineage_model.version
+    with pytest.raises(
+        PolicyViolation, match=r"checks\.suites\.iris_clean: suite 'iris_clean' failed"
+    ) as info:
+        mlops.promote(
+            name,
+            version,
+            to="production",
+            suites=[STRICT],
+            target="target",
+            policy=policy_path,
+            client=gate.client("rita"),
+        )
+    assert [r.rule for r in info.value.verdict.failures] == ["checks.suites.iris_clean"]
+    assert list(gate.client("ann").list_promotions(model=name)) == []
+    tags = MlflowClient().get_model_version(name, str(version)).tags
+    assert "mlops.evidence.digest" not in tags
+
+
+@pytest.mark.slow
+def test_promote_happy_path(gate: Registry, signed_model: LineageModel, policy_path: Path):
+    from mlflow.tracking import MlflowClient
+
+    name, version = signed_model.name, signed_model.version
+    handle = mlops.promote(
+        name,
+        version,
+        to="production",
+        eval_data=signed_model.dataset,
+        target="target",
+        suites=[CLEAN],
+        policy=policy_path,
+        client=gate.client("rita"),
+        submit=False,
+    )
+    assert handle.state == "not submitted" and handle.verdict.passed
+    assert list(gate.client("ann").list_promotions(model=name)) == []
+    evidence = handle.evidence
+    assert evidence.package["smoke"]["passed"] is True and evidence.package["smoke"]["rows"] == 5
+    assert evidence.validation[0]["suite"] == "iris_clean" and evidence.validation[0]["success"]
+    assert evidence.lineage["datasets"][0]["md5"] == signed_model.dataset.md5
+    tags = MlflowClient().get_model_version(name, str(version)).tags
+    assert tags["mlops.evidence.digest"] == evidence.digest
+
+    handle.submit(name, version, to="production")
+    assert isinstance(handle, PromotionHandle) and handle.state == "pending"
+    assert handle.blocked_by == ("approvals: 0 of 1 required",)
+    assert "Why blocked" in handle._repr_html_() and "[pending]" in str(handle)
+    with pytest.raises(PromotionTimeout, match=rf"#{handle.id} is still 'pending' after 0.3s"):
+        handle.wait(timeout=0.3, interval=0.1)
+
+    gate.client("ann").approve(handle.id, comment="evidence reviewed")
+    assert handle.wait(timeout=10, interval=0.1).state == "promoted" and handle.final
+    assert int(MlflowClient().get_model_version_by_alias(name, "production").version) == version
+    assert handle.to_dict()["promotion"]["evidence_digest"] == evidence.digest
