@@ -22,7 +22,7 @@ from typing import Any
 
 from mlops.data import DatasetVersion
 from mlops.errors import AliasNotFound, ConfigError, ModelVersionNotFound, RegistryError
-from mlops.tracking import TAG_GIT_COMMIT, Run, _apply, _datasets_from_tags
+from mlops.tracking import TAG_GIT_COMMIT, Run, _apply_uris, _datasets_from_tags
 
 __all__ = [
     "Lineage",
@@ -379,7 +379,7 @@ def _mlflow() -> Any:
     from mlops._optional import require
 
     mlflow = require("mlflow")
-    _apply()
+    _apply_uris()
     return mlflow
 
 
@@ -437,4 +437,6 @@ class _errors:
             return False
         if self.not_found is not None and exc.error_code in _NOT_FOUND:
             raise self.not_found(f"Not found while {self.doing}: {exc.message}") from exc
+        if exc.error_code == "INVALID_PARAMETER_VALUE":
+            raise ConfigError(f"MLflow refused {self.doing}: {exc.message}") from exc
         raise RegistryError(f"MLflow failed while {self.doing}: {exc.message}") from exc

@@ -107,22 +107,30 @@ def configure(*, tracking_uri: str | None = None, registry_uri: str | None = Non
 
 def _apply(experiment: str | None = None) -> str:
     """Set MLflow's URIs from the current configuration; return the experiment id."""
+    from mlops.config import load_settings
+
+    settings = load_settings()
+    tracking = _apply_uris()
+    return _experiment_id(experiment or settings.experiment, settings, tracking)
+
+
+def _apply_uris() -> str:
+    """Set MLflow's tracking and registry URIs from the configuration; return tracking."""
     from mlops._optional import require
     from mlops.config import load_settings
 
     mlflow = require("mlflow")
-    settings = load_settings()
     explicit = _EXPLICIT["uris"]
-    tracking, registry = explicit or (
-        settings.resolved_tracking_uri(),
-        settings.resolved_registry_uri(),
-    )
+    if explicit is None:
+        settings = load_settings()
+        explicit = (settings.resolved_tracking_uri(), settings.resolved_registry_uri())
+    tracking, registry = explicit
     for uri in (tracking, registry):
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(registry)
-    return _experiment_id(experiment or settings.experiment, settings, tracking)
+    return tracking
 
 
 def _experiment_id(name: str, settings: Any, tracking_uri: str) -> str:
@@ -132,6 +140,12 @@ def _experiment_id(name: str, settings: Any, tracking_uri: str) -> str:
     client = MlflowClient()
     try:
         found = client.get_experiment_by_name(name)
+        if found is not None and found.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"MLflow experiment {name!r} at {tracking_uri!r} is deleted.",
+                hint=f"Restore it (`mlflow experiments restore --experiment-id "
+                f"{found.experiment_id}`) or pick another name with MLOPS_EXPERIMENT.",
+            )
         if found is not None:
             return found.experiment_id
         location = None

@@ -113,6 +113,8 @@ def test_aliases_set_move_resolve_delete(lineage_model):
     assert registry.aliases(name) == {"challenger": 2}
     with pytest.raises(ModelVersionNotFound, match="version 9"):
         registry.set_alias(name, "champion", 9)
+    with pytest.raises(ConfigError, match="MLflow refused setting alias 'latest'"):
+        registry.set_alias(name, "latest", 1)
 
 
 def test_resolve_refuses_unreadable_refs(lineage_model):

@@ -134,3 +134,15 @@ def test_run_repr(train_ds):
     assert run.run_id in str(run) and "data/train.csv" in str(run)
     assert "<code>" in run._repr_html_()
     assert run.to_dict()["datasets"] == [train_ds.to_dict()]
+
+
+def test_deleted_experiment_names_the_fix(mlflow_home):
+    name = f"gone-{uuid.uuid4().hex[:8]}"
+    with mlops.start_run(experiment=name) as run:
+        pass
+    _client().delete_experiment(run.experiment_id)
+    with (
+        pytest.raises(TrackingError, match=f"experiment '{name}' .* is deleted"),
+        mlops.start_run(experiment=name),
+    ):
+        pass
