@@ -37,7 +37,12 @@ def run(settings: RegistrySettings | None = None) -> None:
     from registry_server.settings import load_registry_settings
 
     settings = settings or load_registry_settings()
-    common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level}
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": settings.log_level in {"debug", "trace", "info"},
+    }
     if settings.workers > 1:
         # workers rebuild the app from the environment: pass the settings through it
         for key, value in settings.model_dump(exclude_none=True).items():

@@ -39,6 +39,7 @@ def create_app(
     from registry_server.errors import install_error_handlers
     from registry_server.mlflow_gateway import MlflowGateway
     from registry_server.routers import aliases, audit, health, promotions, tokens
+    from registry_server.services.aliases import AliasReader
     from registry_server.services.auth import ensure_token
     from registry_server.services.context import ServerContext
 
@@ -64,6 +65,8 @@ def create_app(
         lifespan=_lifespan(settings),
     )
     app.state.ctx = ctx
+    app.state.alias_reader = AliasReader(db)
+    app.add_middleware(aliases.AliasFastPath, reader=app.state.alias_reader)
     app.state.settings = settings
     install_error_handlers(app)
     for module in (health, promotions, aliases, audit, tokens):
@@ -101,6 +104,7 @@ def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            app.state.alias_reader.close()
             app.state.ctx.db.dispose()
 
     return lifespan

@@ -47,10 +47,12 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.sqlite_path: str | None = None
         if self.is_sqlite:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.sqlite_path = path
             self.engine = create_engine(url, connect_args={"check_same_thread": False})
             self.read_engine = create_engine(url, connect_args={"check_same_thread": False})
             _sqlite_pragmas(self.engine, immediate=True)

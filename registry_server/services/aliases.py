@@ -10,9 +10,12 @@ Example:
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from mlops.errors import AliasNotFound, ConflictError, PermissionDenied, PolicyViolation
@@ -23,18 +26,7 @@ from registry_server.services.context import Caller, ServerContext, utc
 if TYPE_CHECKING:
     from registry_server.db.engine import Database
 
-__all__ = ["current", "history", "move_alias", "reconcile_protected", "rollback"]
-
-_J = AliasJournal.__table__
-
-
-def _current_stmt(model: str, alias: str):  # type: ignore[no-untyped-def]
-    return (
-        select(_J.c.version, _J.c.from_at, _J.c.request_id)
-        .where(_J.c.model == model, _J.c.alias == alias, _J.c.to_at.is_(None))
-        .order_by(_J.c.id.desc())
-        .limit(1)
-    )
+__all__ = ["AliasReader", "current", "history", "move_alias", "reconcile_protected", "rollback"]
 
 
 def _not_found(model: str, alias: str) -> AliasNotFound:
@@ -44,19 +36,74 @@ def _not_found(model: str, alias: str) -> AliasNotFound:
     )
 
 
-def current(db: Database, model: str, alias: str) -> dict[str, Any]:
-    """The current holder: ``{"model", "alias", "version", "since", "request_id"}``."""
-    with db.read_engine.connect() as conn:
-        row = conn.execute(_current_stmt(model, alias)).first()
+_CURRENT_SQL = (
+    "SELECT version, from_at, request_id FROM alias_journal "
+    "WHERE model = {m} AND alias = {a} AND to_at IS NULL ORDER BY id DESC LIMIT 1"
+)
+
+
+class AliasReader:
+    """The hot read path: one constant query, no ORM, no MLflow.
+
+    On SQLite each thread keeps its own read-only connection (WAL: readers never wait
+    for the writer, and every statement sees the latest commit); on PostgreSQL it uses
+    the pooled read engine.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._local = threading.local()
+        self._path = db.sqlite_path if db.is_sqlite else None
+        self._opened: list[sqlite3.Connection] = []
+
+    def _sqlite(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close the per-thread SQLite connections."""
+        for conn in self._opened:
+            conn.close()
+        self._opened.clear()
+        self._local = threading.local()
+
+    def current(self, model: str, alias: str) -> dict[str, Any]:
+        """``{"model", "alias", "version", "since", "request_id"}`` of the holder now."""
+        if self._path is not None:
+            row = (
+                self._sqlite().execute(_CURRENT_SQL.format(m="?", a="?"), (model, alias)).fetchone()
+            )
+        else:
+            with self.db.read_engine.connect() as conn:
+                sql = _CURRENT_SQL.format(m="%s", a="%s")
+                row = conn.exec_driver_sql(sql, (model, alias)).first()
+        return _holder(model, alias, row)
+
+
+def _holder(model: str, alias: str, row: Any) -> dict[str, Any]:
     if row is None:
         raise _not_found(model, alias)
+    since = row[1] if isinstance(row[1], datetime) else datetime.fromisoformat(row[1])
     return {
         "model": model,
         "alias": alias,
-        "version": row.version,
-        "since": utc(row.from_at).isoformat(),
-        "request_id": row.request_id,
+        "version": row[0],
+        "since": utc(since).isoformat(),
+        "request_id": row[2],
     }
+
+
+def current(db: Database, model: str, alias: str) -> dict[str, Any]:
+    """The current holder: ``{"model", "alias", "version", "since", "request_id"}``."""
+    sql = text(_CURRENT_SQL.format(m=":m", a=":a"))
+    with db.read_engine.connect() as conn:
+        row = conn.execute(sql, {"m": model, "a": alias}).first()
+    return _holder(model, alias, row)
 
 
 def history(db: Database, model: str, alias: str, *, limit: int = 100) -> dict[str, Any]:

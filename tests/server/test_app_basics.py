@@ -60,3 +60,11 @@ def test_validation_errors_use_our_body(client: TestClient) -> None:
     assert body["code"] == "invalid_request"
     assert "body.roles.0" in body["message"]
     assert body["hint"]
+
+
+def test_alias_read_of_unknown_alias_is_404_with_our_body(client: TestClient) -> None:
+    res = client.get("/v1/aliases/no-such-model/production")
+    assert res.status_code == 404
+    assert res.json()["code"] == "alias_not_found"
+    assert "'no-such-model'" in res.json()["message"]
+    assert "/v1/aliases/{model}/{alias}" in client.get("/openapi.json").json()["paths"]

@@ -1,0 +1,302 @@
+"""Alias reads: our registry server vs. MLflow's REST API, on the same machine.
+
+Starts a real ``mlflow server`` (SQLite) and our server (uvicorn, SQLite, 2 workers),
+registers one sklearn model, records its evidence, promotes it to ``production`` through
+our API (so our journal holds the alias), then loads both read endpoints for a fixed
+duration with the same number of connections:
+
+- ours:   ``GET /v1/aliases/{model}/production``
+- MLflow: ``GET /api/2.0/mlflow/registered-models/alias?name={model}&alias=production``
+
+The load generator is ``wrk`` when installed (``apt-get install wrk``), else a bounded
+asyncio/httpx loop (which on a 2-core machine measures the client as much as the
+servers). Prints a table, then one JSON line::
+
+    {"ours_rps", "mlflow_rps", "ratio", "ours_p99_ms", "connections"}
+
+Run: ``python benchmarks/registry_server.py [--duration 10] [--connections 16]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+POLICY = """
+version: 1
+targets:
+  production:
+    protected: true
+    checks: {smoke_test: true}
+    approvals: {count: 2, roles: [approver, admin]}
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).is_success:
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer in {timeout}s")
+
+
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    out = open(log, "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _register_model(tracking: str, name: str) -> tuple[int, str]:
+    """Log and register a small sklearn model; record evidence; return (version, digest)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(tracking)
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(LogisticRegression(max_iter=300).fit(x, y), name="model")
+    mv = mlflow.register_model(info.model_uri, name)
+    version = int(mv.version)
+    bundle = {
+        "schema": 1,
+        "model": {"name": name, "version": version, "run_id": run.info.run_id},
+        "lineage": {"git_commit": None, "datasets": []},
+        "validation": [],
+        "evaluation": None,
+        "package": {
+            "bento_tag": f"{name}:bench",
+            "model_tag": f"{name}:bench",
+            "smoke": {"passed": True, "rows": 3, "mismatches": 0, "error": None, "seconds": 0.1},
+            "parity": {"passed": True, "missing": [], "mismatched": []},
+            "passed": True,
+        },
+    }
+    digest = hashlib.sha256(_canonical(bundle)).hexdigest()
+    path = f"mlops/evidence/{digest}.json"
+    client = MlflowClient(tracking)
+    client.log_text(run.info.run_id, _canonical(bundle).decode(), path)
+    client.set_model_version_tag(name, str(version), "mlops.evidence.digest", digest)
+    client.set_model_version_tag(name, str(version), "mlops.evidence.path", path)
+    return version, digest
+
+
+def _promote(base: str, admin: str, name: str, version: int, digest: str) -> None:
+    api = httpx.Client(base_url=base, timeout=60)
+
+    def token(user: str, role: str) -> dict[str, str]:
+        res = api.post(
+            "/v1/tokens",
+            json={"user": user, "roles": [role]},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        res.raise_for_status()
+        return {"Authorization": f"Bearer {res.json()['token']}"}
+
+    req = api.post(
+        "/v1/promotions",
+        headers=token("rita", "requester"),
+        json={"model": name, "version": version, "target": "production", "evidence_digest": digest},
+    )
+    req.raise_for_status()
+    rid = req.json()["id"]
+    api.post(f"/v1/promotions/{rid}/approve", headers=token("ann", "approver")).raise_for_status()
+    done = api.post(f"/v1/promotions/{rid}/approve", headers=token("bob", "approver"))
+    done.raise_for_status()
+    if done.json()["state"] != "promoted":
+        raise RuntimeError(f"promotion did not complete: {done.json()}")
+
+
+# --- load generators ---------------------------------------------------------------------
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _wrk(url: str, duration: float, connections: int) -> dict[str, float]:
+    threads = min(2, connections)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    pct = {}
+    for p, value, unit in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        pct[p] = float(value) * _UNITS[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} non-2xx responses\n{out}")
+    return {"rps": rps, "p50_ms": pct["50"], "p99_ms": pct["99"]}
+
+
+async def _python_load(url: str, duration: float, connections: int) -> dict[str, float]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        end = time.perf_counter() + duration
+
+        async def worker() -> None:
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                res = await client.get(url)
+                res.raise_for_status()
+                latencies.append((time.perf_counter() - t0) * 1e3)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    }
+
+
+def _measure(url: str, duration: float, connections: int, tool: str) -> dict[str, float]:
+    httpx.get(url, timeout=10).raise_for_status()
+    if tool == "wrk":
+        return _wrk(url, duration, connections)
+    return asyncio.run(_python_load(url, duration, connections))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
+    args = parser.parse_args(argv)
+    tool = args.tool if args.tool != "auto" else ("wrk" if shutil.which("wrk") else "python")
+
+    tmp = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
+    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    procs: list[subprocess.Popen] = []
+    try:
+        mport, rport, admin, name = _port(), _port(), "bench-admin-token", "bench-iris"
+        mlflow_url, ours_url = f"http://127.0.0.1:{mport}", f"http://127.0.0.1:{rport}"
+        procs.append(
+            _start(
+                [
+                    str(BIN / "mlflow"),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mport),
+                    "--workers",
+                    str(args.workers),
+                    "--backend-store-uri",
+                    f"sqlite:///{tmp / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    str(tmp / "artifacts"),
+                ],
+                env,
+                tmp / "mlflow.log",
+            )
+        )
+        _wait(f"{mlflow_url}/health", procs[-1])
+        version, digest = _register_model(mlflow_url, name)
+
+        (tmp / "policy.yaml").write_text(POLICY)
+        renv = {
+            **env,
+            "MLOPS_HOME": str(tmp),
+            "MLOPS_REGISTRY_DATABASE_URL": f"sqlite:///{tmp / 'registry.db'}",
+            "MLOPS_REGISTRY_POLICY_PATH": str(tmp / "policy.yaml"),
+            "MLOPS_REGISTRY_TRACKING_URI": mlflow_url,
+            "MLOPS_REGISTRY_PORT": str(rport),
+            "MLOPS_REGISTRY_WORKERS": str(args.workers),
+            "MLOPS_REGISTRY_ADMIN_TOKEN": admin,
+            "MLOPS_REGISTRY_RECONCILE_INTERVAL": "0",
+        }
+        procs.append(
+            _start(
+                [sys.executable, "-c", "import registry_server; registry_server.run()"],
+                renv,
+                tmp / "registry.log",
+            )
+        )
+        _wait(f"{ours_url}/readyz", procs[-1])
+        _promote(ours_url, admin, name, version, digest)
+
+        ours = _measure(
+            f"{ours_url}/v1/aliases/{name}/production", args.duration, args.connections, tool
+        )
+        theirs = _measure(
+            f"{mlflow_url}/api/2.0/mlflow/registered-models/alias?name={name}&alias=production",
+            args.duration,
+            args.connections,
+            tool,
+        )
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(
+        f"alias read, {args.connections} connections, {args.duration:g}s each, "
+        f"{args.workers} workers each, load generator: {tool}"
+    )
+    print(f"{'server':<10}{'rps':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    for label, r in (("ours", ours), ("mlflow", theirs)):
+        print(f"{label:<10}{r['rps']:>12.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}")
+    print(
+        json.dumps(
+            {
+                "ours_rps": round(ours["rps"], 1),
+                "mlflow_rps": round(theirs["rps"], 1),
+                "ratio": round(ours["rps"] / theirs["rps"], 2),
+                "ours_p99_ms": round(ours["p99_ms"], 2),
+                "connections": args.connections,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
