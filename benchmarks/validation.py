@@ -11,8 +11,9 @@ ways in one process:
 - ``pandas``: the same checks as vectorised pandas expressions (a floor, not a substitute:
   no per-expectation details, no Data Docs).
 
-Each is warmed up once, then timed three times; the table shows the median, the ratio to
-``gx`` and the peak RSS of the process. The last line is one JSON object for scripts.
+Each is warmed up once, then the three take turns (rotating order) three times; the table
+shows each median, the ratio to ``gx`` and the peak RSS of the process. The last line is
+one JSON object for scripts.
 
 Run: ``.venv/bin/python benchmarks/validation.py`` (``--rows N`` for a quicker run).
 """
@@ -126,15 +127,23 @@ def pandas_runner(frame: pd.DataFrame, specs: list[dict]) -> Callable[[], list[b
     return run
 
 
-def timed(run: Callable[[], list[bool]], repeats: int) -> tuple[float, list[bool]]:
-    """Median wall time of ``repeats`` runs after one warm-up, and the last outcome."""
-    outcome = run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        outcome = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), outcome
+def timed(
+    runners: dict[str, Callable[[], list[bool]]], repeats: int
+) -> tuple[dict[str, float], dict[str, list[bool]]]:
+    """Median wall time per way, and each way's outcome.
+
+    Every way is warmed up once; then the ways take turns, in a rotating order, so that
+    none of them always runs first (on a busy machine the order shows up in the times).
+    """
+    outcomes = {name: run() for name, run in runners.items()}
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    for round_ in range(repeats):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            start = time.perf_counter()
+            outcomes[name] = runners[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, outcomes
 
 
 def peak_rss_mb() -> float:
@@ -154,15 +163,14 @@ def main() -> None:
         "mlops": mlops_runner(frame, specs),
         "pandas": pandas_runner(frame, specs),
     }
-    seconds, outcomes = {}, {}
-    for name, run in runners.items():
-        seconds[name], outcomes[name] = timed(run, args.repeats)
+    seconds, outcomes = timed(runners, args.repeats)
     if len({tuple(o) for o in outcomes.values()}) != 1:
         raise SystemExit(f"the three ways disagree: {outcomes}")
 
     print(
         f"{args.rows:,} rows x {frame.shape[1]} columns, {len(specs)} expectations, "
-        f"median of {args.repeats} (after 1 warm-up); all {sum(outcomes['gx'])} passed"
+        f"median of {args.repeats} interleaved runs (after 1 warm-up); "
+        f"all {sum(outcomes['gx'])} passed"
     )
     print(f"{'way':<8}{'seconds':>10}{'x gx':>8}")
     for name, value in seconds.items():
