@@ -242,6 +242,13 @@ def test_same_validation_twice_in_one_process_gives_the_same_report(iris, suite)
     assert validate(_broken(iris), suite, log=False).success is False
     assert validate(iris, suite, log=False).digest == first.digest
 
+    from mlops import _gx
+
+    context = _gx._state().context  # one context, one datasource, one asset, reused
+    assert _gx._state().context is context
+    assert [d.name for d in context.data_sources.all().values()] == ["mlops"]
+    assert [a.name for a in context.data_sources.get("mlops").assets] == ["frame"]
+
 
 def test_two_threads_validate_concurrently(iris, suite):
     good, bad = iris, _broken(iris)
