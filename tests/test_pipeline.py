@@ -285,3 +285,44 @@ def test_a_failing_suite_stops_the_pipeline_naming_the_expectation(tmp_path: Pat
     assert not (repo.root / "reports" / "model.json").exists()
     report = json.loads((repo.root / "reports" / "validation.json").read_text())
     assert report["success"] is False
+
+
+def test_request_without_a_reachable_server_fails_naming_the_url(pipeline: Pipeline) -> None:
+    from tests.conftest import free_port
+
+    repo = pipeline.repo
+    dead = f"http://127.0.0.1:{free_port()}"
+    res = subprocess.run(
+        [str(BIN / "python"), "-m", "pipelines.request"],
+        cwd=repo.root,
+        env={**repo.env, "MLOPS_REGISTRY_URL": dead},
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1
+    assert "error: registry_unavailable:" in res.stderr
+    assert dead in res.stderr
+
+
+def test_a_stricter_policy_blocks_the_request_and_can_fail_the_stage(pipeline: Pipeline) -> None:
+    repo = pipeline.repo
+    policy_file = repo.root / "promotion-policy.yaml"
+    policy = yaml.safe_load(policy_file.read_text())
+    policy["targets"]["production"]["checks"]["metrics"]["accuracy"]["threshold"] = 0.999
+    policy_file.write_text(yaml.safe_dump(policy))
+
+    lenient = repro(repo, "repro")
+
+    assert lenient.returncode == 0, lenient.output[-6000:]
+    assert set(lenient.seconds) == {"evaluate", "request"}
+    doc = read(repo, "reports/promotion.json")
+    assert (doc["state"], doc["submitted"], doc["id"]) == ("blocked", False, None)
+    assert any(b.startswith("checks.metrics.accuracy:") for b in doc["blocked_by"])
+    assert "blocked by checks.metrics.accuracy" in lenient.output
+    assert _promotions(pipeline.server) == 2  # nothing new was sent
+
+    strict = repro(repo, "exp", "run", "-S", "promotion.fail_if_blocked=true")
+
+    assert strict.returncode != 0
+    assert "error: policy_violation: iris-classifier v2 may not be promoted" in strict.output
+    assert "checks.metrics.accuracy" in strict.output
