@@ -158,7 +158,8 @@ def open(  # mirrors dvc.api.open; builtins.open is used explicitly below
     path, root, pinned = _target(ds_or_path, rev=rev, repo=repo)
     api = _dvc_api()
     try:
-        cm = api.open(path, repo=str(root), rev=pinned, mode=mode)
+        where, inner = _located(root, path, pinned)
+        cm = api.open(inner, repo=where, rev=pinned, mode=mode)
         fobj = cm.__enter__()
     except Exception as exc:  # dvc raises many unrelated types; wrap them all here
         raise _wrap_dvc_error(exc, path, pinned) from exc
@@ -269,7 +270,7 @@ def _git_head(path: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def _show(root: Path, sha: str, relpath: str) -> str | None:
-    res = _git(root, "show", f"{sha}:{relpath}")
+    res = _git(root, "show", f"{sha}:./{relpath}")  # ./ = relative to the DVC root
     return res.stdout if res.returncode == 0 else None
 
 
@@ -437,19 +438,36 @@ def _target(
 def _data_files(root: Path, path: str, rev: str | None) -> list[str]:
     from dvc.fs import DVCFileSystem
 
-    fs = DVCFileSystem(repo=str(root), rev=rev)
+    where, inner = _located(root, path, rev)
+    prefix = inner[: len(inner) - len(path)]
+    fs = DVCFileSystem(repo=where, rev=rev)
     try:
-        if not fs.isdir(path):
+        if not fs.isdir(inner):
             return [path]
-        names = sorted(n for n in fs.find(path) if n.endswith((".csv", ".parquet", ".pq")))
+        found = fs.find(inner)
     except Exception as exc:  # dvc's own error types vary by backend
         raise _wrap_dvc_error(exc, path, rev) from exc
+    names = sorted(
+        n.lstrip("/").removeprefix(prefix) for n in found if n.endswith((".csv", ".parquet", ".pq"))
+    )
     if not names:
         raise DataError(
             f"The directory {path!r} holds no .csv or .parquet files at rev {rev or 'workspace'}.",
             hint="Point at a CSV/parquet file, or a directory of them.",
         )
-    return [n.lstrip("/") for n in names]
+    return names
+
+
+def _located(root: Path, path: str, rev: str | None) -> tuple[str, str]:
+    """(repo, path) for dvc: at a rev, DVC opens the git top level, so a DVC project in a
+    subfolder (``dvc init --subdir``) is addressed from there."""
+    if rev is None:
+        return str(root), path
+    res = _git(root, "rev-parse", "--show-toplevel")
+    top = Path(res.stdout.strip()).resolve() if res.returncode == 0 else root
+    if top == root or not root.is_relative_to(top):
+        return str(root), path
+    return str(top), f"{root.relative_to(top).as_posix()}/{path}"
 
 
 def _dvc_api() -> Any:

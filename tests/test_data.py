@@ -196,3 +196,22 @@ def test_read_without_remote_or_cache_names_the_fix(tracked):
     with pytest.raises(DataError, match=r"data/train\.csv") as info:
         data.read_dataframe(ds)
     assert info.value.hint
+
+
+def test_dvc_project_in_a_subfolder_of_the_git_repo(tmp_path, monkeypatch):
+    from tests.conftest import BIN, run
+
+    run(["git", "init", "-q"], cwd=tmp_path)
+    project = tmp_path / "ml"
+    project.mkdir()
+    run([str(BIN / "dvc"), "init", "-q", "--subdir"], cwd=project)
+    (project / "data.csv").write_text("a\n1\n")
+    run([str(BIN / "dvc"), "add", "-q", "data.csv"], cwd=project)
+    run(["git", "add", "-A"], cwd=tmp_path)
+    run(["git", "commit", "-q", "-m", "subdir project"], cwd=tmp_path)
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLOPS_DVC_ROOT", raising=False)
+    ds = data.version("data.csv")
+    assert (ds.path, ds.repo) == ("data.csv", str(project))
+    assert ds.rev == run(["git", "rev-parse", "HEAD"], cwd=tmp_path).strip()
+    assert list(data.read_dataframe(ds)["a"]) == [1]
