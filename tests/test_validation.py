@@ -122,6 +122,11 @@ def test_missing_column_is_a_failed_expectation_naming_the_column(iris):
     assert "error: " in str(report)
 
 
+def test_data_of_another_type_is_refused(suite):
+    with pytest.raises(DataError, match=r"needs a pandas DataFrame or a DatasetVersion, got list"):
+        validate([{"target": 1}], suite, log=False)
+
+
 # --- suites from code and YAML ------------------------------------------------------------
 def test_yaml_suite_and_lookup_by_bare_name(tmp_path, monkeypatch, iris):
     (tmp_path / "suites").mkdir()
