@@ -31,7 +31,7 @@ class Cli:
     server: ServerProcess
 
     def __call__(self, *args: str, token: str | None = None, code: int = 0) -> str:
-        env = {"MLOPS_REGISTRY_URL": self.server.url}
+        env = {"MLOPS_REGISTRY_URL": self.server.url, "COLUMNS": "200"}
         if token:
             env["MLOPS_TOKEN"] = token
         result = runner.invoke(app, list(args), env=env)
@@ -93,8 +93,11 @@ def test_review_flow(cli: Cli, trained: TrainedModel, model_name: str):  # noqa:
     assert "approvals: 1 of 2 required" in cli("status", str(p["id"]), token=ann)
     assert cli.json("reject", str(p["id"]), "-m", "drift", token=bob)["state"] == "rejected"
 
+    p = cli.json("request", model_name, str(second), "--to", "production", token=rita)
+    assert cli.json("cancel", str(p["id"]), token=rita)["state"] == "cancelled"
     listed = cli.json("list", "--model", model_name, token=ann)
-    assert [x["state"] for x in listed] == ["rejected", "promoted"]
+    assert [x["state"] for x in listed] == ["cancelled", "rejected", "promoted"]
+    assert "cancelled" in cli("list", "--model", model_name, "--state", "cancelled")
     second_stage, _ = trained.new_version(model_name)
     p = cli.json("request", model_name, str(second_stage), "--to", "staging", token=rita)
     cli("approve", str(p["id"]), token=bob)

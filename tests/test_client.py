@@ -254,6 +254,18 @@ def test_rollback_and_history(registry: Registry, trained: TrainedModel, model_n
     assert moves[0].to_dict()["from"] == moves[0].start
 
 
+def test_cancel_own_request_only(registry: Registry, trained: TrainedModel, model_name: str):
+    version, digest = trained.new_version(model_name)
+    p = registry.client("rita").request_promotion(model_name, version, "production", digest)
+    with pytest.raises(PermissionDenied, match="may not"):
+        registry.client("ann").cancel(p.id)
+    p = registry.client("rita").cancel(p.id)
+    assert p.state == "cancelled" and p.final and not p.blocked
+    assert "blocked" not in str(p) and "Why blocked" not in p._repr_html_()
+    with pytest.raises(ConflictError, match="cancelled, not pending"):
+        registry.client("bob").approve(p.id)
+
+
 # --- errors: the server's code becomes the same class -------------------------------------
 def test_unauthenticated_is_401_authentication_error(registry: Registry, model_name: str):
     with pytest.raises(AuthenticationError, match="needs a bearer token") as info:

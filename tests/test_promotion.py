@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import mlops
-from mlops.errors import EvidenceError, PolicyViolation
+from mlops.errors import ConfigError, EvidenceError, PolicyViolation
 from mlops.evidence import Evidence
 from mlops.promotion import PromotionHandle, PromotionTimeout, precheck, resolve_policy, submit
 from mlops.validation import Suite
@@ -128,6 +128,19 @@ def test_precheck_lists_every_failed_rule(policy_path: Path):
     assert info.value.details["failures"][1]["reason"].startswith(
         "accuracy: 0.5 is not >= threshold 0.8"
     )
+
+
+def test_handle_not_submitted_has_no_server_state():
+    handle = PromotionHandle(None, None)
+    assert (handle.state, handle.id, handle.blocked_by, handle.final) == (
+        "not submitted",
+        None,
+        (),
+        False,
+    )
+    with pytest.raises(ConfigError, match="not submitted yet"):
+        handle.wait(timeout=1)
+    assert handle.to_dict() == {"promotion": None, "verdict": None, "evidence_digest": None}
 
 
 def test_submit_needs_recorded_evidence(gate: Registry, lineage_model: LineageModel):
