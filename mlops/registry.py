@@ -14,6 +14,7 @@ module is the plain MLflow layer it and everyone else use.
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from collections.abc import Mapping
@@ -318,8 +319,26 @@ def lineage(name: str, version: int | str) -> Lineage:
         model_version=mv,
         run_id=mv.run_id,
         git_commit=tags.get(TAG_GIT_COMMIT),
-        datasets=_datasets_from_tags(tags),
+        datasets=_datasets_from_tags(tags) or _datasets_from_inputs(run),
     )
+
+
+def _datasets_from_inputs(run: Any) -> tuple[DatasetVersion, ...]:
+    """Fallback when the ``mlops.dataset.*`` tags are gone: the run's DVC dataset inputs."""
+    found = []
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    for item in inputs:
+        if item.dataset.source_type != "dvc":
+            continue
+        try:
+            found.append(DatasetVersion.from_dict(json.loads(item.dataset.source)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(
+                f"Run {run.info.run_id} has a DVC dataset input {item.dataset.name!r} whose "
+                f"source cannot be read: {exc}",
+                hint="Re-run training with mlops.start_run(datasets=[...]).",
+            ) from exc
+    return tuple(found)
 
 
 def load_model(name: str, version: int | str) -> Any:

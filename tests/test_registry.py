@@ -36,6 +36,23 @@ def test_lineage_names_the_exact_training_data(lineage_model):
     assert len(mlops.data.read_dataframe(ds)) == 150
 
 
+def test_lineage_falls_back_to_run_inputs(lineage_model, model_name):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from sklearn.dummy import DummyClassifier
+
+    client = MlflowClient()
+    df = mlops.data.read_dataframe(lineage_model.dataset)
+    with mlops.start_run(datasets=[lineage_model.dataset]) as run:
+        clf = DummyClassifier().fit(df.drop(columns=["target"]), df["target"])
+        mlflow.sklearn.log_model(clf, name="model")
+    for key in client.get_run(run.run_id).data.tags:
+        if key.startswith("mlops.dataset."):
+            client.delete_tag(run.run_id, key)
+    mv = registry.register(run, f"{model_name}-inputs")
+    assert registry.lineage(mv.name, mv.version).datasets == (lineage_model.dataset,)
+
+
 def test_model_version_fields(lineage_model):
     mv = registry.get(lineage_model.name, lineage_model.version)
     assert (mv.name, mv.version, mv.run_id) == (lineage_model.name, 1, lineage_model.run_id)
