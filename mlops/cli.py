@@ -185,22 +185,35 @@ def _redact(url: str) -> str:
 @token_app.command("create")
 @_handles_errors
 def token_create(
-    user: Annotated[str, typer.Argument(help="Who the token is for.")],
     role: Annotated[
         list[str], typer.Option("--role", "-r", help="Role (repeatable): requester/approver/admin.")
     ],
+    user: Annotated[
+        str | None, typer.Argument(help="Who the token is for.", show_default=False)
+    ] = None,
+    user_option: Annotated[
+        str | None, typer.Option("--user", "-u", help="Same as USER.", show_default=False)
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Server database (default: MLOPS_REGISTRY_DATABASE_URL).")
     ] = None,
     as_json: Json = False,
 ) -> None:
     """Create a token directly in the server database and print it (shown only once)."""
-    created = _create_token_in_db(user, role, database_url)
+    from rich.markup import escape
+
+    if (user and user_option and user != user_option) or not (user or user_option):
+        raise typer.BadParameter(
+            f"Give the user once, as USER or --user (got {user!r} and {user_option!r}).",
+            param_hint="USER",
+        )
+    name = user or user_option or ""
+    created = _create_token_in_db(name, role, database_url)
     if as_json:
         _print_json(created)
         return
     console = _console()
-    console.print(f"token {created['id']} for {user} [{', '.join(created['roles'])}]:")
+    console.print(escape(f"token {created['id']} for {name} [{', '.join(created['roles'])}]:"))
     typer.echo(created["token"])
     console.print("[yellow]Store it now: it is not shown again.[/]")
 

@@ -71,15 +71,6 @@ _BY_STATUS: dict[int, type[MlopsError]] = {
 
 
 # --- entities -------------------------------------------------------------------------
-def _html_table(title: str, rows: list[tuple[str, Any]]) -> str:
-    cells = "".join(
-        f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-        f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-        for k, v in rows
-    )
-    return f"<div><strong>{html.escape(title)}</strong><table>{cells}</table></div>"
-
-
 def _plain(value: Any) -> Any:
     """Tuples to lists and mappings to dicts, recursively (what ``json.loads`` gives back)."""
     if isinstance(value, Mapping):
@@ -97,7 +88,10 @@ class _Entity:
         return _plain(asdict(self))  # type: ignore[call-overload]
 
     def _repr_html_(self) -> str:
-        return _html_table(type(self).__name__, list(self.to_dict().items()))
+        from mlops._render import html_section, html_table
+
+        rows = [(k, v) for k, v in self.to_dict().items()]
+        return html_section(str(self), html_table(["field", "value"], rows))
 
 
 @dataclass(frozen=True)
@@ -225,27 +219,29 @@ class Promotion(_Entity):
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        color = {"promoted": "green", "approved": "green", "pending": "#b58900"}.get(
-            self.state, "#c00"
+        from mlops._render import badge, html_section, html_table
+
+        passed = {"promoted": True, "approved": True, "pending": None}.get(self.state, False)
+        title = (
+            f"{self.model} v{self.version} -> {self.target}: {self.state} "
+            f"(request #{self.id}, approvals {self.quorum})"
         )
-        head = (
-            f"<div><strong>{html.escape(self.model)} v{self.version} &rarr; "
-            f"{html.escape(self.target)}</strong> "
-            f"<span style='color:{color}'>{html.escape(self.state)}</span> "
-            f"(request #{html.escape(str(self.id))}, approvals {self.quorum})</div>"
-        )
-        why = "".join(f"<li>{html.escape(r)}</li>" for r in self.blocked_by)
-        blocked = f"<div>Why blocked:<ul>{why}</ul></div>" if self.blocked else ""
-        rules = (
-            _html_table(
-                "Checks",
-                [(r.rule, f"{'ok' if r.passed else 'FAIL'} {r.reason}") for r in self.rules],
-            )
-            if self.rules
-            else ""
-        )
-        approvals = _html_table("Approvals", [(a.user, str(a)) for a in self.approvals])
-        return head + blocked + rules + (approvals if self.approvals else "")
+        who, digest = html.escape(self.requester), html.escape(self.evidence_digest)
+        body = f"<p>requester {who}, evidence {digest}</p>"
+        if self.blocked:
+            items = "".join(f"<li>{html.escape(r)}</li>" for r in self.blocked_by)
+            body += f"<p><strong>Why blocked</strong></p><ul>{items}</ul>"
+        if self.rules:
+            rows = [(r.rule, badge(r.passed, html_out=True), r.reason) for r in self.rules]
+            body += html_table(["rule", "", "reason"], rows, caption="Checks", raw_columns=[1])
+        if self.approvals:
+            rows = [
+                (a.user, a.decision, a.at, "yes" if a.counts else f"no: {a.why_not}", a.comment)
+                for a in self.approvals
+            ]
+            headers = ["user", "decision", "at", "counts", "comment"]
+            body += html_table(headers, rows, caption="Decisions")
+        return html_section(title, body, passed=passed)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,13 @@ def test_token_create_writes_the_database_and_prints_once(cli: Cli):
     assert any(e["payload"]["user"] == "olga" and e["actor"].startswith("cli:") for e in created)
 
 
+def test_token_create_takes_the_user_as_option_too(cli: Cli):
+    out = cli("token", "create", "--user", "pia", "-r", "requester", "--database-url", cli.db)
+    assert out.splitlines()[0].endswith("for pia [requester]:")
+    result = runner.invoke(app, ["token", "create", "--role", "admin"])
+    assert result.exit_code == 2 and "Give the user once, as USER or --user" in result.output
+
+
 def test_token_create_refuses_an_unknown_role(cli: Cli):
     out = cli("token", "create", "x", "--role", "boss", "--database-url", cli.db, code=1)
     assert "gate_error: Roles ['boss'] are not valid" in out and "hint:" in out
