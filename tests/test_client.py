@@ -27,6 +27,7 @@ from mlops.client import (
     RegistryClient,
 )
 from mlops.errors import (
+    AliasNotFound,
     AuthenticationError,
     ConflictError,
     EvidenceMismatch,
@@ -289,6 +290,8 @@ def test_unknown_request_is_404_not_found(registry: Registry):
     with pytest.raises(NotFoundError, match="No promotion request with id 987654") as info:
         registry.client("ann").get_promotion(987654)
     assert info.value.details["status"] == 404
+    with pytest.raises(AliasNotFound, match="Alias 'production' of model 'nobody' has never been"):
+        registry.client(None).alias("nobody", "production")
 
 
 def test_conflicts_are_409(registry: Registry, trained: TrainedModel, model_name: str):
