@@ -13,8 +13,8 @@ function so a DVC pipeline stage can run them one at a time:
 Example:
     >>> import mlops
     >>> handle = mlops.promote("churn", 3, to="production", target="churned")  # doctest: +SKIP
-    >>> handle                        # renders state, approvals and why it is blocked
-    >>> handle.wait(timeout=3600)     # until promoted, rejected, cancelled, ...
+    >>> handle  # renders state, approvals and why it is blocked      # doctest: +SKIP
+    >>> handle.wait(timeout=3600)  # until promoted, rejected, ...    # doctest: +SKIP
 """
 
 from __future__ import annotations

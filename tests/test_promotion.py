@@ -205,6 +205,8 @@ def test_promote_happy_path(gate: Registry, signed_model: LineageModel, policy_p
     handle.submit(name, version, to="production")
     assert isinstance(handle, PromotionHandle) and handle.state == "pending"
     assert handle.blocked_by == ("approvals: 0 of 1 required",)
+    local = [r.to_dict() for r in handle.verdict.rules if r.rule != "freeze"]
+    assert [r.to_dict() for r in handle.promotion.rules] == local  # same policy, same verdict
     assert "Why blocked" in handle._repr_html_() and "[pending]" in str(handle)
     with pytest.raises(PromotionTimeout, match=rf"#{handle.id} is still 'pending' after 0.3s"):
         handle.wait(timeout=0.3, interval=0.1)
