@@ -22,6 +22,10 @@ def at_root() -> Path:
     """Make the repository root the cwd (stages use repo-relative paths) and return it.
 
     ``MLOPS_HOME`` keeps its default ``.mlops`` under the root, whatever the caller's cwd.
+
+    Example:
+        >>> (at_root() / "dvc.yaml").name  # doctest: +SKIP
+        'dvc.yaml'
     """
     os.chdir(ROOT)
     return ROOT
@@ -54,7 +58,12 @@ def params(section: str, *, path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 
 
 def need(mapping: dict[str, Any], key: str, kind: type | tuple[type, ...], *, where: str) -> Any:
-    """``mapping[key]`` checked against ``kind``, or a ConfigError naming ``where.key``."""
+    """``mapping[key]`` checked against ``kind``, or a ConfigError naming ``where.key``.
+
+    Example:
+        >>> need({"seed": 42}, "seed", int, where="prepare")
+        42
+    """
     if key not in mapping:
         raise ConfigError(
             f"params.yaml misses {where}.{key}.", hint=f"Set {where}.{key} in params.yaml."
@@ -72,7 +81,12 @@ def need(mapping: dict[str, Any], key: str, kind: type | tuple[type, ...], *, wh
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as stable, diff-friendly JSON (sorted keys) and return the path."""
+    """Write ``obj`` as stable, diff-friendly JSON (sorted keys) and return the path.
+
+    Example:
+        >>> write_json("reports/model.json", {"name": "iris", "version": 1})  # doctest: +SKIP
+        PosixPath('reports/model.json')
+    """
     file = Path(path)
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -80,7 +94,12 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON output of an earlier stage; a missing file names the stage to run."""
+    """Read a JSON output of an earlier stage; a missing file says to run ``dvc repro``.
+
+    Example:
+        >>> read_json("reports/model.json")["version"]  # doctest: +SKIP
+        1
+    """
     file = Path(path)
     try:
         return json.loads(file.read_text(encoding="utf-8"))
@@ -170,7 +189,12 @@ def _default_remote() -> str | None:
 
 
 def run(main: Callable[[], object]) -> int:
-    """Run a stage's ``main``; an MlopsError becomes ``code: message`` + hint and exit 1."""
+    """Run a stage's ``main``; an MlopsError becomes ``code: message`` + hint and exit 1.
+
+    Example:
+        >>> run(lambda: None)
+        0
+    """
     try:
         main()
     except MlopsError as exc:

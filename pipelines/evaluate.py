@@ -106,7 +106,13 @@ def policy_thresholds(policy_path: str | Path, target: str) -> dict[str, dict[st
 
 
 def predictions(name: str, version: int, features: pd.DataFrame) -> tuple[list, Any, list]:
-    """Labels, class probabilities (or one-hot labels) and classes of a registered model."""
+    """Labels, class probabilities (or one-hot labels) and classes of a registered model.
+
+    Example:
+        >>> labels, scores, classes = predictions("iris-classifier", 1, features)  # doctest: +SKIP
+        >>> classes  # doctest: +SKIP
+        [0, 1, 2]
+    """
     import numpy as np
 
     from mlops.registry import load_model
@@ -121,7 +127,11 @@ def predictions(name: str, version: int, features: pd.DataFrame) -> tuple[list, 
 
 
 def main() -> None:
-    """Evaluate the version in ``reports/model.json``; write reports, metrics and plots."""
+    """Evaluate the version in ``reports/model.json``; write reports, metrics and plots.
+
+    Example:
+        $ python -m pipelines.evaluate   # what `dvc repro` runs, from the repository root
+    """
     import pandas as pd
 
     from mlops.evaluation import evaluate

@@ -48,7 +48,11 @@ def sample_frame(frame: pd.DataFrame, *, target: str, rows: int) -> pd.DataFrame
 
 
 def main() -> None:
-    """Package the version in ``reports/model.json``; write ``reports/package.json``."""
+    """Package the version in ``reports/model.json``; write ``reports/package.json``.
+
+    Example:
+        $ python -m pipelines.package   # what `dvc repro` runs, from the repository root
+    """
     import pandas as pd
 
     from mlops.packaging import package

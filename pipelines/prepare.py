@@ -64,7 +64,11 @@ def split_frame(
 
 
 def main() -> None:
-    """Read ``prepare`` params, write ``data/train.csv`` and ``data/eval.csv``."""
+    """Read ``prepare`` params, write ``data/train.csv`` and ``data/eval.csv``.
+
+    Example:
+        $ python -m pipelines.prepare   # what `dvc repro` runs, from the repository root
+    """
     _common.at_root()
     p = _common.params("prepare")
     train, evaluation = split_frame(

@@ -80,7 +80,12 @@ def summary(
 
 
 def record_evidence(model: dict[str, Any], reports: dict[str, Any]) -> Any:
-    """Collect this run's reports into an evidence bundle and record it on the version."""
+    """Collect this run's reports into an evidence bundle and record it on the version.
+
+    Example:
+        >>> record_evidence(model, {"validation": v, "evaluation": e, "package": p}).digest
+        ... # doctest: +SKIP
+    """
     from mlops import evidence
 
     bundle = evidence.collect(
@@ -95,7 +100,12 @@ def record_evidence(model: dict[str, Any], reports: dict[str, Any]) -> Any:
 
 
 def submit(model: dict[str, Any], *, target: str, digest: str) -> dict[str, Any]:
-    """Send the promotion request to the registry server; the server's Promotion dict."""
+    """Send the promotion request to the registry server; the server's Promotion dict.
+
+    Example:
+        >>> submit(model, target="production", digest=bundle.digest)["state"]  # doctest: +SKIP
+        'pending'
+    """
     from mlops.client import RegistryClient
 
     with RegistryClient() as client:
@@ -104,7 +114,11 @@ def submit(model: dict[str, Any], *, target: str, digest: str) -> dict[str, Any]
 
 
 def main() -> None:
-    """Record evidence, check the policy, submit; write ``reports/promotion.json``."""
+    """Record evidence, check the policy, submit; write ``reports/promotion.json``.
+
+    Example:
+        $ python -m pipelines.request   # what `dvc repro` runs, from the repository root
+    """
     from datetime import UTC, datetime
 
     from mlops.policy import check, load_policy

@@ -104,7 +104,11 @@ def train_and_register(
 
 
 def main() -> None:
-    """Train on ``data/train.csv`` with the ``train`` params; write ``reports/model.json``."""
+    """Train on ``data/train.csv`` with the ``train`` params; write ``reports/model.json``.
+
+    Example:
+        $ python -m pipelines.train   # what `dvc repro` runs, from the repository root
+    """
     import pandas as pd
 
     _common.at_root()

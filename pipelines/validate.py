@@ -86,7 +86,11 @@ def check(report: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    """Validate ``data/train.csv`` with the suite from params and write the reports."""
+    """Validate ``data/train.csv`` with the suite from params and write the reports.
+
+    Example:
+        $ python -m pipelines.validate   # what `dvc repro` runs, from the repository root
+    """
     from mlops.validation import validate
 
     _common.at_root()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import free_port, stop_process, wait_for_http
+from tests.conftest import BIN, free_port, stop_process, wait_for_http
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class RegistryServer:
 def start_registry_server(
     workdir: Path, *, tracking_uri: str, policy_path: Path, env: dict[str, str]
 ) -> RegistryServer:
-    """Start the registry server on a free port (SQLite DB in ``workdir``), admin token set."""
+    """``mlops server`` on a free port (SQLite DB in ``workdir``), with an admin token."""
     port, token = free_port(), secrets.token_urlsafe(16)
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "registry-server.log"
@@ -34,13 +33,12 @@ def start_registry_server(
         "MLOPS_REGISTRY_DATABASE_URL": f"sqlite:///{workdir / 'registry.db'}",
         "MLOPS_REGISTRY_TRACKING_URI": tracking_uri,
         "MLOPS_REGISTRY_POLICY_PATH": str(policy_path),
-        "MLOPS_REGISTRY_PORT": str(port),
         "MLOPS_REGISTRY_ADMIN_TOKEN": token,
         "MLOPS_REGISTRY_RECONCILE_INTERVAL": "0",
     }
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import registry_server; registry_server.run()"],
+            [str(BIN / "mlops"), "server", "--port", str(port)],
             cwd=workdir,
             env=server_env,
             stdout=out,
