@@ -152,3 +152,38 @@ def test_unreachable_server_and_usage_errors():
     assert "mlops server" in result.output
     result = runner.invoke(app, ["reject", "1"])
     assert result.exit_code == 2 and "Missing option '--message'" in result.output
+
+
+@pytest.mark.postgres
+def test_token_bootstrap_on_postgres(pg_url: str, mlflow_home, policy_file):  # noqa: F811
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from mlops.client import RegistryClient
+    from registry_server import create_app
+    from registry_server.settings import RegistrySettings
+
+    result = runner.invoke(
+        app, ["token", "create", "pgadmin", "-r", "admin", "--database-url", pg_url, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    token = json.loads(result.stdout)["token"]
+    settings = RegistrySettings(
+        database_url=pg_url,
+        policy_path=policy_file,
+        tracking_uri=os.environ["MLOPS_TRACKING_URI"],
+        reconcile_interval=0,
+    )
+    with TestClient(create_app(settings)) as http:
+        client = RegistryClient(http=http, token=token)
+        assert (client.me().user, client.me().roles) == ("pgadmin", ("admin",))
+        assert client.verify_audit().ok
+
+
+def test_token_create_names_an_unreachable_database():
+    url = f"postgresql+psycopg://postgres:secret@127.0.0.1:{free_port()}/nowhere"
+    result = runner.invoke(app, ["token", "create", "x", "-r", "admin", "--database-url", url])
+    assert result.exit_code == 1
+    assert result.output.startswith("config_error: Cannot write the token to the server database")
+    assert "postgres:***@127.0.0.1" in result.output and "secret" not in result.output
