@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from mlops.errors import AliasNotFound, EvidenceError, MlopsError, NotFoundError
-from mlops.policy import check
+from mlops.policy import active_freeze, check
 from registry_server.db.models import AuditEvent
 from registry_server.services import aliases, audit, promotions
 from registry_server.services.context import Caller, ServerContext
@@ -72,6 +72,12 @@ def may_approve(ctx: ServerContext, caller: Caller, req: dict[str, Any]) -> tupl
             f"Your roles ({', '.join(caller.roles)}) cannot approve promotions to "
             f"{req['target']}; it needs one of: {', '.join(tp.approvals.roles)}."
         )
+    window = active_freeze(tp, ctx.now())
+    if window is not None:
+        return False, (
+            f"Promotions to {req['target']} are frozen until {window.end.isoformat()} "
+            f"({window.reason})."
+        )
     if tp.approvals.exclude_requester and caller.user == req["requester"]:
         return False, "You requested this promotion; another approver has to decide on it."
     if tp.approvals.distinct and any(
@@ -94,8 +100,14 @@ def _evaluation(bundle: dict[str, Any]) -> dict[str, Any] | None:
         delta = c - h if isinstance(c, int | float) and isinstance(h, int | float) else None
         rel = delta / abs(h) if delta is not None and h else None
         rows.append(
-            {"metric": name, "candidate": c, "champion": h, "delta": delta, "relative": rel,
-             "verdict": verdicts.get(name)}
+            {
+                "metric": name,
+                "candidate": c,
+                "champion": h,
+                "delta": delta,
+                "relative": rel,
+                "verdict": verdicts.get(name),
+            }
         )
     chart = metric_bars([(r["metric"], r["candidate"], r["champion"]) for r in rows])
     return {"report": evaluation, "rows": rows, "chart": chart}
@@ -123,9 +135,7 @@ def request_page(ctx: ServerContext, caller: Caller, request_id: int) -> dict[st
     req = promotions.get(ctx, request_id)
     req["age"] = _age_of(ctx, req["created_at"])
     can, why = may_approve(ctx, caller, req)
-    can_cancel = req["state"] == "pending" and (
-        caller.user == req["requester"] or caller.is_admin
-    )
+    can_cancel = req["state"] == "pending" and (caller.user == req["requester"] or caller.is_admin)
     return {
         "req": req,
         "evidence": _evidence(ctx, req),

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = [
-    "CsrfError",
     "SECRET_ENV",
+    "CsrfError",
     "SignInRequired",
     "caller_for",
     "check_csrf",

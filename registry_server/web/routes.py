@@ -184,7 +184,9 @@ def approve(
     done = promotions.approve(ctx, caller, request_id, comment=comment)
     flash = f"Approved request {request_id}: now {done['state']}"
     quorum = done["quorum"]
-    return _back(request, f"/requests/{request_id}", f"{flash} ({quorum['have']} of {quorum['need']}).")
+    return _back(
+        request, f"/requests/{request_id}", f"{flash} ({quorum['have']} of {quorum['need']})."
+    )
 
 
 @router.post("/requests/{request_id}/reject")

@@ -1,0 +1,197 @@
+"""End to end in headless Chromium: sign in, review the evidence, approve to quorum, see
+the alias move in MLflow, roll back, check the audit chain, and a forged form refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.web.conftest import LiveServer, MlflowModel, new_candidate
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "install Debian's chromium: apt-get install -y chromium"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+class Reviewer:
+    """One person's browser context (own cookies) on the live server."""
+
+    def __init__(self, browser: Any, server: LiveServer, user: str) -> None:
+        self.server, self.user = server, user
+        self.context = browser.new_context(
+            base_url=server.url, viewport={"width": 1200, "height": 900}
+        )
+        self.context.set_default_timeout(15_000)
+        self.page = self.context.new_page()
+
+    def sign_in(self, then: str = "/ui/requests") -> Any:
+        page = self.page
+        page.goto(then)
+        assert page.url.endswith("/ui/login?next=" + then), page.url
+        page.get_by_label("Token").fill(self.server.tokens[self.user])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"**{then}")
+        return page
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _promote_via_rest(server: LiveServer, model: MlflowModel, name: str) -> int:
+    """v1 of ``name`` promoted to production over REST: the champion of the browser flow."""
+    cand = new_candidate(model, name, accuracy=0.93)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        body = {
+            "model": name,
+            "version": cand.version,
+            "target": "production",
+            "evidence_digest": cand.digest,
+        }
+        rid = http.post("/v1/promotions", json=body, headers=server.h("rita")).json()["id"]
+        for user in ("ann", "bob"):
+            res = http.post(f"/v1/promotions/{rid}/approve", json={}, headers=server.h(user))
+            assert res.status_code == 200, res.text
+        assert res.json()["state"] == "promoted"
+    return cand.version
+
+
+def test_review_approve_promote_rollback_audit(
+    browser: Any, live_server: LiveServer, mlflow_model: MlflowModel, name: str
+) -> None:
+    from playwright.sync_api import expect
+
+    champion = _promote_via_rest(live_server, mlflow_model, name)
+    cand = new_candidate(
+        mlflow_model,
+        name,
+        accuracy=0.97,
+        champion={"version": champion, "metrics": {"accuracy": 0.93, "f1_macro": 0.92}},
+    )
+    body = {
+        "model": name,
+        "version": cand.version,
+        "target": "production",
+        "evidence_digest": cand.digest,
+    }
+    created = httpx.post(
+        f"{live_server.url}/v1/promotions", json=body, headers=live_server.h("rita"), timeout=30
+    )
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+
+    # the requester sees the request but is not offered a decision
+    rita = Reviewer(browser, live_server, "rita")
+    page = rita.sign_in()
+    row = page.locator("#requests tbody tr", has_text=name)
+    expect(row).to_contain_text(f"{cand.version}")
+    expect(row).to_contain_text("0/2")
+    row.get_by_role("link").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        f"Request #{rid}: {name} v{cand.version} to production"
+    )
+    expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(page.locator("#why-not")).to_contain_text("cannot approve promotions to production")
+    rita.shot("01-requester-sees-no-approve-button")
+    rita.close()
+
+    # approver 1 reads the evidence and approves with a comment
+    ann = Reviewer(browser, live_server, "ann")
+    page = ann.sign_in(f"/ui/requests/{rid}")
+    expect(page.get_by_role("cell", name="5ba2c4a1b5c4cd5e3a3f54ea2bb1b4d1").first).to_be_visible()
+    expect(page.get_by_role("link", name="Data Docs for iris_train")).to_be_visible()
+    expect(page.locator("#metrics")).to_contain_text("+0.04")
+    expect(page.locator("svg.chart rect")).to_have_count(2 + 4)
+    expect(page.locator("#package")).to_contain_text("3 rows, 0 mismatches")
+    expect(page.locator("#verdict")).to_contain_text("checks.must_beat_champion")
+    ann.shot("02-approver-reads-evidence")
+    page.get_by_label("Comment").fill("metrics and data look right")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status")).to_have_text(
+        f"Approved request {rid}: now pending (1 of 2)."
+    )
+    expect(page.locator("#approvals")).to_contain_text("metrics and data look right")
+    ann.shot("03-first-approval")
+    page.get_by_role("link", name="Data Docs for iris_train").click()
+    expect(page).to_have_title("Validation of suite iris_train")
+    expect(page.locator("body")).to_contain_text("2/2 expectations")
+    ann.shot("03b-data-docs")
+    page.go_back()
+    ann.close()
+
+    # approver 2 reaches quorum: promoted, the alias moved in MLflow
+    bob = Reviewer(browser, live_server, "bob")
+    page = bob.sign_in(f"/ui/requests/{rid}")
+    page.get_by_label("Comment").fill("second pair of eyes: ok")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.locator("#state")).to_have_text("promoted")
+    expect(page.locator("#quorum")).to_have_text("2 of 2")
+    bob.shot("04-second-approval-promoted")
+    client = mlflow_model.client()
+    assert int(client.get_model_version_by_alias(name, "production").version) == cand.version
+
+    # the alias history, then a rollback to the champion
+    page.get_by_role("link", name=f"History of {name}@production").click()
+    expect(page.locator("#holder")).to_contain_text(f"version {cand.version}")
+    expect(page.locator("#history tbody tr")).to_have_count(2)
+    bob.shot("05-alias-history")
+    page.get_by_label("Reason for the rollback").fill("latency regression in canary")
+    page.get_by_role("button", name=f"Roll back to version {champion}").click()
+    expect(page.get_by_role("status")).to_have_text(
+        f"Rolled back {name}@production to version {champion}."
+    )
+    expect(page.locator("#holder")).to_contain_text(f"version {champion}")
+    expect(page.locator("#in-mlflow")).to_have_text(f"version {champion}")
+    assert int(client.get_model_version_by_alias(name, "production").version) == champion
+    bob.shot("06-rolled-back")
+
+    # a form post with a tampered CSRF token is refused, and nothing moves
+    page.locator("#rollback input[name=csrf_token]").evaluate("el => el.value = 'tampered'")
+    page.get_by_role("button", name=f"Roll back to version {cand.version}").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("403: csrf_failed")
+    expect(page.locator("#error-message")).to_contain_text(
+        "CSRF token is missing or does not match"
+    )
+    assert int(client.get_model_version_by_alias(name, "production").version) == champion
+    bob.shot("07-bad-csrf-refused")
+
+    # the audit chain verifies and shows the rollback
+    page.get_by_role("link", name="Audit").click()
+    expect(page.locator("#verify")).to_contain_text("The hash chain verifies")
+    expect(page.locator("#events tbody tr").first).to_contain_text("rolled_back")
+    bob.shot("08-audit-verifies")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text("Signed out.")
+    page.goto("/ui/audit")
+    assert "/ui/login" in page.url
+    bob.close()
