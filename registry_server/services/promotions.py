@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from mlops.errors import (
@@ -78,6 +78,13 @@ def _lock(session: Session, request_id: int) -> PromotionRequest:
     return req
 
 
+def _lock_target(session: Session, model: str, target: str) -> None:
+    """Serialise requests for one model+target (SQLite: BEGIN IMMEDIATE already does)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = f"mlops.promotion:{model}:{target}"
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+
 def _event(session: Session, ctx: ServerContext, actor: str, action: str, req, **extra) -> None:
     payload = {
         "request_id": req.id,
@@ -131,6 +138,7 @@ def create(
         )
     now = ctx.now()
     with ctx.db.session() as s:
+        _lock_target(s, model, target)
         older = s.scalars(
             select(PromotionRequest).where(
                 PromotionRequest.model == model,

@@ -4,6 +4,7 @@ users with tokens, and an injectable clock."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -56,6 +57,19 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+@contextlib.contextmanager
+def tracking(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking URI at ``uri`` for the block, then restore it."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 @dataclass
 class Clock:
     now: datetime = START
@@ -72,6 +86,7 @@ class MlflowModel:
     tracking_uri: str
     run_id: str
     model_uri: str
+    model_id: str | None = None
 
     def client(self) -> Any:
         from mlflow.tracking import MlflowClient
@@ -81,9 +96,12 @@ class MlflowModel:
     def register(self, name: str) -> int:
         """A new registered version of the trained model under ``name``."""
         client = self.client()
-        if not client.search_registered_models(filter_string=f"name = '{name}'"):
-            client.create_registered_model(name)
-        mv = client.create_model_version(name, self.model_uri, run_id=self.run_id)
+        with tracking(self.tracking_uri):  # MLflow resolves the logged model globally
+            if not client.search_registered_models(filter_string=f"name = '{name}'"):
+                client.create_registered_model(name)
+            mv = client.create_model_version(
+                name, self.model_uri, run_id=self.run_id, model_id=self.model_id
+            )
         return int(mv.version)
 
     def record(self, name: str, version: int, **overrides: Any) -> str:
@@ -159,21 +177,25 @@ def evidence_bundle(
     }
 
 
-@pytest.fixture(scope="session")
-def mlflow_model(mlflow_home: Path) -> MlflowModel:
-    """One real sklearn model logged to a run in the session's MLflow SQLite store."""
+def log_model(tracking_uri: str) -> MlflowModel:
+    """Train a small real sklearn model and log it to a run at ``tracking_uri``."""
     import mlflow
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    uri = f"sqlite:///{mlflow_home / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    x, y = load_iris(return_X_y=True, as_frame=True)
-    model = LogisticRegression(max_iter=300).fit(x, y)
-    mlflow.set_experiment("registry-server-tests")
-    with mlflow.start_run() as run:
-        info = mlflow.sklearn.log_model(model, name="model")
-    return MlflowModel(uri, run.info.run_id, info.model_uri)
+    with tracking(tracking_uri):
+        x, y = load_iris(return_X_y=True, as_frame=True)
+        model = LogisticRegression(max_iter=300).fit(x, y)
+        mlflow.set_experiment("registry-server-tests")
+        with mlflow.start_run() as run:
+            info = mlflow.sklearn.log_model(model, name="model")
+    return MlflowModel(tracking_uri, run.info.run_id, info.model_uri, info.model_id)
+
+
+@pytest.fixture(scope="session")
+def mlflow_model(mlflow_home: Path) -> MlflowModel:
+    """One real sklearn model logged to a run in the session's MLflow SQLite store."""
+    return log_model(f"sqlite:///{mlflow_home / 'mlflow.db'}")
 
 
 @pytest.fixture(scope="session")

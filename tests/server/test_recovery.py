@@ -6,7 +6,7 @@ import threading
 
 from sqlalchemy import text
 
-from registry_server.app import reconcile_once
+from registry_server.app import create_app, reconcile_once
 from registry_server.services import promotions
 from registry_server.services.context import Caller
 from tests.server.conftest import Server
@@ -148,3 +148,25 @@ def test_alias_moved_behind_the_servers_back_is_restored(server: Server, name: s
         "found_version": other,
         "restored_version": version,
     }
+
+
+def test_restart_finishes_a_pending_alias_move(server: Server, name: str) -> None:
+    """A process that dies after the quorum (intent recorded, MLflow not called) loses
+    nothing: a new app on the same database completes the move exactly once."""
+    rid, version = _request(server, name)
+    server.approve(rid, "ann")
+    server.ctx.gateway.fail_set_alias = 1
+    assert server.approve(rid, "bob").json()["state"] == "approved"
+
+    settings = server.client.app.state.settings
+    restarted = create_app(settings, clock=server.clock)
+    try:
+        server.clock.advance(minutes=1)
+        assert reconcile_once(restarted.state.ctx)["applied"] == 1
+        assert reconcile_once(restarted.state.ctx)["applied"] == 0
+    finally:
+        restarted.state.ctx.db.dispose()
+    assert server.client.get(f"/v1/promotions/{rid}").json()["state"] == "promoted"
+    mv = server.model.client().get_model_version_by_alias(name, "production")
+    assert int(mv.version) == version
+    assert len(_promoted_events(server, name)) == 1

@@ -1,0 +1,80 @@
+"""The server as it runs in production: ``registry_server.run()`` with two uvicorn workers,
+talking to a real ``mlflow server`` over HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, stop_process, wait_for_http
+from tests.server.conftest import log_model
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_workers_promote_through_mlflow_over_http(
+    mlflow_server, policy_file: Path, tmp_path: Path
+) -> None:
+    model = log_model(mlflow_server.url)
+    name = "proc-iris"
+    version = model.register(name)
+    digest = model.record(name, version)
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLOPS_REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}",
+        "MLOPS_REGISTRY_POLICY_PATH": str(policy_file),
+        "MLOPS_REGISTRY_TRACKING_URI": mlflow_server.url,
+        "MLOPS_REGISTRY_PORT": str(port),
+        "MLOPS_REGISTRY_WORKERS": "2",
+        "MLOPS_REGISTRY_ADMIN_TOKEN": "proc-admin",
+        "MLOPS_REGISTRY_RECONCILE_INTERVAL": "1",
+    }
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import registry_server; registry_server.run()"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/readyz", timeout=120, proc=proc)
+        api = httpx.Client(base_url=base, timeout=60)
+        admin = {"Authorization": "Bearer proc-admin"}
+
+        def token(user: str, role: str) -> dict[str, str]:
+            res = api.post("/v1/tokens", json={"user": user, "roles": [role]}, headers=admin)
+            assert res.status_code == 201, res.text
+            return {"Authorization": f"Bearer {res.json()['token']}"}
+
+        body = {
+            "model": name,
+            "version": version,
+            "target": "production",
+            "evidence_digest": digest,
+        }
+        created = api.post("/v1/promotions", json=body, headers=token("rita", "requester"))
+        assert created.status_code == 201, created.text
+        rid = created.json()["id"]
+        assert api.post(f"/v1/promotions/{rid}/approve", headers=token("ann", "approver")).json()[
+            "quorum"
+        ] == {"have": 1, "need": 2}
+        done = api.post(f"/v1/promotions/{rid}/approve", headers=token("bob", "approver"))
+        assert done.json()["state"] == "promoted", done.text
+
+        assert int(model.client().get_model_version_by_alias(name, "production").version) == version
+        for _ in range(20):  # both workers answer the same holder from the shared journal
+            assert api.get(f"/v1/aliases/{name}/production").json()["version"] == version
+        assert api.get("/v1/audit/verify", headers=admin).json()["ok"] is True
+    finally:
+        stop_process(proc)
+        log.close()
+    assert proc.returncode is not None
