@@ -225,9 +225,15 @@ def start_run(
     token = _ACTIVE.set(run)
     status = "FAILED"
     try:
-        _log_inputs(mlflow, datasets)
-        if params:
-            mlflow.log_params(dict(params))
+        try:
+            _log_inputs(mlflow, datasets)
+            if params:
+                mlflow.log_params(dict(params))
+        except MlflowException as exc:
+            raise TrackingError(
+                f"MLflow refused the datasets or params of run {run.run_id}: {exc.message}",
+                hint="Check the params (names, values up to 6000 characters) and the store.",
+            ) from exc
         yield run
         status = "FINISHED"
     finally:

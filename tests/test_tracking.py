@@ -146,3 +146,12 @@ def test_deleted_experiment_names_the_fix(mlflow_home):
         mlops.start_run(experiment=name),
     ):
         pass
+
+
+def test_refused_params_fail_the_run_with_a_tracking_error(mlflow_home):
+    with (
+        pytest.raises(TrackingError, match="MLflow refused the datasets or params of run"),
+        mlops.start_run(params={"bad name!": 1}),
+    ):
+        pass
+    assert mlops.active_run() is None
