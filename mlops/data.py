@@ -115,8 +115,10 @@ def version(
     """The DVC version of a tracked file or directory, at ``rev`` (default: ``HEAD``).
 
     Without ``rev`` the workspace copy must match what ``HEAD`` recorded, else
-    :class:`~mlops.errors.StaleDataError`. With ``rev`` the ``.dvc``/``dvc.lock`` of that
-    commit is read and the workspace is not looked at.
+    :class:`~mlops.errors.StaleDataError` (a copy not pulled yet is fine: the recorded
+    version is the truth). With ``rev`` the ``.dvc``/``dvc.lock`` of that commit is read
+    and the workspace is not looked at. ``remote`` is the repository's default DVC remote
+    as configured now.
 
     Example:
         >>> ds = version("data/train.csv")                     # doctest: +SKIP
