@@ -47,6 +47,7 @@ def mount(
         >>> mount(app, settings, secret_key="change-me")   # doctest: +SKIP
     """
     from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.middleware.sessions import SessionMiddleware
@@ -71,8 +72,19 @@ def mount(
     ui.include_router(router)
     ui.add_exception_handler(MlopsError, _error_page)  # type: ignore[arg-type]
     ui.add_exception_handler(StarletteHTTPException, _http_error_page)  # type: ignore[arg-type]
+    ui.add_exception_handler(RequestValidationError, _invalid_page)  # type: ignore[arg-type]
     app.mount(prefix, ui, name="ui")
     return ui
+
+
+def _page(request: Request, status: int, code: str, message: str, hint: str) -> Response:
+    """The HTML error page, with the signed-in user's header if there is one."""
+    from registry_server.web.routes import optional_caller, render
+
+    context = {"status": status, "code": code, "message": message, "hint": hint}
+    return render(
+        request, "error.html", context, caller=optional_caller(request), status_code=status
+    )
 
 
 async def _error_page(request: Request, exc: MlopsError) -> Response:
@@ -80,24 +92,32 @@ async def _error_page(request: Request, exc: MlopsError) -> Response:
 
     from registry_server.errors import status_for
     from registry_server.web._session import SignInRequired
-    from registry_server.web.routes import render
 
     if isinstance(exc, SignInRequired) and request.method == "GET":
         target = quote(str(exc.details.get("next", "")), safe="/")
         return RedirectResponse(f"{request.app.state.prefix}/login?next={target}", 303)
-    status = status_for(exc)
-    context = {"status": status, "code": exc.code, "message": exc.message, "hint": exc.hint}
-    return render(request, "error.html", context, status_code=status)
+    return _page(request, status_for(exc), exc.code, exc.message, exc.hint)
 
 
 async def _http_error_page(request: Request, exc: Exception) -> Response:
-    from registry_server.web.routes import render
-
     status = getattr(exc, "status_code", 500)
-    context = {
-        "status": status,
-        "code": "not_found" if status == 404 else "http_error",
-        "message": f"No page {request.url.path}." if status == 404 else str(exc),
-        "hint": "Start from the list of requests.",
-    }
-    return render(request, "error.html", context, status_code=status)
+    if status == 404:
+        message = f"No page {request.method} {request.url.path}."
+    else:
+        message = f"{request.method} {request.url.path}: {getattr(exc, 'detail', exc)}"
+    code = "not_found" if status == 404 else "http_error"
+    return _page(request, status, code, message, "Start from the list of requests.")
+
+
+async def _invalid_page(request: Request, exc: Exception) -> Response:
+    errors = getattr(exc, "errors", list)()
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors
+    )
+    return _page(
+        request,
+        422,
+        "invalid_request",
+        f"The request is not valid: {problems}.",
+        "Use the links and forms of the pages; check the value named above.",
+    )

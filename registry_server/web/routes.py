@@ -32,7 +32,7 @@ from registry_server.web._session import (
     sign_in,
 )
 
-__all__ = ["router", "templates"]
+__all__ = ["optional_caller", "render", "router", "templates"]
 
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -64,6 +64,19 @@ def _caller(request: Request) -> Caller:
     return caller
 
 
+def optional_caller(request: Request) -> Caller | None:
+    """The signed-in caller, or ``None`` (for pages that work either way).
+
+    Example:
+        >>> optional_caller(request)            # doctest: +SKIP
+        Caller(user='ann', roles=('approver',))
+    """
+    if "session" not in request.scope or not request.session.get("th"):
+        return None
+    with _ctx(request).db.read_sessions() as s:
+        return caller_for(s, request.session.get("th"))
+
+
 def _checked(request: Request, csrf_token: Annotated[str, Form()] = "") -> None:
     check_csrf(request.session, csrf_token)
 
@@ -82,7 +95,11 @@ def render(
     caller: Caller | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    """Render ``name`` with the caller, the CSRF token and any flash message."""
+    """Render ``name`` with the caller, the CSRF token and any flash message.
+
+    Example:
+        >>> render(request, "audit.html", {"verify": v, "events": []}, caller=c)  # doctest: +SKIP
+    """
     base = {
         "caller": caller,
         "csrf_token": _csrf(request),

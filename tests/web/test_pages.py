@@ -227,3 +227,39 @@ def test_freeze_window_fails_the_live_verdict_and_blocks_decisions(
     res = site.client.post(f"/ui/requests/{rid}/approve", data={"csrf_token": csrf})
     assert res.status_code == 409 and "is frozen until" in res.text
     assert site.client.get(f"/v1/promotions/{rid}").json()["approvals"] == []
+
+
+def test_requester_cancels_own_request_from_the_page(site: Site, name: str) -> None:
+    rid = site.request(name)
+    site.login("rita")
+    page = site.client.get(f"/ui/requests/{rid}").text
+    assert ">Cancel this request</button>" in page
+    csrf = site.csrf(f"/ui/requests/{rid}")
+    res = site.client.post(f"/ui/requests/{rid}/cancel", data={"csrf_token": csrf})
+    assert res.status_code == 200 and f"Cancelled request {rid}." in res.text
+    assert site.client.get(f"/v1/promotions/{rid}").json()["state"] == "cancelled"
+    assert ">Cancel this request</button>" not in res.text
+
+
+def test_rollback_is_offered_only_to_rollback_roles(site: Site, name: str) -> None:
+    for _ in range(2):
+        rid = site.request(name)
+        for user in ("ann", "bob"):
+            res = site.client.post(f"/v1/promotions/{rid}/approve", json={}, headers=site.h(user))
+            assert res.status_code == 200, res.text
+    site.login("rita")
+    page = site.client.get(f"/ui/aliases/{name}/production").text
+    assert "Roll back to version 1" not in page
+    assert "Rolling back production needs one of: approver, admin." in page
+    csrf = site.csrf(f"/ui/aliases/{name}/production")
+    res = site.client.post(f"/ui/aliases/{name}/production/rollback", data={"csrf_token": csrf})
+    assert res.status_code == 403 and "may not roll back" in res.text
+    assert site.client.get(f"/v1/aliases/{name}/production").json()["version"] == 2
+
+
+def test_bad_query_is_an_html_error_page_with_the_user_header(site: Site) -> None:
+    site.login("ann")
+    res = site.client.get("/ui/requests?state=bogus")
+    assert res.status_code == 422
+    assert "The request is not valid: query.state:" in res.text
+    assert "Signed in as <strong>ann</strong>" in res.text
