@@ -41,7 +41,8 @@ def mount(
 
     The cookie signing key is ``secret_key``, else ``$MLOPS_REGISTRY_SESSION_SECRET``,
     else a ``session_secret`` setting, else a key file created once in the mlops home.
-    Set ``https_only`` behind TLS to mark the cookie ``Secure``.
+    Set ``https_only`` behind TLS to mark the cookie ``Secure``. Mounting twice on the
+    same ``app`` returns the pages already mounted (``create_app`` may have done it).
 
     Example:
         >>> mount(app, settings, secret_key="change-me")   # doctest: +SKIP
@@ -56,7 +57,11 @@ def mount(
     from registry_server.web._session import session_secret
     from registry_server.web.routes import router
 
+    existing = getattr(app.state, "ui", None)
+    if existing is not None:
+        return existing
     ui = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ui = ui
     ui.state.parent = app
     ui.state.prefix = prefix
     ui.add_middleware(

@@ -263,3 +263,15 @@ def test_bad_query_is_an_html_error_page_with_the_user_header(site: Site) -> Non
     assert res.status_code == 422
     assert "The request is not valid: query.state:" in res.text
     assert "Signed in as <strong>ann</strong>" in res.text
+
+
+def test_mount_is_idempotent_and_ui_root_leads_to_requests(site: Site) -> None:
+    from registry_server.web import mount
+
+    app = site.client.app
+    assert mount(app) is mount(app, secret_key="other") is app.state.ui
+    assert [getattr(r, "path", None) for r in app.routes].count("/ui") == 1
+    site.login("ann")
+    res = site.client.get("/ui")
+    assert res.status_code == 200 and str(res.url).endswith("/ui/requests")
+    assert "Pending promotion requests" in res.text
