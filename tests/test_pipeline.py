@@ -216,6 +216,8 @@ def test_bento_is_built_and_smoke_tested(pipeline: Pipeline) -> None:
     assert report["passed"] is True, report
     assert report["smoke"]["rows"] == 10 and report["smoke"]["mismatches"] == 0
     assert report["bento_tag"].startswith(MODEL)
+    name, version = report["bento_tag"].split(":")
+    assert (pipeline.repo.home / "bentoml" / "bentos" / name / version).is_dir()
 
 
 def test_promotion_request_is_pending_on_the_server(pipeline: Pipeline) -> None:

@@ -53,16 +53,15 @@ class PipelineRepo:
         return self.git("rev-parse", "HEAD")
 
 
-def pipeline_env(root: Path, **extra: str) -> dict[str, str]:
+def pipeline_env(**extra: str) -> dict[str, str]:
     """The environment of a pipeline run: the test's venv first on PATH, no stray MLOPS_*.
 
-    The MLflow store is left at its default (``.mlops/`` in the repo root) on purpose: the
-    test proves that a store inside the repository does not disturb DVC.
+    The MLflow and Bento stores are left at their defaults (``.mlops/`` in the repo root) on
+    purpose: the test proves that stores inside the repository do not disturb DVC.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "BENTOML_"))}
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        BENTOML_HOME=str(root / ".mlops" / "bentoml"),
         BENTOML_DO_NOT_TRACK="true",
         GX_ANALYTICS_ENABLED="false",
         DVC_NO_ANALYTICS="1",
@@ -89,7 +88,7 @@ def make_pipeline_repo(base: Path, *, source: Path = SOURCE, **env: str) -> Pipe
             source / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
     (root / ".gitignore").write_text(".mlops/\n__pycache__/\n", encoding="utf-8")
-    repo = PipelineRepo(root=root, remote=remote, env=pipeline_env(root, **env))
+    repo = PipelineRepo(root=root, remote=remote, env=pipeline_env(**env))
     repo.git("init", "-q", "-b", "main")
     repo.dvc("init", "-q")
     repo.dvc("config", "core.analytics", "false")
