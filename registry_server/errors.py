@@ -90,8 +90,15 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
             f"Method {request.method} is not allowed on {request.url.path}.",
             "See the API at /docs for the methods of this route.",
         )
+    elif exc.status_code == 400:  # e.g. a body that is not JSON: same answer as bad fields
+        body = _body(
+            "invalid_request",
+            f"The request is not valid: {exc.detail}.",
+            "Send a JSON body matching the API schema at /docs.",
+        )
+        return JSONResponse(body, status_code=422)
     else:
-        body = _body("http_error", str(exc.detail), "")
+        body = _body("http_error", str(exc.detail), "See the API at /docs.")
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 

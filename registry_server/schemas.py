@@ -20,7 +20,10 @@ __all__ = [
     "TokenIn",
     "TokenIssued",
     "TokenList",
+    "error_responses",
 ]
+
+MAX_INT = 2**31 - 1  # ids and versions are 32-bit integers in the database
 
 State = Literal["pending", "approved", "promoted", "rejected", "cancelled", "expired", "superseded"]
 Role = Literal["requester", "approver", "admin"]
@@ -32,7 +35,7 @@ class _In(BaseModel):
 
 class PromotionIn(_In):
     model: str = Field(min_length=1, description="Registered model name.")
-    version: int = Field(ge=1, description="Model version.")
+    version: int = Field(ge=1, le=MAX_INT, description="Model version.")
     target: str = Field(min_length=1, description="Target alias, e.g. production.")
     evidence_digest: str = Field(
         pattern="^[0-9a-f]{64}$", description="SHA-256 of the version's evidence."
@@ -169,3 +172,8 @@ class ErrorOut(BaseModel):
     message: str
     hint: str
     details: dict | None = None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` documenting our error body for each status."""
+    return {status: {"model": ErrorOut, "description": "Error"} for status in statuses}

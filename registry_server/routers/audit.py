@@ -7,17 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from registry_server.deps import CallerDep, ContextDep
-from registry_server.schemas import AuditPage, AuditVerify
+from registry_server.schemas import MAX_INT, AuditPage, AuditVerify, error_responses
 from registry_server.services import audit
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=error_responses(401, 422))
 
 
 @router.get("", response_model=AuditPage)
 def list_audit(
     ctx: ContextDep,
     caller: CallerDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
     """Events with id greater than ``after``, oldest first."""

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from registry_server.deps import CallerDep, ContextDep
-from registry_server.schemas import CommentIn, PromotionIn, PromotionOut, PromotionPage, State
+from registry_server.schemas import (
+    MAX_INT,
+    CommentIn,
+    PromotionIn,
+    PromotionOut,
+    PromotionPage,
+    State,
+    error_responses,
+)
 from registry_server.services import promotions
 
-router = APIRouter(prefix="/v1/promotions", tags=["promotions"])
+RequestId = Annotated[int, Path(ge=1, le=MAX_INT, description="Promotion request id.")]
+
+router = APIRouter(
+    prefix="/v1/promotions",
+    tags=["promotions"],
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
 
 
 @router.post("", status_code=201, response_model=PromotionOut)
@@ -33,7 +47,7 @@ def list_promotions(
     target: str | None = None,
     state: State | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> dict:
     """Requests, newest first, filtered by model, target and state."""
     return promotions.list_requests(
@@ -42,20 +56,20 @@ def list_promotions(
 
 
 @router.get("/{request_id}", response_model=PromotionOut)
-def get_promotion(request_id: int, ctx: ContextDep) -> dict:
+def get_promotion(request_id: RequestId, ctx: ContextDep) -> dict:
     """One request with its approvals, verdict, quorum and what blocks it."""
     return promotions.get(ctx, request_id)
 
 
 @router.post("/{request_id}/cancel", response_model=PromotionOut)
-def cancel_promotion(request_id: int, ctx: ContextDep, caller: CallerDep) -> dict:
+def cancel_promotion(request_id: RequestId, ctx: ContextDep, caller: CallerDep) -> dict:
     """Cancel a pending request (its requester or an admin)."""
     return promotions.cancel(ctx, caller, request_id)
 
 
 @router.post("/{request_id}/approve", response_model=PromotionOut)
 def approve_promotion(
-    request_id: int, ctx: ContextDep, caller: CallerDep, body: CommentIn | None = None
+    request_id: RequestId, ctx: ContextDep, caller: CallerDep, body: CommentIn | None = None
 ) -> dict:
     """Approve; at quorum the server moves the alias in MLflow."""
     return promotions.approve(ctx, caller, request_id, comment=(body or CommentIn()).comment)
@@ -63,7 +77,7 @@ def approve_promotion(
 
 @router.post("/{request_id}/reject", response_model=PromotionOut)
 def reject_promotion(
-    request_id: int, ctx: ContextDep, caller: CallerDep, body: CommentIn | None = None
+    request_id: RequestId, ctx: ContextDep, caller: CallerDep, body: CommentIn | None = None
 ) -> dict:
     """Reject a pending request."""
     return promotions.reject(ctx, caller, request_id, comment=(body or CommentIn()).comment)

@@ -68,3 +68,20 @@ def test_alias_read_of_unknown_alias_is_404_with_our_body(client: TestClient) ->
     assert res.json()["code"] == "alias_not_found"
     assert "'no-such-model'" in res.json()["message"]
     assert "/v1/aliases/{model}/{alias}" in client.get("/openapi.json").json()["paths"]
+
+
+def test_body_that_is_not_json_is_invalid_request(client: TestClient) -> None:
+    res = client.post(
+        "/v1/tokens",
+        content=b"\xff{not json",
+        headers={"Authorization": "Bearer admin-secret", "Content-Type": "application/json"},
+    )
+    assert res.status_code == 422
+    assert res.json()["code"] == "invalid_request"
+    assert "error parsing the body" in res.json()["message"]
+
+
+def test_out_of_range_request_id_is_invalid_request(client: TestClient) -> None:
+    res = client.get(f"/v1/promotions/{2**63}")
+    assert res.status_code == 422
+    assert "path.request_id" in res.json()["message"]
