@@ -82,7 +82,8 @@ def create_app_from_env() -> FastAPI:
 def reconcile_once(ctx) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """One pass of the background work: finish alias moves, expire, restore aliases."""
     from registry_server.services.aliases import reconcile_protected
-    from registry_server.services.promotions import apply_intents, expire_due
+    from registry_server.services.outbox import apply_intents
+    from registry_server.services.promotions import expire_due
 
     return {
         "applied": apply_intents(ctx),

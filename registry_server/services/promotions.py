@@ -1,10 +1,9 @@
 """Promotion requests and approvals: the gate rules, enforced by the server itself.
 
-Quorum reached -> one transaction sets the request ``approved`` and records an alias
-intent in the outbox; then MLflow moves the alias; then a second transaction marks the
-request ``promoted``, writes the alias journal and the ``promoted`` audit event. If MLflow
-fails, the intent stays pending and :func:`apply_intents` (next request or the background
-reconciler) finishes it: never lost, one ``promoted`` event.
+Create checks the version, the evidence digest (recomputed from MLflow) and the policy
+verdict; approvals check freeze windows, roles, the requester rule, distinct people and
+the current evidence digest, under a row lock. At quorum the alias move goes through the
+outbox (:mod:`registry_server.services.outbox`): never lost, applied once.
 
 Example:
     >>> req = create(ctx, caller, model="churn", version=3, target="production",
@@ -15,27 +14,30 @@ Example:
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mlops.errors import (
     ConflictError,
     EvidenceMismatch,
     FreezeWindowError,
-    NotFoundError,
     PermissionDenied,
     PolicyViolation,
-    RegistryError,
 )
 from mlops.policy import TargetPolicy, active_freeze, check
 from registry_server.db.models import Approval, Outbox, PromotionRequest
-from registry_server.services import audit
-from registry_server.services.aliases import move_alias
+from registry_server.services._rows import (
+    lock_request,
+    lock_target,
+    not_found,
+    record_event,
+    set_state,
+)
 from registry_server.services.context import Caller, ServerContext, utc
 from registry_server.services.evidence import current_evidence
+from registry_server.services.outbox import apply_intents, record_alias_intent
 from registry_server.services.views import promotion_view
 
 __all__ = [
@@ -48,9 +50,6 @@ __all__ = [
     "list_requests",
     "reject",
 ]
-
-_INTENT = "alias_intent"
-_MAX_BACKOFF = 300.0
 
 
 def _target(ctx: ServerContext, target: str) -> TargetPolicy:
@@ -65,49 +64,12 @@ def _target(ctx: ServerContext, target: str) -> TargetPolicy:
     return ctx.policy.targets[target]
 
 
-def _lock(session: Session, request_id: int) -> PromotionRequest:
-    stmt = select(PromotionRequest).where(PromotionRequest.id == request_id)
-    if session.get_bind().dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE already
-        stmt = stmt.with_for_update()
-    req = session.scalar(stmt)
-    if req is None:
-        raise NotFoundError(
-            f"No promotion request with id {request_id}.",
-            hint="List requests with GET /v1/promotions.",
-        )
-    return req
-
-
-def _lock_target(session: Session, model: str, target: str) -> None:
-    """Serialise requests for one model+target (SQLite: BEGIN IMMEDIATE already does)."""
-    if session.get_bind().dialect.name == "postgresql":
-        key = f"mlops.promotion:{model}:{target}"
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
-
-
-def _event(session: Session, ctx: ServerContext, actor: str, action: str, req, **extra) -> None:
-    payload = {
-        "request_id": req.id,
-        "model": req.model,
-        "version": req.version,
-        "target": req.target,
-        "evidence_digest": req.evidence_digest,
-        **extra,
-    }
-    audit.append(session, actor=actor, action=action, payload=payload, at=ctx.now())
-
-
 def _require(caller: Caller, roles: tuple[str, ...], action: str) -> None:
     if not caller.has_any(roles):
         raise PermissionDenied(
             f"User {caller.user!r} with roles {list(caller.roles)} may not {action}; "
             f"it needs one of {list(roles)}.",
         )
-
-
-def _set_state(ctx: ServerContext, req: PromotionRequest, state: str) -> None:
-    req.state = state
-    req.updated_at = ctx.now()
 
 
 # --- create ---------------------------------------------------------------------------------
@@ -138,7 +100,7 @@ def create(
         )
     now = ctx.now()
     with ctx.db.session() as s:
-        _lock_target(s, model, target)
+        lock_target(s, model, target)
         older = s.scalars(
             select(PromotionRequest).where(
                 PromotionRequest.model == model,
@@ -158,34 +120,17 @@ def create(
             updated_at=now,
         )
         for old in list(older):
-            _set_state(ctx, old, "superseded")
-            _event(s, ctx, caller.user, "superseded", old, by_version=version)
+            set_state(ctx, old, "superseded")
+            record_event(s, ctx, caller.user, "superseded", old, by_version=version)
         s.add(req)
         s.flush()
-        _event(s, ctx, caller.user, "requested", req)
+        record_event(s, ctx, caller.user, "requested", req)
         if tp.approvals.count == 0:
-            _to_approved(s, ctx, caller.user, req)
+            record_alias_intent(s, ctx, caller.user, req)
         request_id = req.id
     if tp.approvals.count == 0:
         apply_intents(ctx, request_id=request_id)
     return get(ctx, request_id)
-
-
-def _to_approved(s: Session, ctx: ServerContext, actor: str, req: PromotionRequest) -> None:
-    _set_state(ctx, req, "approved")
-    payload = {"model": req.model, "alias": req.target, "version": req.version}
-    s.add(
-        Outbox(
-            kind=_INTENT,
-            request_id=req.id,
-            payload=payload,
-            state="pending",
-            attempts=0,
-            next_attempt_at=ctx.now(),
-            created_at=ctx.now(),
-        )
-    )
-    _event(s, ctx, actor, "approved", req)
 
 
 # --- decisions -------------------------------------------------------------------------------
@@ -223,7 +168,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
             hint="Open a new promotion request for the current evidence.",
         )
     with ctx.db.session() as s:
-        req = _lock(s, request_id)
+        req = lock_request(s, request_id)
         _pending(ctx, s, req, tp)
         before = promotion_view(req, tp, ctx.now())
         mine = [a for a in before["approvals"] if a["user"] == caller.user and a["counts"]]
@@ -245,10 +190,10 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
         req.updated_at = ctx.now()
         s.flush()
         after = promotion_view(req, tp, ctx.now())
-        _event(s, ctx, caller.user, "approval", req, comment=comment, quorum=after["quorum"])
+        record_event(s, ctx, caller.user, "approval", req, comment=comment, quorum=after["quorum"])
         quorum = after["quorum"]["have"] >= after["quorum"]["need"]
         if quorum:
-            _to_approved(s, ctx, caller.user, req)
+            record_alias_intent(s, ctx, caller.user, req)
     if quorum:
         apply_intents(ctx, request_id=request_id)
     return get(ctx, request_id)
@@ -256,8 +201,8 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
 
 def _record_stale(ctx: ServerContext, caller: Caller, request_id: int, digest: str) -> None:
     with ctx.db.session() as s:
-        req = _lock(s, request_id)
-        _event(s, ctx, caller.user, "evidence_changed", req, current_digest=digest)
+        req = lock_request(s, request_id)
+        record_event(s, ctx, caller.user, "evidence_changed", req, current_digest=digest)
 
 
 def reject(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str = "") -> dict:
@@ -266,7 +211,7 @@ def reject(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str 
     tp = _target(ctx, req.target)
     _require(caller, tp.approvals.roles, f"reject promotions to {req.target!r}")
     with ctx.db.session() as s:
-        req = _lock(s, request_id)
+        req = lock_request(s, request_id)
         _pending(ctx, s, req, tp)
         req.approvals.append(
             Approval(
@@ -278,15 +223,15 @@ def reject(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str 
                 at=ctx.now(),
             )
         )
-        _set_state(ctx, req, "rejected")
-        _event(s, ctx, caller.user, "rejected", req, comment=comment)
+        set_state(ctx, req, "rejected")
+        record_event(s, ctx, caller.user, "rejected", req, comment=comment)
     return get(ctx, request_id)
 
 
 def cancel(ctx: ServerContext, caller: Caller, request_id: int) -> dict:
     """Cancel a pending request: its requester or an admin."""
     with ctx.db.session() as s:
-        req = _lock(s, request_id)
+        req = lock_request(s, request_id)
         if caller.user != req.requester and not caller.is_admin:
             raise PermissionDenied(
                 f"User {caller.user!r} may not cancel request {request_id} "
@@ -297,8 +242,8 @@ def cancel(ctx: ServerContext, caller: Caller, request_id: int) -> dict:
             _pending(ctx, s, req, tp)
         elif req.state != "pending":
             raise ConflictError(f"Promotion request {request_id} is {req.state}, not pending.")
-        _set_state(ctx, req, "cancelled")
-        _event(s, ctx, caller.user, "cancelled", req)
+        set_state(ctx, req, "cancelled")
+        record_event(s, ctx, caller.user, "cancelled", req)
     return get(ctx, request_id)
 
 
@@ -307,8 +252,8 @@ def _expire_one(ctx: ServerContext, s: Session, req: PromotionRequest, tp: Targe
     ttl = tp.approvals.request_ttl
     if req.state != "pending" or ttl is None or ctx.now() - utc(req.created_at) <= ttl:
         return False
-    _set_state(ctx, req, "expired")
-    _event(s, ctx, "system", "expired", req)
+    set_state(ctx, req, "expired")
+    record_event(s, ctx, "system", "expired", req)
     return True
 
 
@@ -322,66 +267,12 @@ def expire_due(ctx: ServerContext) -> int:
     return count
 
 
-def apply_intents(ctx: ServerContext, *, request_id: int | None = None) -> int:
-    """Move the aliases of pending intents that are due (or of ``request_id``)."""
-    with ctx.db.read_sessions() as s:
-        stmt = select(Outbox.id).where(Outbox.kind == _INTENT, Outbox.state == "pending")
-        if request_id is not None:
-            stmt = stmt.where(Outbox.request_id == request_id)
-        else:
-            stmt = stmt.where(Outbox.next_attempt_at <= ctx.now())
-        ids = list(s.scalars(stmt.order_by(Outbox.id)))
-    return sum(_apply_one(ctx, outbox_id) for outbox_id in ids)
-
-
-def _apply_one(ctx: ServerContext, outbox_id: int) -> bool:
-    with ctx.db.read_sessions() as s:
-        intent = s.get(Outbox, outbox_id)
-        if intent is None or intent.state != "pending":
-            return False
-        payload = dict(intent.payload)
-    try:
-        ctx.gateway.set_alias(payload["model"], payload["alias"], payload["version"])
-    except RegistryError as exc:
-        _retry_later(ctx, outbox_id, exc)
-        return False
-    with ctx.db.session() as s:
-        stmt = select(Outbox).where(Outbox.id == outbox_id)
-        if s.get_bind().dialect.name != "sqlite":
-            stmt = stmt.with_for_update()
-        intent = s.scalar(stmt)
-        if intent is None or intent.state != "pending":
-            return False  # another worker finished it
-        req = _lock(s, intent.request_id)
-        previous = move_alias(
-            s, ctx, model=req.model, alias=req.target, version=req.version, request_id=req.id
-        )
-        req.previous_version = previous
-        _set_state(ctx, req, "promoted")
-        intent.state, intent.done_at = "done", ctx.now()
-        intent.attempts += 1
-        _event(s, ctx, "system", "promoted", req, previous_version=previous)
-    return True
-
-
-def _retry_later(ctx: ServerContext, outbox_id: int, exc: Exception) -> None:
-    with ctx.db.session() as s:
-        intent = s.get(Outbox, outbox_id)
-        intent.attempts += 1
-        intent.last_error = str(exc)[:2000]
-        delay = min(2.0**intent.attempts, _MAX_BACKOFF)
-        intent.next_attempt_at = ctx.now() + timedelta(seconds=delay)
-
-
 # --- reads ------------------------------------------------------------------------------
 def _read(ctx: ServerContext, request_id: int) -> PromotionRequest:
     with ctx.db.read_sessions() as s:
         req = s.get(PromotionRequest, request_id)
         if req is None:
-            raise NotFoundError(
-                f"No promotion request with id {request_id}.",
-                hint="List requests with GET /v1/promotions.",
-            )
+            raise not_found(request_id)
         return req
 
 
@@ -390,10 +281,7 @@ def get(ctx: ServerContext, request_id: int) -> dict[str, Any]:
     with ctx.db.read_sessions() as s:
         req = s.get(PromotionRequest, request_id)
         if req is None:
-            raise NotFoundError(
-                f"No promotion request with id {request_id}.",
-                hint="List requests with GET /v1/promotions.",
-            )
+            raise not_found(request_id)
         return _view(ctx, s, req)
 
 

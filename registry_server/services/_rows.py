@@ -1,0 +1,68 @@
+"""Row-level helpers shared by the services: lock, read, change state, audit.
+
+Example:
+    >>> with ctx.db.session() as s:                      # doctest: +SKIP
+    ...     req = lock_request(s, 7)
+    ...     set_state(ctx, req, "cancelled")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from mlops.errors import NotFoundError
+from registry_server.db.models import PromotionRequest
+from registry_server.services import audit
+from registry_server.services.context import ServerContext
+
+__all__ = ["lock_request", "lock_target", "not_found", "record_event", "set_state"]
+
+
+def not_found(request_id: int) -> NotFoundError:
+    """The error for an unknown request id."""
+    return NotFoundError(
+        f"No promotion request with id {request_id}.",
+        hint="List requests with GET /v1/promotions.",
+    )
+
+
+def lock_request(session: Session, request_id: int) -> PromotionRequest:
+    """The request row, locked for this transaction (FOR UPDATE on PostgreSQL)."""
+    stmt = select(PromotionRequest).where(PromotionRequest.id == request_id)
+    if session.get_bind().dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE already
+        stmt = stmt.with_for_update()
+    req = session.scalar(stmt)
+    if req is None:
+        raise not_found(request_id)
+    return req
+
+
+def lock_target(session: Session, model: str, target: str) -> None:
+    """Serialise requests for one model+target (SQLite: BEGIN IMMEDIATE already does)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = f"mlops.promotion:{model}:{target}"
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+
+def record_event(
+    session: Session, ctx: ServerContext, actor: str, action: str, req: Any, **extra: Any
+) -> None:
+    """Append an audit event about ``req`` (request id, model, version, target, digest)."""
+    payload = {
+        "request_id": req.id,
+        "model": req.model,
+        "version": req.version,
+        "target": req.target,
+        "evidence_digest": req.evidence_digest,
+        **extra,
+    }
+    audit.append(session, actor=actor, action=action, payload=payload, at=ctx.now())
+
+
+def set_state(ctx: ServerContext, req: PromotionRequest, state: str) -> None:
+    """Change the state and touch ``updated_at``."""
+    req.state = state
+    req.updated_at = ctx.now()
