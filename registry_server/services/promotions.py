@@ -124,7 +124,7 @@ def create(
             record_event(s, ctx, caller.user, "superseded", old, by_version=version)
         s.add(req)
         s.flush()
-        record_event(s, ctx, caller.user, "requested", req)
+        record_event(s, ctx, caller.user, "requested", req, policy_digest=ctx.policy.digest)
         if tp.approvals.count == 0:
             record_alias_intent(s, ctx, caller.user, req)
         request_id = req.id

@@ -85,3 +85,19 @@ def test_out_of_range_request_id_is_invalid_request(client: TestClient) -> None:
     res = client.get(f"/v1/promotions/{2**63}")
     assert res.status_code == 422
     assert "path.request_id" in res.json()["message"]
+
+
+def test_readyz_reports_a_schema_behind_head(client: TestClient) -> None:
+    from sqlalchemy import text
+
+    engine = client.app.state.ctx.db.engine
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    try:
+        res = client.get("/readyz")
+        assert res.status_code == 503
+        assert res.json() == {"status": "unavailable", "revision": "0000", "head": "0001"}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+    assert client.get("/readyz").status_code == 200

@@ -53,6 +53,9 @@ def test_whole_flow_moves_the_alias_in_mlflow(server: Server, name: str) -> None
     assert [(i["version"], i["to"], i["action"]) for i in history] == [(version, None, "promote")]
     promoted = [e for e in _events(server, "promoted") if e["payload"]["model"] == name]
     assert len(promoted) == 1
+    requested = next(e for e in _events(server, "requested") if e["payload"]["model"] == name)
+    assert requested["actor"] == "rita"
+    assert requested["payload"]["policy_digest"] == server.ctx.policy.digest
     verify = server.client.get("/v1/audit/verify", headers=server.h("root")).json()
     assert verify["ok"] is True and verify["first_bad_id"] is None and verify["count"] >= 4
 
