@@ -21,26 +21,31 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops._bento_runtime import _TAIL, _bentoml, _tool_env, serve
 from mlops._optional import require
-from mlops._render import badge, html_section, html_table, text_table
+from mlops._parity import (
+    PackageReport,
+    Parity,
+    SmokeResult,
+    _compare,
+    _jsonable,
+    _records,
+    _requirement_lines,
+    _requirement_name,
+    dependency_parity,
+)
 from mlops.errors import PackagingError
 
 if TYPE_CHECKING:
@@ -64,139 +69,9 @@ _SERVICE_CLASS = "MlflowModelService"
 _SUPPORTED_TYPES = {"double", "float", "long", "integer", "boolean", "string", "datetime", "binary"}
 # What the generated service itself imports, added to the model's own requirements.
 _SERVICE_PACKAGES = ("mlflow", "pandas", "numpy", "pydantic")
-_TAIL = 3000
-
-
-# --- reports ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SmokeResult:
-    """The served Bento's answers against the MLflow pyfunc's on the same sample.
-
-    Example:
-        >>> SmokeResult(passed=True, rows=3, mismatches=0, error=None, seconds=1.5).to_dict()
-        {'passed': True, 'rows': 3, 'mismatches': 0, 'error': None, 'seconds': 1.5}
-    """
-
-    passed: bool
-    rows: int
-    mismatches: int
-    error: str | None
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-safe form used in the evidence bundle."""
-        return {
-            "passed": self.passed,
-            "rows": self.rows,
-            "mismatches": self.mismatches,
-            "error": self.error,
-            "seconds": self.seconds,
-        }
-
-
-@dataclass(frozen=True)
-class Parity:
-    """Which of the model's requirements the Bento lacks or pins incompatibly.
-
-    Example:
-        >>> Parity(missing=("skops==0.16",), mismatched=()).passed
-        False
-    """
-
-    missing: tuple[str, ...] = ()
-    mismatched: tuple[str, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        """True when nothing is missing or mismatched."""
-        return not self.missing and not self.mismatched
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-safe form used in the evidence bundle."""
-        return {
-            "passed": self.passed,
-            "missing": list(self.missing),
-            "mismatched": list(self.mismatched),
-        }
-
-
-@dataclass(frozen=True)
-class PackageReport:
-    """The Bento built for one model version, its smoke test and its dependency parity.
-
-    ``passed`` needs both a passing smoke test and full parity; a skipped smoke test
-    (``package(..., smoke=False)``) does not pass.
-
-    Example:
-        >>> report = mlops.package("iris", 3, sample=frame)          # doctest: +SKIP
-        >>> report.to_dict()["smoke"]["passed"]                       # doctest: +SKIP
-        True
-    """
-
-    bento_tag: str
-    model_tag: str
-    smoke: SmokeResult
-    parity: Parity = field(default_factory=Parity)
-
-    @property
-    def passed(self) -> bool:
-        """True when the smoke test passed and the dependencies match."""
-        return self.smoke.passed and self.parity.passed
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-safe form used in the evidence bundle."""
-        return {
-            "bento_tag": self.bento_tag,
-            "model_tag": self.model_tag,
-            "smoke": self.smoke.to_dict(),
-            "parity": self.parity.to_dict(),
-            "passed": self.passed,
-        }
-
-    def _rows(self) -> list[list[Any]]:
-        smoke = f"{self.smoke.rows} rows, {self.smoke.mismatches} mismatches"
-        smoke += f", {self.smoke.seconds:.1f}s"
-        if self.smoke.error:
-            smoke += f": {self.smoke.error}"
-        problems = [f"missing {r}" for r in self.parity.missing]
-        problems += [f"mismatched {r}" for r in self.parity.mismatched]
-        parity = "; ".join(problems)
-        return [
-            ["smoke test", self.smoke.passed, smoke],
-            ["dependency parity", self.parity.passed, parity or "all model requirements present"],
-        ]
-
-    def __str__(self) -> str:
-        head = f"Bento {self.bento_tag} (model {self.model_tag}): {badge(self.passed)}"
-        rows = [[check, badge(ok), detail] for check, ok, detail in self._rows()]
-        return f"{head}\n{text_table(['check', 'result', 'detail'], rows)}"
-
-    def _repr_html_(self) -> str:
-        rows = [[check, badge(ok, html_out=True), detail] for check, ok, detail in self._rows()]
-        table = html_table(["check", "result", "detail"], rows, raw_columns=[1])
-        title = f"Bento {self.bento_tag} (model {self.model_tag})"
-        return html_section(title, table, passed=self.passed)
 
 
 # --- BentoML model store ------------------------------------------------------------------
-def _bentoml() -> Any:
-    """Import bentoml with its home under MLOPS_HOME unless BENTOML_HOME is set."""
-    if "BENTOML_HOME" not in os.environ:
-        from mlops.config import load_settings
-
-        os.environ["BENTOML_HOME"] = str((load_settings().home / "bentoml").resolve())
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    return require("bentoml")
-
-
-def _tool_env() -> dict[str, str]:
-    """Environment for ``bentoml`` subprocesses: the same store as this process."""
-    _bentoml()
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    return {**os.environ, "BENTOML_HOME": BentoMLContainer.bentoml_home.get()}
-
-
 def _tag_name(name: str) -> str:
     """A valid BentoML tag name for an MLflow model name."""
     cleaned = re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-._")[:50].strip("-._")
@@ -269,11 +144,6 @@ def model_requirements(model_tag: str) -> list[str]:
     if not path.is_file():
         return []
     return _requirement_lines(path.read_text())
-
-
-def _requirement_lines(text: str) -> list[str]:
-    lines = (line.split(" #")[0].strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
 
 
 # --- the generated service and the build --------------------------------------------------
@@ -390,177 +260,7 @@ def bento_requirements(bento_tag: str) -> list[str]:
     return _requirement_lines(path.read_text()) if path.is_file() else []
 
 
-# --- dependency parity --------------------------------------------------------------------
-def _requirement_name(line: str) -> str:
-    from packaging.utils import canonicalize_name
-
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-    return canonicalize_name(match.group(1)) if match else line.strip()
-
-
-def dependency_parity(model: Sequence[str], bento: Sequence[str]) -> Parity:
-    """Compare the model's requirements with the Bento's.
-
-    A model requirement is *missing* when the Bento does not name the package, and
-    *mismatched* when the Bento pins a version the model's specifier rejects (or leaves
-    unpinned what the model pins). Option lines (``-r``, ``--index-url``) and requirements
-    whose environment markers do not apply here are ignored.
-
-    Example:
-        >>> dependency_parity(["numpy==2.4.6", "skops"], ["numpy==2.4.6"]).missing
-        ('skops',)
-        >>> dependency_parity(["numpy>=2"], ["numpy==1.26.4"]).mismatched
-        ('numpy>=2 (Bento has numpy==1.26.4)',)
-    """
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    def parse(lines: Sequence[str]) -> dict[str, tuple[str, Any]]:
-        parsed: dict[str, tuple[str, Any]] = {}
-        for line in lines:
-            if line.lstrip().startswith("-"):
-                continue
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
-                parsed[_requirement_name(line)] = (line, None)
-                continue
-            if req.marker is None or req.marker.evaluate():
-                parsed[_requirement_name(req.name)] = (line, req)
-        return parsed
-
-    have = parse(bento)
-    missing, mismatched = [], []
-    for name, (line, req) in parse(model).items():
-        if name not in have:
-            missing.append(line)
-        elif not _compatible(req, have[name][1]):
-            mismatched.append(f"{line} (Bento has {have[name][0]})")
-    return Parity(missing=tuple(missing), mismatched=tuple(mismatched))
-
-
-def _compatible(model_req: Any, bento_req: Any) -> bool:
-    if model_req is None or not model_req.specifier:
-        return True
-    if bento_req is None:
-        return False
-    pins = [s.version for s in bento_req.specifier if s.operator in ("==", "===")]
-    if pins:
-        return all(model_req.specifier.contains(v, prereleases=True) for v in pins)
-    return str(bento_req.specifier) == str(model_req.specifier)
-
-
-# --- serving and the smoke test -----------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    httpx = require("httpx")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise PackagingError(
-                f"`bentoml serve` exited with {proc.returncode} before {url} was ready:\n"
-                f"{log.read_text(errors='replace')[-_TAIL:]}",
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2.0).is_success:
-                return
-        time.sleep(0.3)
-    raise PackagingError(
-        f"`bentoml serve` was not ready at {url} within {timeout:.0f}s:\n"
-        f"{log.read_text(errors='replace')[-_TAIL:]}",
-        hint="Read the server output above; a slow machine may need a larger `timeout`.",
-    )
-
-
-@contextlib.contextmanager
-def serve(bento_tag: str, *, port: int | None = None, timeout: float = 180.0) -> Iterator[str]:
-    """Run ``bentoml serve <bento_tag>`` on a loopback port; yield its base URL.
-
-    The server (its whole process group) is stopped when the block exits, also on error.
-
-    Raises:
-        PackagingError: the server exited or was not ready (``/readyz``) within ``timeout``.
-
-    Example:
-        >>> with serve("iris:vdx2w3qd3kq5ph7w") as url:                   # doctest: +SKIP
-        ...     httpx.post(f"{url}/predict", json={"data": rows}).json()
-        [0, 0, 2]
-    """
-    port = port or _free_port()
-    url = f"http://127.0.0.1:{port}"
-    workdir = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
-    log = workdir / "serve.log"
-    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=workdir, env=_tool_env(), stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_ready(f"{url}/readyz", proc, log, timeout)
-        yield url
-    finally:
-        _stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _jsonable(predictions: Any) -> list[Any]:
-    """Predictions as the generated service returns them (a JSON list)."""
-    pd = require("pandas")
-    np = require("numpy")
-    if isinstance(predictions, pd.DataFrame):
-        return json.loads(predictions.to_json(orient="records"))
-    if isinstance(predictions, pd.Series):
-        return json.loads(predictions.to_json(orient="values"))
-    return np.asarray(predictions).tolist()
-
-
-def _same(a: Any, b: Any) -> bool:
-    number = (int, float)
-    if isinstance(a, number) and isinstance(b, number) and not isinstance(a, bool):
-        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return a == b
-
-
-def _records(sample: pd.DataFrame) -> list[dict[str, Any]]:
-    return json.loads(sample.to_json(orient="records", date_format="iso"))
-
-
-def _compare(served: Any, expected: list[Any]) -> tuple[int, str | None]:
-    if not isinstance(served, list) or len(served) != len(expected):
-        size = len(served) if isinstance(served, list) else type(served).__name__
-        return len(expected), f"served {size} predictions for {len(expected)} rows"
-    bad = [i for i, (s, e) in enumerate(zip(served, expected, strict=True)) if not _same(s, e)]
-    if not bad:
-        return 0, None
-    i = bad[0]
-    return len(bad), (
-        f"{len(bad)} of {len(expected)} served predictions differ from the MLflow pyfunc's, "
-        f"first at row {i}: served {served[i]!r}, pyfunc {expected[i]!r}"
-    )
-
-
+# --- the smoke test -----------------------------------------------------------------------
 def _post(url: str, sample: pd.DataFrame) -> Any:
     httpx = require("httpx")
     try:

@@ -1,0 +1,126 @@
+"""BentoML for this process and its subprocesses: one store, and a served Bento.
+
+:func:`_bentoml` imports BentoML with its home under ``MLOPS_HOME`` (unless
+``BENTOML_HOME`` is set); ``bentoml`` subprocesses get the same store through
+:func:`_tool_env`. :func:`serve` runs ``bentoml serve`` in its own process group and
+stops it on exit. Import :func:`serve` from :mod:`mlops.packaging`.
+
+Example:
+    >>> from mlops.packaging import serve
+    >>> with serve("iris:vdx2w3qd3kq5ph7w") as url:                       # doctest: +SKIP
+    ...     httpx.get(f"{url}/readyz").status_code
+    200
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlops._optional import require
+from mlops.errors import PackagingError
+
+__all__ = ["serve"]
+
+_TAIL = 3000
+
+
+# --- the BentoML store --------------------------------------------------------------------
+def _bentoml() -> Any:
+    """Import bentoml with its home under MLOPS_HOME unless BENTOML_HOME is set."""
+    if "BENTOML_HOME" not in os.environ:
+        from mlops.config import load_settings
+
+        os.environ["BENTOML_HOME"] = str((load_settings().home / "bentoml").resolve())
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    return require("bentoml")
+
+
+def _tool_env() -> dict[str, str]:
+    """Environment for ``bentoml`` subprocesses: the same store as this process."""
+    _bentoml()
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return {**os.environ, "BENTOML_HOME": BentoMLContainer.bentoml_home.get()}
+
+
+# --- serving ------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    httpx = require("httpx")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise PackagingError(
+                f"`bentoml serve` exited with {proc.returncode} before {url} was ready:\n"
+                f"{log.read_text(errors='replace')[-_TAIL:]}",
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).is_success:
+                return
+        time.sleep(0.3)
+    raise PackagingError(
+        f"`bentoml serve` was not ready at {url} within {timeout:.0f}s:\n"
+        f"{log.read_text(errors='replace')[-_TAIL:]}",
+        hint="Read the server output above; a slow machine may need a larger `timeout`.",
+    )
+
+
+@contextlib.contextmanager
+def serve(bento_tag: str, *, port: int | None = None, timeout: float = 180.0) -> Iterator[str]:
+    """Run ``bentoml serve <bento_tag>`` on a loopback port; yield its base URL.
+
+    The server (its whole process group) is stopped when the block exits, also on error.
+
+    Raises:
+        PackagingError: the server exited or was not ready (``/readyz``) within ``timeout``.
+
+    Example:
+        >>> with serve("iris:vdx2w3qd3kq5ph7w") as url:                   # doctest: +SKIP
+        ...     httpx.post(f"{url}/predict", json={"data": rows}).json()
+        [0, 0, 2]
+    """
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    workdir = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
+    log = workdir / "serve.log"
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, env=_tool_env(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        _wait_ready(f"{url}/readyz", proc, log, timeout)
+        yield url
+    finally:
+        _stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
