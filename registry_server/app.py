@@ -71,6 +71,10 @@ def create_app(
     install_error_handlers(app)
     for module in (health, promotions, aliases, audit, tokens):
         app.include_router(module.router)
+    if settings.ui:
+        from registry_server.web import mount
+
+        mount(app, settings)
     return app
 
 

@@ -49,6 +49,10 @@ class RegistrySettings(BaseSettings):
         default=None, description="If set, a token for user 'admin' with role admin at start."
     )
     log_level: str = Field(default="warning", description="Uvicorn log level.")
+    ui: bool = Field(default=True, description="Serve the reviewer pages under /ui.")
+    session_secret: str | None = Field(
+        default=None, description="Key signing the pages' session cookie (default: a key file)."
+    )
 
 
 def load_registry_settings(**overrides: object) -> RegistrySettings:

@@ -285,6 +285,7 @@ def server(database_url: str, policy_file: Path, mlflow_model: MlflowModel) -> I
         policy_path=policy_file,
         tracking_uri=mlflow_model.tracking_uri,
         reconcile_interval=0,
+        ui=False,
     )
     gateway = FlakyGateway(mlflow_model.tracking_uri)
     app = create_app(settings, clock=clock, gateway=gateway)

@@ -22,6 +22,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
         tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
         admin_token="admin-secret",
         reconcile_interval=0,
+        session_secret="basics-session-secret",
     )
     return TestClient(create_app(settings))
 
@@ -101,3 +102,10 @@ def test_readyz_reports_a_schema_behind_head(client: TestClient) -> None:
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
     assert client.get("/readyz").status_code == 200
+
+
+def test_reviewer_pages_are_mounted_outside_the_api(client: TestClient) -> None:
+    page = client.get("/ui/login")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert not [p for p in client.get("/openapi.json").json()["paths"] if p.startswith("/ui")]

@@ -35,6 +35,7 @@ def test_two_workers_promote_through_mlflow_over_http(
         "MLOPS_REGISTRY_WORKERS": "2",
         "MLOPS_REGISTRY_ADMIN_TOKEN": "proc-admin",
         "MLOPS_REGISTRY_RECONCILE_INTERVAL": "1",
+        "MLOPS_REGISTRY_SESSION_SECRET": "process-session-secret",
     }
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
