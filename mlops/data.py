@@ -5,6 +5,10 @@ A :class:`DatasetVersion` is read from the ``.dvc`` file (``dvc add``) or the
 workspace (no ``rev``) reads what ``HEAD`` recorded and refuses data that changed since:
 the md5 of the file on disk must equal the recorded one.
 
+Inside a running ``dvc repro`` an upstream stage's output is recorded only in the
+workspace ``dvc.lock`` until the user commits; ``version(path, workspace=True)`` versions
+it from there (``committed`` is ``False`` until ``HEAD`` records the same md5).
+
 Example:
     >>> import mlops
     >>> ds = mlops.data.version("data/train.csv")                      # doctest: +SKIP
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.errors import (
+    ConfigError,
     DataError,
     DataNotTrackedError,
     NotInRepoError,
@@ -41,10 +46,19 @@ if TYPE_CHECKING:
 
 __all__ = ["DatasetVersion", "open", "read_dataframe", "version"]
 
+# Where a tracked output's record is read from: a git commit sha, or the workspace.
+_WORKSPACE = None
+
 
 @dataclass(frozen=True)
 class DatasetVersion:
     """The identity of a dataset: where it lives, its DVC md5, the git rev and the remote.
+
+    ``committed`` is ``False`` for a version recorded only in the workspace (a ``.dvc``
+    file or ``dvc.lock`` not committed yet, see ``version(..., workspace=True)``): ``rev``
+    is then the ``HEAD`` commit the workspace is based on, and the md5 alone names the
+    data. ``to_dict()`` carries ``"committed": False`` only for such versions, so the dict
+    (and every digest over it) of a committed version is unchanged.
 
     Example:
         >>> ds = DatasetVersion(path="data/train.csv", md5="0" * 32, rev="a" * 40,
@@ -62,6 +76,7 @@ class DatasetVersion:
     repo: str
     size: int | None = None
     nfiles: int | None = None
+    committed: bool = True
 
     @property
     def uri(self) -> str:
@@ -74,8 +89,11 @@ class DatasetVersion:
         return self.md5.endswith(".dir")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict with exactly the dataclass fields."""
-        return asdict(self)
+        """JSON-safe dict of the fields; ``committed`` only when it is ``False``."""
+        d = asdict(self)
+        if self.committed:
+            del d["committed"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DatasetVersion:
@@ -89,11 +107,13 @@ class DatasetVersion:
             repo=str(d["repo"]),
             size=None if size is None else int(size),
             nfiles=None if nfiles is None else int(nfiles),
+            committed=_as_bool(d.get("committed", True)),
         )
 
     def __str__(self) -> str:
         where = f" (remote {self.remote})" if self.remote else ""
-        return f"{self.path} md5={self.md5} rev={self.rev[:12]}{where}"
+        state = "" if self.committed else " (uncommitted workspace record)"
+        return f"{self.path} md5={self.md5} rev={self.rev[:12]}{state}{where}"
 
     def _repr_html_(self) -> str:
         rows = "".join(
@@ -111,6 +131,7 @@ def version(
     *,
     repo: str | os.PathLike[str] | None = None,
     rev: str | None = None,
+    workspace: bool = False,
 ) -> DatasetVersion:
     """The DVC version of a tracked file or directory, at ``rev`` (default: ``HEAD``).
 
@@ -120,16 +141,41 @@ def version(
     and the workspace is not looked at. ``remote`` is the repository's default DVC remote
     as configured now.
 
+    ``workspace=True`` versions what the workspace recorded but did not commit yet: the
+    md5 comes from the ``.dvc`` file or ``dvc.lock`` on disk (e.g. an upstream stage's
+    output inside a running ``dvc repro``), the file on disk must match it
+    (:class:`~mlops.errors.StaleDataError` otherwise, also when it is missing), and ``rev``
+    is the ``HEAD`` commit the workspace is based on. ``committed`` is ``False`` unless
+    ``HEAD`` records the same md5 (then the result equals ``version(path)``). Such a
+    version is content-addressed: :func:`read_dataframe` and :func:`open` read the
+    workspace copy only while its md5 still matches. Commit (and ``dvc push``) to make it
+    readable anywhere at ``rev``.
+
     Example:
         >>> ds = version("data/train.csv")                     # doctest: +SKIP
         >>> old = version("data/train.csv", rev="v1.0")        # doctest: +SKIP
+        >>> fresh = version("data/train.csv", workspace=True)  # doctest: +SKIP
+        >>> fresh.committed  # False until dvc.lock is committed  # doctest: +SKIP
+        False
     """
+    if workspace and rev is not None:
+        raise ConfigError(
+            f"version() takes rev= or workspace=True, not both (got rev={rev!r}).",
+            hint="Drop rev= to version the workspace record, or drop workspace=True.",
+        )
     root = _find_root(path, repo)
     rel = _relpath(root, path)
     sha = _resolve_rev(root, rev or "HEAD")
-    out = _find_output(root, rel, sha)
-    if rev is None:
-        _check_fresh(root, rel, out)
+    committed = True
+    if workspace:
+        out = _find_output(root, rel, _WORKSPACE)
+        _check_fresh(root, rel, out, missing_ok=False)
+        at_head = _from_dvc_file(root, rel, sha) or _from_lock(root, rel, sha)
+        committed = at_head is not None and at_head["md5"] == out["md5"]
+    else:
+        out = _find_output(root, rel, sha)
+        if rev is None:
+            _check_fresh(root, rel, out, missing_ok=True)
     return DatasetVersion(
         path=rel,
         md5=str(out["md5"]),
@@ -138,6 +184,7 @@ def version(
         repo=str(root),
         size=_opt_int(out.get("size")),
         nfiles=_opt_int(out.get("nfiles")),
+        committed=committed,
     )
 
 
@@ -151,12 +198,24 @@ def open(  # mirrors dvc.api.open; builtins.open is used explicitly below
 ) -> Iterator[Any]:
     """Open a dataset file at a pinned rev (from the cache, else the DVC remote).
 
-    A :class:`DatasetVersion` pins its own ``rev`` and ``repo``.
+    A :class:`DatasetVersion` pins its own ``rev`` and ``repo``. An uncommitted one
+    (``committed=False``) is opened from the workspace after checking that its md5 is
+    still the version's (:class:`~mlops.errors.StaleDataError` otherwise).
 
     Example:
         >>> with open(ds) as f:                                 # doctest: +SKIP
         ...     header = f.readline()
     """
+    if _uncommitted(ds_or_path, rev):
+        target = _workspace_copy(ds_or_path)
+        if target.is_dir():
+            raise DataError(
+                f"{ds_or_path.path!r} is a tracked directory; open() reads one file.",
+                hint="Use read_dataframe() for a directory of CSV/parquet files.",
+            )
+        with builtins.open(target, mode) as fobj:
+            yield fobj
+        return
     path, root, pinned = _target(ds_or_path, rev=rev, repo=repo)
     api = _dvc_api()
     try:
@@ -179,6 +238,9 @@ def read_dataframe(
 ) -> pd.DataFrame:
     """Read a CSV or parquet dataset (a file, or a directory of them) at a pinned rev.
 
+    An uncommitted :class:`DatasetVersion` (``committed=False``) is read from the
+    workspace once its md5 is checked, as :func:`open` does.
+
     Example:
         >>> df = read_dataframe(ds)                              # doctest: +SKIP
         >>> df = read_dataframe("data/train.csv", rev="v1.0")    # doctest: +SKIP
@@ -186,16 +248,66 @@ def read_dataframe(
     from mlops._optional import require
 
     pd = require("pandas")
+    if _uncommitted(ds_or_path, rev):
+        frames = [_frame(pd, f, str(f)) for f in _workspace_files(ds_or_path)]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     path, root, pinned = _target(ds_or_path, rev=rev, repo=repo)
     files = _data_files(root, path, pinned)
     frames = []
     for name in files:
         with open(name, rev=pinned, repo=root, mode="rb") as fobj:
-            if name.endswith((".parquet", ".pq")):
-                frames.append(pd.read_parquet(fobj))
-            else:
-                frames.append(pd.read_csv(fobj))
+            frames.append(_frame(pd, fobj, name))
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _frame(pd: Any, source: Any, name: str) -> pd.DataFrame:
+    if name.endswith((".parquet", ".pq")):
+        return pd.read_parquet(source)
+    return pd.read_csv(source)
+
+
+# --- uncommitted (workspace) versions ---------------------------------------------------
+def _uncommitted(ds_or_path: Any, rev: str | None) -> bool:
+    return isinstance(ds_or_path, DatasetVersion) and not ds_or_path.committed and rev is None
+
+
+def _workspace_copy(ds: DatasetVersion) -> Path:
+    """The workspace file or directory of an uncommitted version, its md5 checked."""
+    target = Path(ds.repo) / ds.path
+    again = f"version({ds.path!r}, workspace=True)"
+    hint = (
+        f"An uncommitted version is readable only while the workspace holds its data: "
+        f"restore it (`dvc checkout {ds.path}`), or take the current one with {again}; "
+        "commit dvc.lock / the .dvc file (and `dvc push`) to pin it to a rev."
+    )
+    if not target.exists():
+        raise StaleDataError(
+            f"{ds.path!r} (uncommitted version md5 {ds.md5}) is missing from {ds.repo!r}.",
+            hint=hint,
+        )
+    actual = _disk_md5(target, {"hash": "md5"})
+    if actual != ds.md5 and _disk_md5(target, {}) != ds.md5:
+        raise StaleDataError(
+            f"{ds.path!r} in {ds.repo!r} no longer holds the uncommitted version md5 "
+            f"{ds.md5}: the workspace md5 is {actual}.",
+            hint=hint,
+        )
+    return target
+
+
+def _workspace_files(ds: DatasetVersion) -> list[Path]:
+    target = _workspace_copy(ds)
+    if not target.is_dir():
+        return [target]
+    files = sorted(
+        f for f in target.rglob("*") if f.is_file() and f.suffix in (".csv", ".parquet", ".pq")
+    )
+    if not files:
+        raise DataError(
+            f"The directory {ds.path!r} holds no .csv or .parquet files in the workspace.",
+            hint="Point at a CSV/parquet file, or a directory of them.",
+        )
+    return files
 
 
 # --- repository, rev and paths ------------------------------------------------------
@@ -288,31 +400,44 @@ def _yaml(text: str, where: str) -> Any:
 
 
 # --- finding the output that tracks a path ---------------------------------------------
-def _find_output(root: Path, rel: str, sha: str) -> dict[str, Any]:
+def _record_text(root: Path, sha: str | None, relpath: str) -> str | None:
+    """A ``.dvc``/``dvc.lock`` file's text at commit ``sha``, or on disk for the workspace."""
+    if sha is not _WORKSPACE:
+        return _show(root, sha, relpath)
+    file = root / relpath
+    return file.read_text(encoding="utf-8") if file.is_file() else None
+
+
+def _at(sha: str | None) -> str:
+    return "the workspace" if sha is _WORKSPACE else f"rev {sha[:12]}"
+
+
+def _find_output(root: Path, rel: str, sha: str | None) -> dict[str, Any]:
     found = _from_dvc_file(root, rel, sha) or _from_lock(root, rel, sha)
     if found is not None:
         return found
-    short = sha[:12]
     parent = _tracked_parent(root, rel, sha)
     if parent:
         raise DataNotTrackedError(
-            f"{rel!r} is inside the tracked directory {parent!r} at rev {short}; "
+            f"{rel!r} is inside the tracked directory {parent!r} at {_at(sha)}; "
             f"only whole tracked outputs have a version.",
             hint=f"Version {parent!r} instead, or track {rel!r} on its own.",
         )
-    if (root / f"{rel}.dvc").exists():
+    if sha is not _WORKSPACE and (root / f"{rel}.dvc").exists():
         raise DataNotTrackedError(
-            f"{rel}.dvc exists in the workspace but not in git at rev {short}.",
-            hint=f"Commit it: `git add {rel}.dvc && git commit`.",
+            f"{rel}.dvc exists in the workspace but not in git at rev {sha[:12]}.",
+            hint=f"Commit it: `git add {rel}.dvc && git commit`, or version the workspace "
+            f"record with version({rel!r}, workspace=True).",
         )
     raise DataNotTrackedError(
-        f"{rel!r} is not tracked by DVC at rev {short} (no {rel}.dvc and no dvc.lock output).",
-        hint=f"Track it with `dvc add {rel}` (or as a stage output in dvc.yaml) and commit.",
+        f"{rel!r} is not tracked by DVC at {_at(sha)} (no {rel}.dvc and no dvc.lock output).",
+        hint=f"Track it with `dvc add {rel}` (or as a stage output in dvc.yaml and run "
+        "`dvc repro`)" + (" and commit." if sha is not _WORKSPACE else "."),
     )
 
 
-def _from_dvc_file(root: Path, rel: str, sha: str) -> dict[str, Any] | None:
-    text = _show(root, sha, f"{rel}.dvc")
+def _from_dvc_file(root: Path, rel: str, sha: str | None) -> dict[str, Any] | None:
+    text = _record_text(root, sha, f"{rel}.dvc")
     if text is None:
         return None
     doc = _yaml(text, f"{rel}.dvc")
@@ -323,15 +448,21 @@ def _from_dvc_file(root: Path, rel: str, sha: str) -> dict[str, Any] | None:
     return None
 
 
-def _lock_files(root: Path, sha: str) -> list[str]:
-    res = _git(root, "ls-tree", "-r", "--name-only", sha)
+def _lock_files(root: Path, sha: str | None) -> list[str]:
+    if sha is _WORKSPACE:  # tracked or new, not ignored, and present on disk
+        res = _git(root, "ls-files", "--cached", "--others", "--exclude-standard")
+    else:
+        res = _git(root, "ls-tree", "-r", "--name-only", sha)
     names = res.stdout.splitlines() if res.returncode == 0 else []
-    return sorted(n for n in names if posixpath.basename(n) == "dvc.lock")
+    found = {n for n in names if posixpath.basename(n) == "dvc.lock"}
+    if sha is _WORKSPACE:
+        found = {n for n in found if (root / n).is_file()}
+    return sorted(found)
 
 
-def _from_lock(root: Path, rel: str, sha: str) -> dict[str, Any] | None:
+def _from_lock(root: Path, rel: str, sha: str | None) -> dict[str, Any] | None:
     for lock in _lock_files(root, sha):
-        doc = _yaml(_show(root, sha, lock) or "", lock)
+        doc = _yaml(_record_text(root, sha, lock) or "", lock)
         base = posixpath.dirname(lock)
         for stage in (doc.get("stages") or {}).values():
             for out in stage.get("outs") or []:
@@ -347,10 +478,10 @@ def _checked(out: Mapping[str, Any], where: str) -> dict[str, Any]:
             f"{out.get('hash')!r} is not supported).",
             hint="Track it in a local DVC workspace so DVC records an md5.",
         )
-    return dict(out)
+    return {**out, "_record": where}
 
 
-def _tracked_parent(root: Path, rel: str, sha: str) -> str | None:
+def _tracked_parent(root: Path, rel: str, sha: str | None) -> str | None:
     parts = rel.split("/")
     for i in range(len(parts) - 1, 0, -1):
         parent = "/".join(parts[:i])
@@ -360,21 +491,39 @@ def _tracked_parent(root: Path, rel: str, sha: str) -> str | None:
 
 
 # --- staleness --------------------------------------------------------------------------
-def _check_fresh(root: Path, rel: str, out: Mapping[str, Any]) -> None:
+def _check_fresh(root: Path, rel: str, out: Mapping[str, Any], *, missing_ok: bool) -> None:
+    """Refuse a workspace copy whose md5 is not the recorded one.
+
+    ``missing_ok``: a committed version not pulled yet is fine (the record is the truth);
+    a workspace record must have its data on disk.
+    """
     target = root / rel
+    workspace = not missing_ok
+    recorded = f"the workspace {out['_record']}" if workspace else "HEAD"
     if not target.exists():
-        return  # not pulled: the recorded version is all there is
+        if missing_ok:
+            return
+        raise StaleDataError(
+            f"{rel!r} is recorded in {recorded} (md5 {out['md5']}) but missing on disk.",
+            hint=f"Run `dvc checkout {rel}` (or `dvc repro`) to restore it.",
+        )
+    actual = _disk_md5(target, out)
+    if actual != out["md5"]:
+        fix = "`dvc repro` (or `dvc add`)" if workspace else f"`dvc add {rel}` (or `dvc repro`)"
+        raise StaleDataError(
+            f"{rel!r} changed since it was versioned: the workspace md5 is {actual}, "
+            f"{recorded} recorded {out['md5']}.",
+            hint=f"Run {fix} to record the data on disk"
+            + ("" if workspace else " and commit")
+            + f", or `dvc checkout {rel}` to restore the recorded version.",
+        )
+
+
+def _disk_md5(target: Path, out: Mapping[str, Any]) -> str:
     # DVC 3 outputs say `hash: md5` (plain md5 of the bytes); DVC 2 ones say nothing and
     # were hashed with text files dos2unix-normalised.
     name = "md5" if out.get("hash") == "md5" else "md5-dos2unix"
-    actual = _dir_md5(target, name) if target.is_dir() else _file_md5(target, name)
-    if actual != out["md5"]:
-        raise StaleDataError(
-            f"{rel!r} changed since it was versioned: the workspace md5 is {actual}, "
-            f"HEAD recorded {out['md5']}.",
-            hint=f"Run `dvc add {rel}` (or `dvc repro`) and commit, or `dvc checkout {rel}` "
-            "to restore the recorded version.",
-        )
+    return _dir_md5(target, name) if target.is_dir() else _file_md5(target, name)
 
 
 def _file_md5(path: Path, name: str) -> str:
@@ -495,3 +644,10 @@ def _wrap_dvc_error(exc: Exception, path: str, rev: str | None) -> DataError:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _as_bool(value: Any) -> bool:
+    """A flag from JSON (a bool) or from MLflow tags (``"True"``/``"False"``)."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() not in ("false", "0", "no")

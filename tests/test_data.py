@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -10,6 +11,7 @@ import pytest
 from mlops import data
 from mlops.data import DatasetVersion
 from mlops.errors import (
+    ConfigError,
     DataError,
     DataNotTrackedError,
     NotInRepoError,
@@ -215,3 +217,130 @@ def test_dvc_project_in_a_subfolder_of_the_git_repo(tmp_path, monkeypatch):
     assert (ds.path, ds.repo) == ("data.csv", str(project))
     assert ds.rev == run(["git", "rev-parse", "HEAD"], cwd=tmp_path).strip()
     assert list(data.read_dataframe(ds)["a"]) == [1]
+
+
+# --- uncommitted workspace records (a stage output inside a running `dvc repro`) -------
+MAKE_STAGE = (
+    "stages:\n  make:\n    cmd: mkdir -p out && printf '{body}' > out/made.csv\n"
+    "    outs:\n      - out/made.csv\n"
+)
+
+
+def _lock_md5(repo, path: str) -> str:
+    import yaml
+
+    lock = yaml.safe_load((repo.root / "dvc.lock").read_text())
+    (out,) = [o for st in lock["stages"].values() for o in st["outs"] if o["path"] == path]
+    return out["md5"]
+
+
+def test_workspace_version_of_a_stage_output_before_it_is_committed(dvc_repo):
+    (dvc_repo.root / "dvc.yaml").write_text(MAKE_STAGE.format(body="a\\n1\\n2\\n"))
+    dvc_repo.dvc("repro", "-q")  # dvc.lock now records out/made.csv, nothing committed
+    head = dvc_repo.git("rev-parse", "HEAD")
+    with pytest.raises(DataNotTrackedError, match=r"'out/made\.csv' is not tracked by DVC at rev"):
+        data.version("out/made.csv")
+
+    ds = data.version("out/made.csv", workspace=True)
+
+    assert (ds.path, ds.md5, ds.rev, ds.committed) == (
+        "out/made.csv",
+        _lock_md5(dvc_repo, "out/made.csv"),
+        head,
+        False,
+    )
+    assert (ds.remote, ds.repo, ds.size) == (str(dvc_repo.remote), str(dvc_repo.root), 6)
+    assert ds.to_dict()["committed"] is False
+    assert DatasetVersion.from_dict(json.loads(json.dumps(ds.to_dict()))) == ds
+    assert "uncommitted" in str(ds) and "committed" in ds._repr_html_()
+    assert list(data.read_dataframe(ds)["a"]) == [1, 2]
+    with data.open(ds) as f:
+        assert f.read() == "a\n1\n2\n"
+
+    rev = dvc_repo.commit("pipeline output")
+    again = data.version("out/made.csv", workspace=True)
+    assert again == data.version("out/made.csv")
+    assert (again.committed, again.rev, again.md5) == (True, rev, ds.md5)
+    assert set(again.to_dict()) == {"path", "md5", "rev", "remote", "repo", "size", "nfiles"}
+
+
+def test_workspace_version_on_a_later_run_is_the_new_output_not_heads(dvc_repo):
+    (dvc_repo.root / "dvc.yaml").write_text(MAKE_STAGE.format(body="a\\n1\\n"))
+    dvc_repo.dvc("repro", "-q")
+    rev = dvc_repo.commit("run 1")
+    first = data.version("out/made.csv")
+    (dvc_repo.root / "dvc.yaml").write_text(MAKE_STAGE.format(body="a\\n7\\n"))
+    dvc_repo.dvc("repro", "-q")
+    with pytest.raises(StaleDataError, match="HEAD recorded " + first.md5):
+        data.version("out/made.csv")
+
+    second = data.version("out/made.csv", workspace=True)
+
+    assert second.md5 == _lock_md5(dvc_repo, "out/made.csv") != first.md5
+    assert (second.rev, second.committed) == (rev, False)
+    assert list(data.read_dataframe(second)["a"]) == [7]
+    assert list(data.read_dataframe(first)["a"]) == [1]  # committed: read at its rev
+
+
+def test_workspace_version_refuses_data_that_no_longer_matches_its_record(dvc_repo):
+    (dvc_repo.root / "dvc.yaml").write_text(MAKE_STAGE.format(body="a\\n1\\n"))
+    dvc_repo.dvc("repro", "-q")
+    ds = data.version("out/made.csv", workspace=True)
+    made = dvc_repo.root / "out" / "made.csv"
+    made.write_text("a\n5\n")
+    with pytest.raises(
+        StaleDataError, match=r"'out/made\.csv' changed .* the workspace dvc\.lock recorded"
+    ) as info:
+        data.version("out/made.csv", workspace=True)
+    assert "dvc repro" in info.value.hint
+    stale = f"no longer holds the uncommitted version md5 {ds.md5}"
+    with pytest.raises(StaleDataError, match=stale):
+        data.read_dataframe(ds)
+    with pytest.raises(StaleDataError, match=stale), data.open(ds):
+        pass
+    made.unlink()
+    with pytest.raises(StaleDataError, match=r"recorded in the workspace dvc\.lock .* missing"):
+        data.version("out/made.csv", workspace=True)
+    with pytest.raises(StaleDataError, match=r"is missing from"):
+        data.read_dataframe(ds)
+
+
+def test_workspace_version_of_an_added_file_and_directory_not_committed(tracked):
+    repo, rev = tracked
+    (repo.root / "data" / "train.csv").write_bytes(b"x,y\n9,9\n")
+    repo.dvc("add", "-q", "data/train.csv")
+    ds = data.version("data/train.csv", workspace=True)
+    assert (ds.rev, ds.committed, ds.size) == (rev, False, 8)
+    assert ds.md5 == hashlib.md5(b"x,y\n9,9\n").hexdigest()
+    assert list(data.read_dataframe(ds)["x"]) == [9]
+
+    images = repo.root / "images"
+    (images / "sub").mkdir(parents=True)
+    (images / "a.csv").write_text("v\n1\n")
+    (images / "sub" / "b.csv").write_text("v\n2\n")
+    repo.dvc("add", "-q", "images")
+    folder = data.version("images", workspace=True)
+    assert folder.is_dir and folder.nfiles == 2 and not folder.committed
+    assert sorted(data.read_dataframe(folder)["v"]) == [1, 2]
+    with pytest.raises(DataError, match="'images' is a tracked directory; open"), data.open(folder):
+        pass
+    with pytest.raises(DataNotTrackedError, match="inside the tracked directory 'images' at the"):
+        data.version("images/a.csv", workspace=True)
+
+
+def test_workspace_version_names_untracked_paths_and_refuses_a_rev(tracked):
+    with pytest.raises(
+        DataNotTrackedError, match=r"'notes\.txt' is not tracked by DVC at the work"
+    ):
+        data.version("notes.txt", workspace=True)
+    with pytest.raises(ConfigError, match=r"rev= or workspace=True, not both \(got rev='HEAD'\)"):
+        data.version("data/train.csv", rev="HEAD", workspace=True)
+
+
+def test_committed_flag_reads_back_from_json_and_from_tag_strings():
+    base = {"path": "d.csv", "md5": "0" * 32, "rev": "a" * 40, "remote": None, "repo": "/r"}
+    assert DatasetVersion.from_dict(base).committed is True
+    assert DatasetVersion.from_dict({**base, "committed": False}).committed is False
+    assert DatasetVersion.from_dict({**base, "committed": "False"}).committed is False
+    assert DatasetVersion.from_dict({**base, "committed": "True"}).committed is True
+    assert "committed" not in DatasetVersion.from_dict(base).to_dict()
