@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from registry_server.app import create_app, reconcile_once
@@ -167,6 +169,27 @@ def test_restart_finishes_a_pending_alias_move(server: Server, name: str) -> Non
     finally:
         restarted.state.ctx.db.dispose()
     assert server.client.get(f"/v1/promotions/{rid}").json()["state"] == "promoted"
+    mv = server.model.client().get_model_version_by_alias(name, "production")
+    assert int(mv.version) == version
+    assert len(_promoted_events(server, name)) == 1
+
+
+def test_background_reconciler_finishes_the_move(server: Server, name: str) -> None:
+    rid, version = _request(server, name)
+    server.approve(rid, "ann")
+    server.ctx.gateway.fail_set_alias = 1
+    assert server.approve(rid, "bob").json()["state"] == "approved"
+
+    settings = server.client.app.state.settings.model_copy(update={"reconcile_interval": 0.1})
+    app = create_app(settings, clock=server.clock)
+    server.clock.advance(seconds=5)  # past the back-off of the failed attempt
+    state = "approved"
+    with TestClient(app) as client:  # runs the lifespan, and with it the reconciler
+        deadline = time.monotonic() + 30
+        while state != "promoted" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            state = client.get(f"/v1/promotions/{rid}").json()["state"]
+    assert state == "promoted"
     mv = server.model.client().get_model_version_by_alias(name, "production")
     assert int(mv.version) == version
     assert len(_promoted_events(server, name)) == 1
