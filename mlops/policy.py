@@ -36,9 +36,12 @@ from mlops.errors import PolicyError
 
 __all__ = [
     "ApprovalRecord",
+    "Approvals",
+    "Checks",
     "FreezeWindow",
     "MetricRule",
     "Policy",
+    "Rollback",
     "RuleResult",
     "Tally",
     "TargetPolicy",
@@ -98,7 +101,12 @@ class MetricRule(_Model):
 
 
 class Checks(_Model):
-    """What the evidence must show before a request is accepted."""
+    """What the evidence must show before a request is accepted.
+
+    Example:
+        >>> Checks(suites=["iris_train"], smoke_test=True).suites
+        ('iris_train',)
+    """
 
     suites: tuple[str, ...] = ()
     metrics: dict[str, MetricRule] = Field(default_factory=dict)
@@ -111,6 +119,10 @@ class Approvals(_Model):
 
     ``ttl`` is how long one approval counts; ``request_ttl`` (optional) is how long a
     request may stay pending before the server marks it expired.
+
+    Example:
+        >>> Approvals(count=2, ttl="72h").ttl
+        datetime.timedelta(days=3)
     """
 
     count: int = Field(default=0, ge=0)
@@ -150,13 +162,23 @@ class FreezeWindow(_Model):
 
 
 class Rollback(_Model):
-    """Who may roll the alias back to its previous holder."""
+    """Who may roll the alias back to its previous holder.
+
+    Example:
+        >>> Rollback().roles
+        ('approver', 'admin')
+    """
 
     roles: tuple[str, ...] = DEFAULT_ROLES
 
 
 class TargetPolicy(_Model):
-    """The rules for one target alias (e.g. ``production``)."""
+    """The rules for one target alias (e.g. ``production``).
+
+    Example:
+        >>> TargetPolicy(protected=True).approvals.count
+        0
+    """
 
     protected: bool = False
     checks: Checks = Field(default_factory=Checks)
@@ -314,7 +336,12 @@ def _html_table(title: str, rows: Iterable[tuple[str, bool, str]], ok: bool) -> 
 
 @dataclass(frozen=True)
 class RuleResult:
-    """One rule of a :class:`Verdict`: its name, whether it passed and why."""
+    """One rule of a :class:`Verdict`: its name, whether it passed and why.
+
+    Example:
+        >>> RuleResult("checks.smoke_test", True, "ok").to_dict()["rule"]
+        'checks.smoke_test'
+    """
 
     rule: str
     passed: bool
@@ -510,7 +537,12 @@ def active_freeze(target_policy: TargetPolicy, now: datetime) -> FreezeWindow | 
 
 # --- approvals ----------------------------------------------------------------------------
 class ApprovalRecord(NamedTuple):
-    """One decision as :func:`evaluate_approvals` reads it."""
+    """One decision as :func:`evaluate_approvals` reads it.
+
+    Example:
+        >>> ApprovalRecord("ann", ("approver",), "approve", "d", datetime(2026, 1, 1)).user
+        'ann'
+    """
 
     user: str
     roles: tuple[str, ...]
