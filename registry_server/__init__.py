@@ -2,7 +2,7 @@
 
 Example:
     >>> import registry_server
-    >>> registry_server.run()  # doctest: +SKIP  (serves on 127.0.0.1:8765)
+    >>> registry_server.run()  # serves on 127.0.0.1:8765  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ reconciler, in any worker) finishes it. The second transaction re-checks the int
 a lock, so concurrent workers produce one ``promoted`` event.
 
 Example:
-    >>> apply_intents(ctx)          # doctest: +SKIP  (number of alias moves completed)
+    >>> apply_intents(ctx)  # number of alias moves completed  # doctest: +SKIP
     1
 """
 
