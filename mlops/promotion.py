@@ -283,7 +283,11 @@ def submit(
 ) -> PromotionHandle:
     """Ask the registry server to move alias ``to`` to this version.
 
-    ``digest`` defaults to the version's ``mlops.evidence.digest`` tag.
+    ``digest`` defaults to the version's ``mlops.evidence.digest`` tag. A ``client``
+    passed in stays open (whoever made it closes it) and the handle keeps using it.
+    Without one, a client is built from ``MLOPS_REGISTRY_URL``/``MLOPS_TOKEN`` and closed
+    before this returns, also when the server refuses; the handle then opens a
+    short-lived one for each :meth:`PromotionHandle.refresh`.
 
     Example:
         >>> handle = submit("churn", 3, to="production")   # doctest: +SKIP
@@ -291,8 +295,11 @@ def submit(
         'pending'
     """
     digest = digest or recorded_digest(name, version)
-    client = client or RegistryClient()
-    return PromotionHandle(client, client.request_promotion(name, version, to, digest))
+    if client is not None:
+        return PromotionHandle(client, client.request_promotion(name, version, to, digest))
+    with RegistryClient() as own:
+        promotion = own.request_promotion(name, version, to, digest)
+    return PromotionHandle(None, promotion)
 
 
 def recorded_digest(name: str, version: int) -> str:
@@ -421,8 +428,13 @@ class PromotionHandle:
         return self
 
     def refresh(self) -> PromotionHandle:
-        """Re-read the request from the server."""
-        self.promotion = self._client().get_promotion(self._id())
+        """Re-read the request from the server (with a short-lived client if none was given)."""
+        promotion_id = self._id()
+        if self.client is not None:
+            self.promotion = self.client.get_promotion(promotion_id)
+            return self
+        with RegistryClient() as client:
+            self.promotion = client.get_promotion(promotion_id)
         return self
 
     def wait(self, *, timeout: float = 600.0, interval: float = 2.0) -> PromotionHandle:
@@ -462,11 +474,6 @@ class PromotionHandle:
         digest = self.evidence.digest[:12] if self.evidence is not None else "-"
         head = f"<div><strong>Not submitted</strong> (evidence {html.escape(digest)})</div>"
         return head + (self.verdict._repr_html_() if self.verdict else "")
-
-    def _client(self) -> RegistryClient:
-        if self.client is None:
-            self.client = RegistryClient()
-        return self.client
 
     def _id(self) -> int | str:
         if self.promotion is None:

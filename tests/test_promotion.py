@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import mlops
-from mlops.errors import ConfigError, EvidenceError, PolicyViolation
+from mlops.errors import ConfigError, EvidenceError, EvidenceMismatch, PolicyViolation
 from mlops.evidence import Evidence
 from mlops.promotion import PromotionHandle, PromotionTimeout, precheck, resolve_policy, submit
 from mlops.validation import Suite
@@ -151,6 +151,52 @@ def test_submit_needs_recorded_evidence(gate: Registry, lineage_model: LineageMo
             lineage_model.name, lineage_model.version, to="production", client=gate.client("rita")
         )
     assert list(gate.client("ann").list_promotions(model=lineage_model.name)) == []
+
+
+def _passing_bundle(name: str, version: int, run_id: str) -> Evidence:
+    bundle = _bundle(name, accuracy=0.95, smoke=True).to_dict()
+    stats = {"evaluated": 1, "successful": 1, "unsuccessful": 0, "success_percent": 100.0}
+    bundle["model"] = {"name": name, "version": version, "run_id": run_id}
+    bundle["validation"] = [{"suite": "iris_clean", "success": True, "statistics": stats}]
+    return Evidence.from_dict(bundle)
+
+
+def test_submit_closes_the_client_it_creates_and_keeps_a_given_one_open(
+    gate: Registry, lineage_model: LineageModel, monkeypatch: pytest.MonkeyPatch
+):
+    """Without client=, submit() builds one from the settings and closes it, also when
+    the server refuses; each later refresh uses a short-lived client of its own."""
+    from starlette.testclient import TestClient
+
+    from mlops import evidence
+    from mlops.client import RegistryClient
+
+    made: list[RegistryClient] = []
+
+    def from_settings() -> RegistryClient:  # as MLOPS_REGISTRY_URL would, to the same app
+        client = RegistryClient(http=TestClient(gate.http.app), token=gate.tokens["rita"])
+        client._owns_http = True
+        made.append(client)
+        return client
+
+    monkeypatch.setattr("mlops.promotion.RegistryClient", from_settings)
+    name, version = lineage_model.name, lineage_model.version
+    digest = evidence.record(_passing_bundle(name, version, lineage_model.run_id))
+    with pytest.raises(EvidenceMismatch, match=f"Request names evidence {'0' * 64}"):
+        submit(name, version, to="production", digest="0" * 64)
+    assert len(made) == 1 and made[0].http.is_closed
+
+    handle = submit(name, version, to="production")
+    assert (handle.state, handle.promotion.evidence_digest) == ("pending", digest)
+    assert handle.client is None and len(made) == 2 and made[1].http.is_closed
+    assert handle.refresh().state == "pending"
+    assert len(made) == 3 and made[2].http.is_closed
+
+    given = gate.client("rita")
+    again = submit(name, version, to="production", client=given)
+    assert again.client is given and not given.http.is_closed
+    assert again.refresh().state == "pending" and len(made) == 3
+    assert handle.refresh().state == "superseded"
 
 
 def test_failing_suite_fails_fast_without_touching_the_server(
