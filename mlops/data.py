@@ -147,9 +147,10 @@ def version(
     (:class:`~mlops.errors.StaleDataError` otherwise, also when it is missing), and ``rev``
     is the ``HEAD`` commit the workspace is based on. ``committed`` is ``False`` unless
     ``HEAD`` records the same md5 (then the result equals ``version(path)``). Such a
-    version is content-addressed: :func:`read_dataframe` and :func:`open` read the
-    workspace copy only while its md5 still matches. Commit (and ``dvc push``) to make it
-    readable anywhere at ``rev``.
+    version is content-addressed (the md5 is its identity): :func:`read_dataframe` and
+    :func:`open` read the workspace copy while its md5 still matches, then the object in
+    the local DVC cache (where ``dvc repro``/``dvc add`` put it). Commit and ``dvc push``
+    to make it readable anywhere at ``rev``.
 
     Example:
         >>> ds = version("data/train.csv")                     # doctest: +SKIP
@@ -199,21 +200,21 @@ def open(  # mirrors dvc.api.open; builtins.open is used explicitly below
     """Open a dataset file at a pinned rev (from the cache, else the DVC remote).
 
     A :class:`DatasetVersion` pins its own ``rev`` and ``repo``. An uncommitted one
-    (``committed=False``) is opened from the workspace after checking that its md5 is
-    still the version's (:class:`~mlops.errors.StaleDataError` otherwise).
+    (``committed=False``) is opened from the workspace if its md5 is still the version's,
+    else from the local DVC cache (:class:`~mlops.errors.StaleDataError` if neither has it).
 
     Example:
         >>> with open(ds) as f:                                 # doctest: +SKIP
         ...     header = f.readline()
     """
     if _uncommitted(ds_or_path, rev):
-        target = _workspace_copy(ds_or_path)
-        if target.is_dir():
+        if ds_or_path.is_dir:
             raise DataError(
                 f"{ds_or_path.path!r} is a tracked directory; open() reads one file.",
                 hint="Use read_dataframe() for a directory of CSV/parquet files.",
             )
-        with builtins.open(target, mode) as fobj:
+        ((file, _),) = _uncommitted_files(ds_or_path)
+        with builtins.open(file, mode) as fobj:
             yield fobj
         return
     path, root, pinned = _target(ds_or_path, rev=rev, repo=repo)
@@ -239,7 +240,7 @@ def read_dataframe(
     """Read a CSV or parquet dataset (a file, or a directory of them) at a pinned rev.
 
     An uncommitted :class:`DatasetVersion` (``committed=False``) is read from the
-    workspace once its md5 is checked, as :func:`open` does.
+    workspace once its md5 is checked, else from the local DVC cache, as :func:`open` does.
 
     Example:
         >>> df = read_dataframe(ds)                              # doctest: +SKIP
@@ -249,7 +250,7 @@ def read_dataframe(
 
     pd = require("pandas")
     if _uncommitted(ds_or_path, rev):
-        frames = [_frame(pd, f, str(f)) for f in _workspace_files(ds_or_path)]
+        frames = [_frame(pd, f, name) for f, name in _uncommitted_files(ds_or_path)]
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     path, root, pinned = _target(ds_or_path, rev=rev, repo=repo)
     files = _data_files(root, path, pinned)
@@ -271,43 +272,72 @@ def _uncommitted(ds_or_path: Any, rev: str | None) -> bool:
     return isinstance(ds_or_path, DatasetVersion) and not ds_or_path.committed and rev is None
 
 
-def _workspace_copy(ds: DatasetVersion) -> Path:
-    """The workspace file or directory of an uncommitted version, its md5 checked."""
+def _uncommitted_files(ds: DatasetVersion) -> list[tuple[Path, str]]:
+    """(file to read, its dataset path) of an uncommitted version: the workspace copy if
+    its md5 is still the version's, else the objects in the local DVC cache."""
     target = Path(ds.repo) / ds.path
-    again = f"version({ds.path!r}, workspace=True)"
-    hint = (
-        f"An uncommitted version is readable only while the workspace holds its data: "
-        f"restore it (`dvc checkout {ds.path}`), or take the current one with {again}; "
-        "commit dvc.lock / the .dvc file (and `dvc push`) to pin it to a rev."
-    )
-    if not target.exists():
+    actual = _disk_md5(target, {"hash": "md5"}) if target.exists() else None
+    if actual is not None and ds.md5 in (actual, _disk_md5(target, {})):
+        found = [(target, ds.path)] if target.is_file() else _dir_files(target, ds.path)
+    else:
+        found = _cached_files(ds)
+    if found is None:
+        now = "is missing" if actual is None else f"has md5 {actual} now"
         raise StaleDataError(
-            f"{ds.path!r} (uncommitted version md5 {ds.md5}) is missing from {ds.repo!r}.",
-            hint=hint,
+            f"The uncommitted version of {ds.path!r} (md5 {ds.md5}) is neither in the "
+            f"workspace of {ds.repo!r} (the file {now}) nor in its DVC cache.",
+            hint=f"Reproduce it (`dvc repro`), or take the current data with "
+            f"version({ds.path!r}, workspace=True); commit dvc.lock / the .dvc file and "
+            "`dvc push` so a version can be read anywhere at its rev.",
         )
-    actual = _disk_md5(target, {"hash": "md5"})
-    if actual != ds.md5 and _disk_md5(target, {}) != ds.md5:
-        raise StaleDataError(
-            f"{ds.path!r} in {ds.repo!r} no longer holds the uncommitted version md5 "
-            f"{ds.md5}: the workspace md5 is {actual}.",
-            hint=hint,
-        )
-    return target
-
-
-def _workspace_files(ds: DatasetVersion) -> list[Path]:
-    target = _workspace_copy(ds)
-    if not target.is_dir():
-        return [target]
-    files = sorted(
-        f for f in target.rglob("*") if f.is_file() and f.suffix in (".csv", ".parquet", ".pq")
-    )
-    if not files:
+    files = [(f, name) for f, name in found if name.endswith((".csv", ".parquet", ".pq"))]
+    if ds.is_dir and not files:
         raise DataError(
-            f"The directory {ds.path!r} holds no .csv or .parquet files in the workspace.",
+            f"The directory {ds.path!r} holds no .csv or .parquet files (md5 {ds.md5}).",
             hint="Point at a CSV/parquet file, or a directory of them.",
         )
-    return files
+    return files if ds.is_dir else found
+
+
+def _dir_files(target: Path, path: str) -> list[tuple[Path, str]]:
+    files = sorted(f for f in target.rglob("*") if f.is_file())
+    return [(f, f"{path}/{f.relative_to(target).as_posix()}") for f in files]
+
+
+def _cached_files(ds: DatasetVersion) -> list[tuple[Path, str]] | None:
+    cache = _cache_dir(Path(ds.repo))
+    obj = _cache_object(cache, ds.md5)
+    if obj is None or not ds.is_dir:
+        return None if obj is None else [(obj, ds.path)]
+    try:
+        entries = json.loads(obj.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = []
+    for entry in sorted(entries, key=lambda e: e["relpath"]):
+        item = _cache_object(cache, entry["md5"])
+        if item is None:
+            return None
+        found.append((item, f"{ds.path}/{entry['relpath']}"))
+    return found
+
+
+def _cache_dir(root: Path) -> Path:
+    from dvc.config import Config, ConfigError
+
+    try:
+        configured = Config(dvc_dir=str(root / ".dvc")).get("cache", {}).get("dir")
+    except ConfigError as exc:
+        raise DataError(
+            f"The DVC config of {str(root)!r} cannot be read: {exc}",
+            hint="Fix .dvc/config (`dvc config --list` shows what DVC sees).",
+        ) from exc
+    return Path(configured) if configured else root / ".dvc" / "cache"
+
+
+def _cache_object(cache: Path, md5: str) -> Path | None:
+    obj = cache / "files" / "md5" / md5[:2] / md5[2:]  # DVC 3 layout
+    return obj if obj.is_file() else None
 
 
 # --- repository, rev and paths ------------------------------------------------------

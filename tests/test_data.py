@@ -285,7 +285,7 @@ def test_workspace_version_on_a_later_run_is_the_new_output_not_heads(dvc_repo):
 def test_workspace_version_refuses_data_that_no_longer_matches_its_record(dvc_repo):
     (dvc_repo.root / "dvc.yaml").write_text(MAKE_STAGE.format(body="a\\n1\\n"))
     dvc_repo.dvc("repro", "-q")
-    ds = data.version("out/made.csv", workspace=True)
+    assert data.version("out/made.csv", workspace=True).committed is False
     made = dvc_repo.root / "out" / "made.csv"
     made.write_text("a\n5\n")
     with pytest.raises(
@@ -293,16 +293,28 @@ def test_workspace_version_refuses_data_that_no_longer_matches_its_record(dvc_re
     ) as info:
         data.version("out/made.csv", workspace=True)
     assert "dvc repro" in info.value.hint
-    stale = f"no longer holds the uncommitted version md5 {ds.md5}"
-    with pytest.raises(StaleDataError, match=stale):
-        data.read_dataframe(ds)
-    with pytest.raises(StaleDataError, match=stale), data.open(ds):
-        pass
     made.unlink()
     with pytest.raises(StaleDataError, match=r"recorded in the workspace dvc\.lock .* missing"):
         data.version("out/made.csv", workspace=True)
-    with pytest.raises(StaleDataError, match=r"is missing from"):
+
+
+def test_uncommitted_version_is_read_by_md5_from_the_workspace_else_the_cache(dvc_repo):
+    (dvc_repo.root / "dvc.yaml").write_text(MAKE_STAGE.format(body="a\\n1\\n"))
+    dvc_repo.dvc("repro", "-q")
+    ds = data.version("out/made.csv", workspace=True)
+    made = dvc_repo.root / "out" / "made.csv"
+    made.write_text("a\n5\n")  # the workspace moved on; `dvc repro` cached the version
+    assert list(data.read_dataframe(ds)["a"]) == [1]
+    with data.open(ds) as f:
+        assert f.read() == "a\n1\n"
+    shutil.rmtree(dvc_repo.root / ".dvc" / "cache")
+    gone = rf"uncommitted version of 'out/made\.csv' \(md5 {ds.md5}\) is neither in the work"
+    with pytest.raises(StaleDataError, match=gone + r".*has md5 [0-9a-f]{32} now") as info:
         data.read_dataframe(ds)
+    assert "dvc push" in info.value.hint
+    made.unlink()
+    with pytest.raises(StaleDataError, match=gone + r".*the file is missing"), data.open(ds):
+        pass
 
 
 def test_workspace_version_of_an_added_file_and_directory_not_committed(tracked):
@@ -321,6 +333,9 @@ def test_workspace_version_of_an_added_file_and_directory_not_committed(tracked)
     repo.dvc("add", "-q", "images")
     folder = data.version("images", workspace=True)
     assert folder.is_dir and folder.nfiles == 2 and not folder.committed
+    assert sorted(data.read_dataframe(folder)["v"]) == [1, 2]
+    (images / "a.csv").write_text("v\n9\n")  # still readable: dvc add cached every file
+    (images / "notes.txt").write_text("not data")
     assert sorted(data.read_dataframe(folder)["v"]) == [1, 2]
     with pytest.raises(DataError, match="'images' is a tracked directory; open"), data.open(folder):
         pass
