@@ -7,12 +7,9 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mlops.errors import ConfigError, DataNotTrackedError, MlopsError, StaleDataError
-
-if TYPE_CHECKING:
-    from mlops.data import DatasetVersion
+from mlops.errors import ConfigError, MlopsError
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = "params.yaml"
@@ -108,84 +105,6 @@ def read_json(path: str | Path) -> Any:
             f"The stage input {str(file)!r} does not exist.",
             hint="Run the pipeline with `dvc repro`, which runs the stages in order.",
         ) from exc
-
-
-def stage_output_version(path: str, *, lock: str | Path = "dvc.lock") -> DatasetVersion:
-    """The DatasetVersion of a stage output as the running ``dvc repro`` recorded it.
-
-    ``mlops.data.version`` reads ``dvc.lock`` from the ``HEAD`` commit, but inside a
-    pipeline run the upstream stage's output is only in the workspace ``dvc.lock`` (DVC
-    writes it when that stage finishes; it is committed later). So: md5/size from the
-    workspace ``dvc.lock``, checked against the file on disk; ``rev`` is ``HEAD``, the commit
-    the pipeline's code ran at.
-
-    Example:
-        >>> stage_output_version("data/train.csv").md5  # doctest: +SKIP
-        '1b2c...'
-    """
-    import hashlib
-
-    import yaml
-
-    from mlops.data import DatasetVersion
-
-    try:
-        doc = yaml.safe_load(Path(lock).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise DataNotTrackedError(
-            f"{path!r} has no version: {str(lock)!r} does not exist yet.",
-            hint="Run the pipeline with `dvc repro` so the producing stage records its output.",
-        ) from exc
-    out = next(
-        (
-            o
-            for st in (doc.get("stages") or {}).values()
-            for o in st.get("outs") or ()
-            if o.get("path") == path
-        ),
-        None,
-    )
-    if out is None or not out.get("md5"):
-        raise DataNotTrackedError(
-            f"{path!r} is not an output recorded in {str(lock)!r}.",
-            hint=f"Declare {path!r} under a stage's outs in dvc.yaml and run `dvc repro`.",
-        )
-    actual = hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
-    if actual != out["md5"]:
-        raise StaleDataError(
-            f"{path!r} changed since DVC recorded it: md5 {actual} on disk, "
-            f"{out['md5']} in {lock}.",
-            hint="Run `dvc repro` (it reruns the producing stage) instead of editing outputs.",
-        )
-    return DatasetVersion(
-        path=path,
-        md5=out["md5"],
-        rev=_git_head(),
-        remote=_default_remote(),
-        repo=str(Path.cwd().resolve()),
-        size=out.get("size"),
-    )
-
-
-def _git_head() -> str:
-    import subprocess
-
-    res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise ConfigError(
-            f"The pipeline needs a git commit to pin data to; `git rev-parse HEAD` said: "
-            f"{res.stderr.strip()}",
-            hint="Commit the repository once (`git add -A && git commit`), then run `dvc repro`.",
-        )
-    return res.stdout.strip()
-
-
-def _default_remote() -> str | None:
-    from dvc.config import Config
-
-    config = Config(dvc_dir=".dvc")
-    name = config.get("core", {}).get("remote")
-    return config.get("remote", {}).get(name, {}).get("url") if name else None
 
 
 def run(main: Callable[[], object]) -> int:

@@ -132,18 +132,19 @@ def main() -> None:
     Example:
         $ python -m pipelines.evaluate   # what `dvc repro` runs, from the repository root
     """
-    import pandas as pd
-
+    from mlops.data import read_dataframe, version
     from mlops.evaluation import evaluate
 
     _common.at_root()
     p, model = _common.params("evaluate"), _common.read_json(MODEL_JSON)
     target = _common.need(p, "target", str, where="evaluate")
-    frame = pd.read_csv(EVAL_CSV)
+    # prepare's output, recorded in the workspace dvc.lock: the report names its md5
+    dataset = version(EVAL_CSV, workspace=True)
+    frame = read_dataframe(dataset)
     report = evaluate(
         model["name"],
         model["version"],
-        data=frame,
+        data=dataset,
         target=target,
         champion=_common.need(p, "champion", str, where="evaluate"),
         thresholds=policy_thresholds(

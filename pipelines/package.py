@@ -53,14 +53,13 @@ def main() -> None:
     Example:
         $ python -m pipelines.package   # what `dvc repro` runs, from the repository root
     """
-    import pandas as pd
-
+    from mlops.data import read_dataframe, version
     from mlops.packaging import package
 
     _common.at_root()
     p, model = _common.params("package"), _common.read_json(MODEL_JSON)
     sample = sample_frame(
-        pd.read_csv(EVAL_CSV),
+        read_dataframe(version(EVAL_CSV, workspace=True)),
         target=_common.need(p, "target", str, where="package"),
         rows=_common.need(p, "sample_rows", int, where="package"),
     )

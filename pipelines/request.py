@@ -2,8 +2,9 @@
 
 The evidence bundle (lineage from the registry + the validation, evaluation and package
 reports of this run) is recorded on the model version; the policy is checked locally
-with the same rules the registry server applies; if it passes, a promotion request goes
-to the server (``MLOPS_REGISTRY_URL``, token ``MLOPS_TOKEN``).
+(``mlops.promotion.precheck``, the rules the registry server applies); if it passes, a
+promotion request goes to the server (``mlops.promotion.submit``: ``MLOPS_REGISTRY_URL``,
+token ``MLOPS_TOKEN``).
 
 Reruns: the stage has no ``always_changed``; it depends only on the reports, the policy
 and its params, so ``dvc repro`` reruns it exactly when the evidence (or the policy)
@@ -24,10 +25,13 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.errors import PolicyViolation
 from pipelines import _common
+
+if TYPE_CHECKING:
+    from mlops.policy import Verdict
 
 MODEL_JSON = Path("reports/model.json")
 VALIDATION_JSON = Path("reports/validation.json")
@@ -99,18 +103,20 @@ def record_evidence(model: dict[str, Any], reports: dict[str, Any]) -> Any:
     return bundle
 
 
-def submit(model: dict[str, Any], *, target: str, digest: str) -> dict[str, Any]:
-    """Send the promotion request to the registry server; the server's Promotion dict.
+def local_verdict(bundle: Any, policy: Any, target: str) -> Verdict:
+    """The policy verdict on the evidence (``mlops.promotion.precheck``), passed or not.
 
     Example:
-        >>> submit(model, target="production", digest=bundle.digest)["state"]  # doctest: +SKIP
-        'pending'
+        >>> local_verdict(bundle, load_policy("promotion-policy.yaml"), "production").passed
+        ... # doctest: +SKIP
+        True
     """
-    from mlops.client import RegistryClient
+    from mlops.promotion import precheck
 
-    with RegistryClient() as client:
-        promotion = client.request_promotion(model["name"], model["version"], target, digest)
-    return promotion.to_dict()
+    try:
+        return precheck(bundle, policy, target)
+    except PolicyViolation as exc:
+        return exc.verdict  # type: ignore[attr-defined]  # precheck attaches every rule
 
 
 def main() -> None:
@@ -119,9 +125,7 @@ def main() -> None:
     Example:
         $ python -m pipelines.request   # what `dvc repro` runs, from the repository root
     """
-    from datetime import UTC, datetime
-
-    from mlops.policy import check, load_policy
+    from mlops import promotion
 
     _common.at_root()
     p, model = _common.params("promotion"), _common.read_json(MODEL_JSON)
@@ -132,12 +136,13 @@ def main() -> None:
         "package": _common.read_json(PACKAGE_JSON),
     }
     bundle = record_evidence(model, reports)
-    verdict = check(bundle, load_policy(POLICY_YAML), target, now=datetime.now(UTC))
-    promotion = None
+    verdict = local_verdict(bundle, promotion.resolve_policy(POLICY_YAML), target)
+    sent = None
     if verdict.passed and _common.need(p, "submit", bool, where="promotion"):
-        promotion = submit(model, target=target, digest=bundle.digest)
+        handle = promotion.submit(model["name"], model["version"], to=target, digest=bundle.digest)
+        sent = handle.promotion.to_dict()
     doc = summary(
-        model, target=target, digest=bundle.digest, verdict=verdict.to_dict(), promotion=promotion
+        model, target=target, digest=bundle.digest, verdict=verdict.to_dict(), promotion=sent
     )
     _common.write_json(PROMOTION_JSON, doc)
     print(

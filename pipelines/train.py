@@ -1,7 +1,7 @@
 """Stage ``train``: fit a classifier in an MLflow run with DVC lineage and register it.
 
 The run records ``data/train.csv`` as a DVC dataset version (md5 from the workspace
-``dvc.lock``, written when ``prepare`` finished; see ``_common.stage_output_version``), the
+``dvc.lock``, written when ``prepare`` finished: ``mlops.data.version(..., workspace=True)``), the
 hyperparameters and the training accuracy; the model is logged with a signature and
 registered under ``train.name``.
 
@@ -79,7 +79,7 @@ def train_and_register(
     Returns ``{"name", "version", "run_id"}``.
 
     Example:
-        >>> ds = stage_output_version("data/train.csv")  # doctest: +SKIP
+        >>> ds = mlops.data.version("data/train.csv", workspace=True)  # doctest: +SKIP
         >>> train_and_register(frame, ds, params)  # doctest: +SKIP
         {'name': 'iris-classifier', 'version': 1, 'run_id': '...'}
     """
@@ -109,13 +109,14 @@ def main() -> None:
     Example:
         $ python -m pipelines.train   # what `dvc repro` runs, from the repository root
     """
-    import pandas as pd
+    from mlops.data import read_dataframe, version
 
     _common.at_root()
     p = _common.params("train")
     _common.need(p, "name", str, where="train")
-    dataset = _common.stage_output_version(str(TRAIN_CSV))
-    model = train_and_register(pd.read_csv(TRAIN_CSV), dataset, p)
+    # prepare's output is recorded only in the workspace dvc.lock until the run is committed
+    dataset = version(TRAIN_CSV, workspace=True)
+    model = train_and_register(read_dataframe(dataset), dataset, p)
     _common.write_json(MODEL_JSON, model)
     print(f"train: registered {model['name']} version {model['version']} (run {model['run_id']})")
 

@@ -14,11 +14,15 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.errors import DataValidationFailed
 from pipelines import _common
 
+if TYPE_CHECKING:
+    from mlops.data import DatasetVersion
+
+TRAIN_CSV = Path("data/train.csv")
 REPORT_JSON = Path("reports/validation.json")
 METRICS_JSON = Path("metrics/validation.json")
 
@@ -95,18 +99,26 @@ def main() -> None:
 
     _common.at_root()
     suite = _common.need(_common.params("validate"), "suite", str, where="validate")
-    report = validate(_train_data(), suite, log=False).to_dict()
+    report = validate(train_data(), suite, log=False).to_dict()
     _common.write_json(REPORT_JSON, report)
     _common.write_json(METRICS_JSON, validation_metrics(report))
     check(report)
     print(f"validate: suite {report['suite']!r} passed on {report['rows']} rows")
 
 
-def _train_data() -> Any:
-    """The training data as the stage sees it (the workspace copy ``prepare`` just wrote)."""
-    import pandas as pd
+def train_data() -> DatasetVersion:
+    """The version of ``data/train.csv`` that ``prepare`` just recorded in ``dvc.lock``.
 
-    return pd.read_csv("data/train.csv")
+    Inside ``dvc repro`` that record is not committed yet, so it is versioned from the
+    workspace: the report then names the data by path, md5 and the ``HEAD`` it is based on.
+
+    Example:
+        >>> train_data().path  # doctest: +SKIP
+        'data/train.csv'
+    """
+    from mlops.data import version
+
+    return version(TRAIN_CSV, workspace=True)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,10 @@ def mlflow_counts(repo: PipelineRepo) -> dict[str, int]:
 
 def library(repo: PipelineRepo, expression: str) -> object:
     """Evaluate ``expression`` with ``mlops`` in a fresh process inside the pipeline repo."""
-    code = f"import json, mlops, mlops.registry, mlops.data; print(json.dumps({expression}))"
+    code = (
+        "import json, mlops, mlops.registry, mlops.data, mlops.evidence; "
+        f"print(json.dumps({expression}))"
+    )
     out = repo.run(str(BIN / "python"), "-c", code).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -233,6 +236,31 @@ def test_promotion_request_is_pending_on_the_server(pipeline: Pipeline) -> None:
     assert promotion.requester == "pipeline"
     tag = library(repo, f"mlops.registry.get({MODEL!r}, 1).tags['mlops.evidence.digest']")
     assert promotion.evidence_digest == doc["evidence_digest"] == tag
+
+
+def test_evidence_names_the_validated_and_evaluated_data_as_dvc_lock_records_it(
+    pipeline: Pipeline,
+) -> None:
+    """Inside `dvc repro` prepare's outputs are recorded only in the workspace dvc.lock: the
+    reports still name them by path + md5, at the commit the run was based on."""
+    repo = pipeline.repo
+    lock = yaml.safe_load((repo.root / "dvc.lock").read_text())
+    md5 = {o["path"]: o["md5"] for o in lock["stages"]["prepare"]["outs"]}
+    run_base = repo.git("rev-parse", "HEAD~1")  # the commit before "pipeline run 1"
+    bundle = library(repo, f"mlops.evidence.load({MODEL!r}, 1).to_dict()")
+    (validation,) = bundle["validation"]
+    evaluation = bundle["evaluation"]
+    for report, path in ((validation, "data/train.csv"), (evaluation, "data/eval.csv")):
+        dataset = report["dataset"]
+        assert (dataset["path"], dataset["md5"]) == (path, md5[path])
+        assert (dataset["rev"], dataset["committed"]) == (run_base, False)
+        assert (dataset["remote"], dataset["repo"]) == (str(repo.remote), str(repo.root))
+    assert validation == read(repo, "reports/validation.json")
+    assert evaluation == read(repo, "reports/evaluation.json")
+    assert validation["rows"] == 105 and evaluation["rows"] == 45
+    # once committed, the library's version of the same path is the same data
+    committed = library(repo, "mlops.data.version('data/eval.csv').to_dict()")
+    assert committed["md5"] == md5["data/eval.csv"] and "committed" not in committed
 
 
 def test_second_repro_does_nothing(pipeline: Pipeline) -> None:

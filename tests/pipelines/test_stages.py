@@ -70,31 +70,30 @@ def _lock(path: str, data: bytes) -> str:
     )
 
 
-def test_stage_output_version_reads_the_workspace_lock(dvc_repo) -> None:
+def test_train_data_is_the_workspace_record_prepare_left_in_dvc_lock(dvc_repo) -> None:
     data = b"a,target\n1,0\n2,1\n"
     (dvc_repo.root / "data").mkdir()
     (dvc_repo.root / "data" / "train.csv").write_bytes(data)
-    (dvc_repo.root / "dvc.lock").write_text(_lock("data/train.csv", data))
+    (dvc_repo.root / "dvc.lock").write_text(_lock("data/train.csv", data))  # not committed
 
-    ds = _common.stage_output_version("data/train.csv")
+    ds = validate.train_data()
 
-    assert ds.md5 == hashlib.md5(data).hexdigest()
-    assert ds.size == len(data)
-    assert ds.rev == dvc_repo.git("rev-parse", "HEAD")
+    assert (ds.path, ds.md5, ds.size) == ("data/train.csv", hashlib.md5(data).hexdigest(), 17)
+    assert (ds.rev, ds.committed) == (dvc_repo.git("rev-parse", "HEAD"), False)
     assert ds.remote == str(dvc_repo.remote)
     assert Path(ds.repo) == dvc_repo.root.resolve()
 
 
-def test_stage_output_version_refuses_edited_or_unrecorded_outputs(dvc_repo) -> None:
+def test_train_data_refuses_edited_or_unrecorded_outputs(dvc_repo) -> None:
     (dvc_repo.root / "data").mkdir()
     (dvc_repo.root / "data" / "train.csv").write_bytes(b"a\n1\n")
-    with pytest.raises(DataNotTrackedError, match=r"'dvc\.lock' does not exist yet"):
-        _common.stage_output_version("data/train.csv")
+    with pytest.raises(DataNotTrackedError, match=r"'data/train\.csv' is not tracked by DVC at"):
+        validate.train_data()
     (dvc_repo.root / "dvc.lock").write_text(_lock("data/train.csv", b"a\n2\n"))
-    with pytest.raises(StaleDataError, match=r"'data/train\.csv' changed since DVC recorded it"):
-        _common.stage_output_version("data/train.csv")
-    with pytest.raises(DataNotTrackedError, match=r"'data/eval\.csv' is not an output recorded"):
-        _common.stage_output_version("data/eval.csv")
+    with pytest.raises(
+        StaleDataError, match=r"'data/train\.csv' changed .* the workspace dvc\.lock recorded"
+    ):
+        validate.train_data()
 
 
 # --- prepare ------------------------------------------------------------------------------
