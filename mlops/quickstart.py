@@ -376,13 +376,16 @@ def _run_step(
         with console.status(f"[{i}/{n}] {title} ..."):
             step(job)
     except Exception as exc:  # name the step and what to do; the CLI exits nonzero
+        from rich.markup import escape
+
         job.seconds[title] = round(time.monotonic() - started, 2)
-        console.print(
-            f"[red]✗[/red] [{i}/{n}] {title} failed: {type(exc).__name__}: {exc}", markup=True
-        )
-        console.print(f"[yellow]What to do:[/yellow] {getattr(exc, 'hint', '') or hint}")
-        job.state["failed_step"] = title
-        job.state["error"] = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MlopsError):
+            error, todo = f"{exc.code}: {exc.message}", exc.hint or hint
+        else:
+            error, todo = f"{type(exc).__name__}: {exc}", hint
+        console.print(f"[red]✗[/red] \\[{i}/{n}] {escape(title)} failed: {escape(error)}")
+        console.print(f"[yellow]What to do:[/yellow] {escape(todo)}")
+        job.state.update(failed_step=title, error=error)
         return False
     job.seconds[title] = round(time.monotonic() - started, 2)
     console.print(f"[green]✓[/green] [{i}/{n}] {title} [dim]({job.seconds[title]:.1f}s)[/dim]")

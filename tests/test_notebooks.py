@@ -66,13 +66,17 @@ async def _execute(name: str, workdir: Path) -> tuple[nbformat.NotebookNode, str
 def notebooks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
     """Both notebooks, executed side by side (each waits mostly on its own subprocesses)."""
 
-    async def both() -> list[tuple]:
+    async def both() -> list[tuple | BaseException]:
         return await asyncio.gather(
             _execute("quickstart.ipynb", tmp_path_factory.mktemp("nb-quickstart")),
             _execute("why_blocked.ipynb", tmp_path_factory.mktemp("nb-why-blocked")),
+            return_exceptions=True,  # a failing notebook does not cut the other one short
         )
 
     quickstart, why_blocked = asyncio.run(both())
+    for outcome in (quickstart, why_blocked):
+        if isinstance(outcome, BaseException):
+            raise outcome
     return {"quickstart": quickstart, "why_blocked": why_blocked}
 
 
