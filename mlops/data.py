@@ -277,7 +277,7 @@ def _uncommitted_files(ds: DatasetVersion) -> list[tuple[Path, str]]:
     its md5 is still the version's, else the objects in the local DVC cache."""
     target = Path(ds.repo) / ds.path
     actual = _disk_md5(target, {"hash": "md5"}) if target.exists() else None
-    if actual is not None and ds.md5 in (actual, _disk_md5(target, {})):
+    if actual is not None and (actual == ds.md5 or _disk_md5(target, {}) == ds.md5):
         found = [(target, ds.path)] if target.is_file() else _dir_files(target, ds.path)
     else:
         found = _cached_files(ds)
@@ -309,16 +309,18 @@ def _cached_files(ds: DatasetVersion) -> list[tuple[Path, str]] | None:
     obj = _cache_object(cache, ds.md5)
     if obj is None or not ds.is_dir:
         return None if obj is None else [(obj, ds.path)]
-    try:
-        entries = json.loads(obj.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # the .dir object: DVC's [{"md5", "relpath"}] manifest
+        entries = sorted(
+            (str(e["relpath"]), str(e["md5"])) for e in json.loads(obj.read_text(encoding="utf-8"))
+        )
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     found = []
-    for entry in sorted(entries, key=lambda e: e["relpath"]):
-        item = _cache_object(cache, entry["md5"])
+    for relpath, md5 in entries:
+        item = _cache_object(cache, md5)
         if item is None:
             return None
-        found.append((item, f"{ds.path}/{entry['relpath']}"))
+        found.append((item, f"{ds.path}/{relpath}"))
     return found
 
 
