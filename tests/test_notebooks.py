@@ -108,6 +108,8 @@ def test_quickstart_shows_the_evidence_and_reports(quickstart_nb) -> None:
     assert "evidence digest:" in text
     assert "suite iris_train: success=True" in text
     assert "smoke test passed: True" in text
+    assert "ValidationReport(suite='iris_train', success=True" in text
+    assert "EvaluationReport(model='iris-classifier', candidate_version=1" in text
     assert "<table" in text  # rich notebook output (_repr_html_) of the entities
 
 

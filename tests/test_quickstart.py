@@ -90,6 +90,23 @@ def test_the_approved_bento_answered_a_prediction(done: Done) -> None:
     assert f"-> {summary['prediction']}" in done.output
 
 
+def test_the_served_bento_is_the_one_in_the_approved_evidence(done: Done) -> None:
+    from mlflow.artifacts import download_artifacts
+    from mlflow.tracking import MlflowClient
+
+    summary, uri = done.summary, done.summary["tracking_uri"]
+    mv = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(MODEL_NAME, "1")
+    digest = summary["promotion"]["evidence_digest"]
+    assert mv.tags["mlops.evidence.digest"] == digest
+    assert all(a["digest"] == digest for a in summary["promotion"]["approvals"])
+    path = download_artifacts(
+        run_id=mv.run_id, artifact_path=mv.tags["mlops.evidence.path"], tracking_uri=uri
+    )
+    bundle = json.loads(Path(path).read_text())
+    assert bundle["package"]["bento_tag"] == summary["bento_tag"]
+    assert bundle["package"]["smoke"]["passed"] is True
+
+
 def test_two_reviewers_moved_the_production_alias(done: Done) -> None:
     from mlflow.tracking import MlflowClient
 
