@@ -249,6 +249,8 @@ def _lineage_tags(datasets: tuple[DatasetVersion, ...]) -> dict[str, str]:
             value = getattr(ds, key)
             if value is not None:
                 tags[f"{TAG_PREFIX}.{i}.{key}"] = str(value)
+        if not ds.committed:  # only uncommitted records say so, as DatasetVersion.to_dict
+            tags[f"{TAG_PREFIX}.{i}.committed"] = "False"
     commit = _git_head(datasets[0].repo) if datasets else _code_commit()
     if commit:
         tags[TAG_GIT_COMMIT] = commit

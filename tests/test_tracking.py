@@ -57,6 +57,19 @@ def test_run_records_datasets_as_inputs_and_tags(train_ds, dvc_repo):
     assert tracking._datasets_from_tags(tags) == (train_ds,)
 
 
+def test_uncommitted_workspace_dataset_reads_back_as_uncommitted(train_ds, dvc_repo):
+    (dvc_repo.root / "data" / "train.csv").write_text("x,y\n5,6\n")
+    dvc_repo.dvc("add", "-q", "data/train.csv")  # recorded in the workspace, not committed
+    ds = mlops.data.version("data/train.csv", workspace=True)
+    assert not ds.committed and ds.md5 != train_ds.md5
+    with mlops.start_run(datasets=[ds, train_ds]) as run:
+        pass
+    tags = _client().get_run(run.run_id).data.tags
+    assert tags["mlops.dataset.0.committed"] == "False"
+    assert "mlops.dataset.1.committed" not in tags
+    assert tracking._datasets_from_tags(tags) == (ds, train_ds)
+
+
 def test_run_without_datasets_tags_the_code_commit(dvc_repo, mlflow_home):
     with mlops.start_run() as run:
         pass
