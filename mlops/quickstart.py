@@ -351,20 +351,20 @@ def run_quickstart(workdir: str | os.PathLike[str] | None = None) -> int:
         ("approve as two reviewers, read the alias", _step_approve, _HINT_APPROVE),
         ("serve the approved Bento, predict", _step_serve, _HINT_SERVE),
     ]
-    code = 0
+    ok = False  # stays False on a failed step and on an interrupt (Ctrl-C)
     try:
         with _isolated(job):
-            for i, (title, step, hint) in enumerate(steps, 1):
-                if not _run_step(job, i, len(steps), title, step, hint):
-                    code = 1
-                    break
+            ok = all(
+                _run_step(job, i, len(steps), title, step, hint)
+                for i, (title, step, hint) in enumerate(steps, 1)
+            )
     finally:
         started = time.monotonic()
         if job.server is not None:
             job.server.stop()
         job.seconds["stop the registry server"] = round(time.monotonic() - started, 2)
-        _finish(job, ok=code == 0)
-    return code
+        _finish(job, ok=ok)
+    return 0 if ok else 1
 
 
 def _run_step(

@@ -181,3 +181,17 @@ def test_a_failing_pipeline_names_the_step_and_stops_the_server(tmp_path, capsys
     assert "BENTOML_HOME" not in os.environ or os.environ["BENTOML_HOME"] != str(
         tmp_path / "ws/project/.mlops/bentoml"
     )
+
+
+def test_an_interrupt_still_stops_the_server(tmp_path, monkeypatch) -> None:
+    def interrupted(job: quickstart._Job) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the pipeline runs
+
+    monkeypatch.setattr(quickstart, "_step_pipeline", interrupted)
+
+    with pytest.raises(KeyboardInterrupt, match=r"^$"):
+        run_quickstart(workdir=tmp_path / "ws")
+
+    summary = json.loads((tmp_path / "ws" / SUMMARY_FILE).read_text())
+    assert summary["ok"] is False and "prediction" not in summary
+    assert _gone(summary["registry_pid"]) and _closed(summary["registry_url"])
