@@ -37,8 +37,9 @@ def create_app(
     from mlops.policy import load_policy
     from registry_server.db.engine import Database
     from registry_server.errors import install_error_handlers
+    from registry_server.limits import BodySizeLimit
     from registry_server.mlflow_gateway import MlflowGateway
-    from registry_server.routers import aliases, audit, health, promotions, tokens
+    from registry_server.routers import aliases, audit, health, promotions, tokens, webhooks
     from registry_server.services.aliases import AliasReader
     from registry_server.services.auth import ensure_token
     from registry_server.services.context import ServerContext
@@ -53,6 +54,8 @@ def create_app(
         db=db,
         gateway=gateway or MlflowGateway(settings.tracking_uri, settings.registry_uri),
         policy=load_policy(settings.policy_path),
+        intent_lease=settings.intent_lease,
+        fault_point=settings.fault_point,
     )
     if clock is not None:
         ctx.clock = clock
@@ -67,9 +70,10 @@ def create_app(
     app.state.ctx = ctx
     app.state.alias_reader = AliasReader(db)
     app.add_middleware(aliases.AliasFastPath, reader=app.state.alias_reader)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (health, promotions, aliases, audit, tokens):
+    for module in (health, promotions, aliases, audit, tokens, webhooks):
         app.include_router(module.router)
     if settings.ui:
         from registry_server.web import mount
@@ -99,13 +103,15 @@ def reconcile_once(ctx) -> dict[str, int]:  # type: ignore[no-untyped-def]
 def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = None
+        tasks = []
         if settings.reconcile_interval > 0:
-            task = asyncio.create_task(_reconcile_loop(app, settings.reconcile_interval))
+            tasks.append(asyncio.create_task(_reconcile_loop(app, settings.reconcile_interval)))
+        if settings.webhook_interval > 0:
+            tasks.append(asyncio.create_task(_webhook_loop(app, settings)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -116,11 +122,34 @@ def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
 
 
 async def _reconcile_loop(app: FastAPI, interval: float) -> None:
+    """First pass at start (recovery after a crash), then one every ``interval`` seconds."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from mlops.errors import MlopsError
 
     while True:
-        await asyncio.sleep(interval)
         try:
             await asyncio.to_thread(reconcile_once, app.state.ctx)
-        except MlopsError as exc:  # MLflow down: the intents stay pending, retried next pass
+        except (MlopsError, SQLAlchemyError) as exc:  # retried next pass, nothing is lost
             log.warning("reconcile pass failed: %s", exc)
+        await asyncio.sleep(interval)
+
+
+async def _webhook_loop(app: FastAPI, settings: RegistrySettings) -> None:
+    """Deliver due webhook calls every ``webhook_interval`` seconds."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from registry_server.services.webhooks import dispatch_due
+
+    while True:
+        try:
+            await asyncio.to_thread(
+                dispatch_due,
+                app.state.ctx,
+                timeout=settings.webhook_timeout,
+                max_attempts=settings.webhook_max_attempts,
+                backoff=settings.webhook_backoff,
+            )
+        except SQLAlchemyError as exc:
+            log.warning("webhook pass failed: %s", exc)
+        await asyncio.sleep(settings.webhook_interval)

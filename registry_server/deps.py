@@ -1,4 +1,8 @@
-"""FastAPI dependencies as ``Annotated`` aliases: the server context and the caller."""
+"""FastAPI dependencies as ``Annotated`` aliases: the server context and the caller.
+
+Every API router depends on :func:`authorize`, which applies the permissions table
+(:mod:`registry_server.permissions`) before the handler runs.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,59 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from mlops.errors import PermissionDenied
+from registry_server.permissions import access_for
 from registry_server.services.auth import authenticate
 from registry_server.services.context import Caller, ServerContext
 
-__all__ = ["CallerDep", "ContextDep"]
+__all__ = ["CallerDep", "ContextDep", "authorize"]
 
 
 def _context(request: Request) -> ServerContext:
     return request.app.state.ctx
 
 
+def _authenticate(request: Request, authorization: str | None) -> Caller:
+    cached = getattr(request.state, "caller", None)
+    if cached is not None:
+        return cached
+    ctx: ServerContext = request.app.state.ctx
+    with ctx.db.read_sessions() as session:
+        caller = authenticate(session, authorization)
+    request.state.caller = caller
+    return caller
+
+
+def authorize(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+) -> None:
+    """Apply the permissions table to this route: token needed? one of these roles?"""
+    route = request.scope.get("route")
+    access = access_for(request.method, getattr(route, "path", request.url.path))
+    if not access.token:
+        return
+    caller = _authenticate(request, authorization)
+    if access.roles is not None and not caller.has_any(access.roles):
+        where = f"{request.method} {getattr(route, 'path', request.url.path)}"
+        who = (
+            f"User {caller.user!r} is not an admin"
+            if access.roles == ("admin",)
+            else f"User {caller.user!r} with roles {list(caller.roles)} may not call {where}"
+        )
+        raise PermissionDenied(
+            f"{who}; {where} needs one of {list(access.roles)}.",
+            hint="Ask an admin for a token with the right role (POST /v1/tokens).",
+        )
+
+
 def _caller(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
 ) -> Caller:
-    ctx: ServerContext = request.app.state.ctx
-    with ctx.db.read_sessions() as session:
-        return authenticate(session, authorization)
+    return _authenticate(request, authorization)
 
 
 ContextDep = Annotated[ServerContext, Depends(_context)]
 CallerDep = Annotated[Caller, Depends(_caller)]
+AuthorizeDep = Depends(authorize)

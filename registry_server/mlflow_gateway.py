@@ -96,6 +96,24 @@ class MlflowGateway:
                 return None
             raise self._unavailable(exc) from exc
 
+    def describe_alias(self, name: str, alias: str) -> dict[str, Any]:
+        """What MLflow says holds ``alias``: version, run, creator and last update time."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version_by_alias(name, alias)
+            model = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                return {"version": None}
+            raise self._unavailable(exc) from exc
+        return {
+            "version": int(mv.version),
+            "run_id": mv.run_id,
+            "version_user_id": mv.user_id or None,
+            "model_updated_at_ms": model.last_updated_timestamp,
+        }
+
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` at ``version`` (idempotent)."""
         from mlflow.exceptions import MlflowException

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "AliasHistory",
@@ -13,6 +13,8 @@ __all__ = [
     "AuditPage",
     "AuditVerify",
     "CommentIn",
+    "DeliveryList",
+    "DeliveryOut",
     "MeOut",
     "PromotionIn",
     "PromotionOut",
@@ -20,6 +22,10 @@ __all__ = [
     "TokenIn",
     "TokenIssued",
     "TokenList",
+    "WebhookCreated",
+    "WebhookIn",
+    "WebhookList",
+    "WebhookOut",
     "error_responses",
 ]
 
@@ -165,6 +171,89 @@ class TokenList(BaseModel):
 class MeOut(BaseModel):
     user: str
     roles: list[str]
+
+
+WebhookEvent = Literal[
+    "*",
+    "requested",
+    "approval",
+    "approved",
+    "promoted",
+    "rejected",
+    "cancelled",
+    "expired",
+    "superseded",
+    "evidence_changed",
+    "rolled_back",
+    "alias_drift_restored",
+    "token_created",
+    "token_revoked",
+    "webhook_created",
+    "webhook_deleted",
+]
+
+
+class WebhookIn(_In):
+    url: str = Field(
+        pattern=r"^https?://[^\s]+$", max_length=2000, description="Where to POST events."
+    )
+    events: list[WebhookEvent] = Field(
+        min_length=1, max_length=20, description="Audit actions to send; '*' for all."
+    )
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=200,
+        description="HMAC key for X-Mlops-Signature (generated if omitted; shown once).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_a_host(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            host = urlsplit(value).hostname or ""
+            host.encode("idna")
+        except (ValueError, UnicodeError) as exc:
+            raise ValueError(f"{value!r} is not a valid http(s) URL: {exc}") from exc
+        if not host:
+            raise ValueError(f"{value!r} has no host name")
+        return value
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    created_by: str
+    created_at: str
+
+
+class WebhookCreated(WebhookOut):
+    secret: str
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    webhook_id: str
+    event: str
+    audit_id: int
+    state: Literal["pending", "delivered", "failed", "cancelled"]
+    attempts: int
+    next_attempt_at: str
+    last_status: int | None
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryOut]
 
 
 class ErrorOut(BaseModel):

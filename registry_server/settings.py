@@ -48,6 +48,29 @@ class RegistrySettings(BaseSettings):
     admin_token: str | None = Field(
         default=None, description="If set, a token for user 'admin' with role admin at start."
     )
+    intent_lease: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an alias move is claimed by one worker before another may retry it.",
+    )
+    webhook_interval: float = Field(
+        default=2.0, ge=0, description="Seconds between webhook dispatch passes (0: off)."
+    )
+    webhook_backoff: float = Field(
+        default=1.0, gt=0, description="Seconds before the first webhook retry (doubles each time)."
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds per webhook call.")
+    webhook_max_attempts: int = Field(
+        default=12, ge=1, description="Attempts before a webhook delivery is marked failed."
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
+    )
+    fault_point: str | None = Field(
+        default=None,
+        description="Test only: kill the process at this point of an alias move "
+        "(after_intent, after_mlflow_set, after_final).",
+    )
     log_level: str = Field(default="warning", description="Uvicorn log level.")
     ui: bool = Field(default=True, description="Serve the reviewer pages under /ui.")
     session_secret: str | None = Field(

@@ -7,12 +7,15 @@ from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlops.errors import AliasNotFound
-from registry_server.deps import CallerDep, ContextDep
+from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
 from registry_server.schemas import AliasHistory, AliasOut, CommentIn, error_responses
 from registry_server.services import aliases
 
 router = APIRouter(
-    prefix="/v1/aliases", tags=["aliases"], responses=error_responses(401, 403, 404, 409, 422, 503)
+    dependencies=[AuthorizeDep],
+    prefix="/v1/aliases",
+    tags=["aliases"],
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 
 

@@ -6,11 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from registry_server.deps import CallerDep, ContextDep
+from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
 from registry_server.schemas import MAX_INT, AuditPage, AuditVerify, error_responses
 from registry_server.services import audit
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=error_responses(401, 422))
+router = APIRouter(
+    dependencies=[AuthorizeDep],
+    prefix="/v1/audit",
+    tags=["audit"],
+    responses=error_responses(401, 422),
+)
 
 
 @router.get("", response_model=AuditPage)

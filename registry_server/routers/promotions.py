@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from registry_server.deps import CallerDep, ContextDep
+from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
 from registry_server.schemas import (
     MAX_INT,
     CommentIn,
@@ -21,6 +21,7 @@ from registry_server.services import promotions
 RequestId = Annotated[int, Path(ge=1, le=MAX_INT, description="Promotion request id.")]
 
 router = APIRouter(
+    dependencies=[AuthorizeDep],
     prefix="/v1/promotions",
     tags=["promotions"],
     responses=error_responses(401, 403, 404, 409, 422, 503),

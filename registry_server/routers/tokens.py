@@ -5,12 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mlops.errors import PermissionDenied
-from registry_server.deps import CallerDep, ContextDep
+from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
 from registry_server.schemas import MeOut, TokenIn, TokenIssued, TokenList, error_responses
 from registry_server.services import audit, auth
 from registry_server.services.context import Caller
 
-router = APIRouter(prefix="/v1", tags=["tokens"], responses=error_responses(401, 403, 404, 422))
+router = APIRouter(
+    dependencies=[AuthorizeDep],
+    prefix="/v1",
+    tags=["tokens"],
+    responses=error_responses(401, 403, 404, 422),
+)
 
 
 def _admin(caller: Caller) -> None:

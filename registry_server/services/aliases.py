@@ -234,7 +234,11 @@ def _rollback_pair(db: Database, model: str, alias: str) -> tuple[AliasJournal, 
 
 
 def reconcile_protected(ctx: ServerContext) -> int:
-    """Put back protected aliases moved in MLflow behind the server's back; count them."""
+    """Put back protected aliases moved in MLflow behind the server's back; count them.
+
+    Each restore runs under the model+alias lock and re-reads the journal and the pending
+    alias moves first, so a promotion finishing at the same moment is never undone.
+    """
     protected = [name for name, tp in ctx.policy.targets.items() if tp.protected]
     if not protected:
         return 0
@@ -248,17 +252,39 @@ def reconcile_protected(ctx: ServerContext) -> int:
         )
     fixed = 0
     for row in rows:
-        actual = ctx.gateway.get_alias(row.model, row.alias)
-        if actual == row.version:
-            continue
-        ctx.gateway.set_alias(row.model, row.alias, row.version)
-        with ctx.db.session() as s:
-            payload = {
-                "model": row.model,
-                "alias": row.alias,
-                "found_version": actual,
-                "restored_version": row.version,
-            }
-            audit.append(s, actor="system", action="alias_restored", payload=payload, at=ctx.now())
-        fixed += 1
+        if ctx.gateway.get_alias(row.model, row.alias) != row.version:
+            fixed += _restore(ctx, row.id, row.model, row.alias)
     return fixed
+
+
+def _restore(ctx: ServerContext, row_id: int, model: str, alias: str) -> bool:
+    from registry_server.services._rows import lock_target
+    from registry_server.services.outbox import pending_aliases
+
+    with ctx.db.session() as s:
+        lock_target(s, model, alias)
+        holder = s.scalar(
+            select(AliasJournal).where(
+                AliasJournal.model == model,
+                AliasJournal.alias == alias,
+                AliasJournal.to_at.is_(None),
+            )
+        )
+        if holder is None or holder.id != row_id or (model, alias) in pending_aliases(s):
+            return False  # the server itself is moving it: not drift
+        seen = ctx.gateway.describe_alias(model, alias)
+        if seen.get("version") == holder.version:
+            return False
+        ctx.gateway.set_alias(model, alias, holder.version)
+        payload = {
+            "model": model,
+            "alias": alias,
+            "found_version": seen.get("version"),
+            "restored_version": holder.version,
+            "seen": seen,
+            "where": ctx.gateway.registry_uri,
+        }
+        audit.append(
+            s, actor="system", action="alias_drift_restored", payload=payload, at=ctx.now()
+        )
+    return True

@@ -54,6 +54,9 @@ def append(
     )
     session.add(row)
     session.flush()
+    from registry_server.services.webhooks import enqueue  # webhooks commit with the event
+
+    enqueue(session, row)
     return row
 
 

@@ -36,6 +36,8 @@ class ServerContext:
     gateway: MlflowGateway
     policy: Policy
     clock: Callable[[], datetime] = field(default=_now)
+    intent_lease: float = 30.0
+    fault_point: str | None = None
 
     def now(self) -> datetime:
         """The current time in UTC, from the injected clock."""

@@ -25,6 +25,7 @@ from mlops.errors import (
     FreezeWindowError,
     PermissionDenied,
     PolicyViolation,
+    RegistryUnavailable,
 )
 from mlops.policy import TargetPolicy, active_freeze, check
 from registry_server.db.models import Approval, Outbox, PromotionRequest
@@ -37,6 +38,7 @@ from registry_server.services._rows import (
 )
 from registry_server.services.context import Caller, ServerContext, utc
 from registry_server.services.evidence import current_evidence
+from registry_server.services.faults import crash_here
 from registry_server.services.outbox import apply_intents, record_alias_intent
 from registry_server.services.views import promotion_view
 
@@ -129,6 +131,7 @@ def create(
             record_alias_intent(s, ctx, caller.user, req)
         request_id = req.id
     if tp.approvals.count == 0:
+        crash_here(ctx, "after_intent")
         apply_intents(ctx, request_id=request_id)
     return get(ctx, request_id)
 
@@ -158,7 +161,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
             f"User {caller.user!r} requested promotion {request_id} and may not approve it.",
             hint="Ask another approver.",
         )
-    _, digest = current_evidence(ctx.gateway, req.model, req.version)
+    digest, verified = _approval_digest(ctx, req)
     if digest != req.evidence_digest:
         _record_stale(ctx, caller, request_id, digest)
         raise EvidenceMismatch(
@@ -190,13 +193,36 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
         req.updated_at = ctx.now()
         s.flush()
         after = promotion_view(req, tp, ctx.now())
-        record_event(s, ctx, caller.user, "approval", req, comment=comment, quorum=after["quorum"])
+        record_event(
+            s,
+            ctx,
+            caller.user,
+            "approval",
+            req,
+            comment=comment,
+            quorum=after["quorum"],
+            evidence_verified=verified,
+        )
         quorum = after["quorum"]["have"] >= after["quorum"]["need"]
         if quorum:
             record_alias_intent(s, ctx, caller.user, req)
     if quorum:
+        crash_here(ctx, "after_intent")
         apply_intents(ctx, request_id=request_id)
     return get(ctx, request_id)
+
+
+def _approval_digest(ctx: ServerContext, req: PromotionRequest) -> tuple[str, bool]:
+    """The evidence digest now, and whether MLflow could be asked.
+
+    If MLflow is unreachable the approval binds to the request's digest and the alias move
+    re-checks the evidence before it touches MLflow (see the outbox), so an outage delays
+    the move but neither loses the approval nor lets changed evidence through.
+    """
+    try:
+        return current_evidence(ctx.gateway, req.model, req.version)[1], True
+    except RegistryUnavailable:
+        return req.evidence_digest, False
 
 
 def _record_stale(ctx: ServerContext, caller: Caller, request_id: int, digest: str) -> None:
@@ -291,7 +317,10 @@ def _view(ctx: ServerContext, s: Session, req: PromotionRequest) -> dict[str, An
         intent = s.scalar(select(Outbox).where(Outbox.request_id == req.id))
         if intent is not None and intent.state == "pending":
             why = intent.last_error or "queued"
-            view["blocked_by"].append(f"alias move pending (attempts {intent.attempts}): {why}")
+            retry = utc(intent.next_attempt_at).isoformat()
+            view["blocked_by"].append(
+                f"alias move pending (attempts {intent.attempts}, next {retry}): {why}"
+            )
     return view
 
 

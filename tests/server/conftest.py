@@ -210,7 +210,10 @@ def _truncate(url: str) -> None:
 
     engine = create_engine(url)
     with engine.begin() as conn:
-        tables = "outbox, audit_events, alias_journal, approvals, promotion_requests, tokens, users"
+        tables = (
+            "webhook_deliveries, webhooks, outbox, audit_events, alias_journal, approvals, "
+            "promotion_requests, tokens, users"
+        )
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
 

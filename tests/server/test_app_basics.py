@@ -31,7 +31,7 @@ def test_health_and_ready(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["revision"] == ready.json()["head"] == "0001"
+    assert ready.json()["revision"] == ready.json()["head"] == "0002"
 
 
 def test_unknown_route_has_our_error_body(client: TestClient) -> None:
@@ -97,10 +97,10 @@ def test_readyz_reports_a_schema_behind_head(client: TestClient) -> None:
     try:
         res = client.get("/readyz")
         assert res.status_code == 503
-        assert res.json() == {"status": "unavailable", "revision": "0000", "head": "0001"}
+        assert res.json() == {"status": "unavailable", "revision": "0000", "head": "0002"}
     finally:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
     assert client.get("/readyz").status_code == 200
 
 

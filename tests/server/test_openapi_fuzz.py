@@ -27,6 +27,7 @@ def _app():  # type: ignore[no-untyped-def]
             tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
             admin_token="fuzz-admin",
             reconcile_interval=0,
+            webhook_interval=0,
             ui=False,
         )
     )

@@ -143,13 +143,12 @@ def test_alias_moved_behind_the_servers_back_is_restored(server: Server, name: s
     mv = server.model.client().get_model_version_by_alias(name, "production")
     assert int(mv.version) == version
     items = server.client.get("/v1/audit?limit=1000", headers=server.h("root")).json()["items"]
-    restored = [e for e in items if e["action"] == "alias_restored"]
-    assert restored[-1]["payload"] == {
-        "model": name,
-        "alias": "production",
-        "found_version": other,
-        "restored_version": version,
-    }
+    restored = [e for e in items if e["action"] == "alias_drift_restored"]
+    payload = restored[-1]["payload"]
+    assert payload["model"] == name and payload["alias"] == "production"
+    assert payload["found_version"] == other and payload["restored_version"] == version
+    assert payload["seen"]["version"] == other and payload["seen"]["run_id"]
+    assert payload["where"] == server.model.tracking_uri
 
 
 def test_restart_finishes_a_pending_alias_move(server: Server, name: str) -> None:
