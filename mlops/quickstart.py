@@ -351,9 +351,9 @@ def run_quickstart(workdir: str | os.PathLike[str] | None = None) -> int:
         ("approve as two reviewers, read the alias", _step_approve, _HINT_APPROVE),
         ("serve the approved Bento, predict", _step_serve, _HINT_SERVE),
     ]
-    ok = False  # stays False on a failed step and on an interrupt (Ctrl-C)
+    ok = False  # stays False on a failed step and on an interrupt (Ctrl-C, SIGTERM)
     try:
-        with _isolated(job):
+        with _isolated(job), _terminate_as_exit():
             ok = all(
                 _run_step(job, i, len(steps), title, step, hint)
                 for i, (title, step, hint) in enumerate(steps, 1)
@@ -397,6 +397,26 @@ _HINT_SERVER = "Read .mlops/registry-server.log in the workspace; check the port
 _HINT_PIPELINE = "Read the stage output above; rerun with --workdir and `dvc repro` there."
 _HINT_APPROVE = "Check the request with `mlops status ID` against the server's URL."
 _HINT_SERVE = "Run `bentoml serve TAG` with BENTOML_HOME=<workspace>/.mlops/bentoml to see why."
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into ``SystemExit(143)`` so the ``finally`` blocks stop what we started."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -456,19 +476,24 @@ def _stream(job: _Job, cmd: list[str], *, env: dict[str, str]) -> dict[str, floa
     current, started = None, time.monotonic()
     proc = subprocess.Popen(
         cmd, cwd=job.ws.project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+        text=True, start_new_session=True,
     )  # fmt: skip
     assert proc.stdout is not None
-    for line in proc.stdout:
-        tail = [*tail[-40:], line.rstrip()]
-        found = re.match(r"Running stage '([\w-]+)'", line)
-        if found:
-            if current:
-                seconds[current] = round(time.monotonic() - started, 2)
-            current, started = found.group(1), time.monotonic()
-        if line.strip():
-            job.console.print(f"  [dim]│[/dim] {escape(line.rstrip())}")
-    if proc.wait() != 0:
+    try:
+        for line in proc.stdout:
+            tail = [*tail[-40:], line.rstrip()]
+            found = re.match(r"Running stage '([\w-]+)'", line)
+            if found:
+                if current:
+                    seconds[current] = round(time.monotonic() - started, 2)
+                current, started = found.group(1), time.monotonic()
+            if line.strip():
+                job.console.print(f"  [dim]│[/dim] {escape(line.rstrip())}")
+        proc.wait()
+    except BaseException:  # interrupted: end the command and the stages it runs (its group)
+        _stop(proc)
+        raise
+    if proc.returncode != 0:
         shown = " ".join(cmd[2:]) if cmd[0] == sys.executable else " ".join(cmd)
         raise QuickstartError(
             f"`{shown}` exited {proc.returncode}; last lines: " + " / ".join(tail[-5:]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -195,3 +196,41 @@ def test_an_interrupt_still_stops_the_server(tmp_path, monkeypatch) -> None:
     summary = json.loads((tmp_path / "ws" / SUMMARY_FILE).read_text())
     assert summary["ok"] is False and "prediction" not in summary
     assert _gone(summary["registry_pid"]) and _closed(summary["registry_url"])
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Pids whose working directory is inside ``folder``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cwd = Path(os.readlink(proc / "cwd"))
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if cwd == folder or folder in cwd.parents:
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_sigterm_while_the_pipeline_runs_stops_everything(tmp_path) -> None:
+    workdir = tmp_path / "ws"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "BENTOML_"))}
+    proc = subprocess.Popen(
+        [str(BIN / "mlops"), "quickstart", "--workdir", str(workdir)],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Running stage 'prepare'" in line:  # dvc repro and its first stage are running
+            break
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    summary = json.loads((workdir / SUMMARY_FILE).read_text())
+    assert summary["ok"] is False
+    assert _gone(summary["registry_pid"]) and _closed(summary["registry_url"])
+    assert _processes_in(workdir) == []
