@@ -45,6 +45,7 @@ def create_app(
     from registry_server.services.context import ServerContext
 
     settings = settings or load_registry_settings()
+    _configure_logging(settings.log_level)
     db = Database(settings.database_url)
     db.upgrade()
     if settings.admin_token:
@@ -80,6 +81,18 @@ def create_app(
 
         mount(app, settings)
     return app
+
+
+def _configure_logging(level: str) -> None:
+    """Server messages (alias moves, retries, drift) at the uvicorn log level, to stderr."""
+    logger = logging.getLogger("registry_server")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        fmt = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+        handler.setFormatter(logging.Formatter(fmt))
+        logger.addHandler(handler)
+    name = level.upper()
+    logger.setLevel(name if name in logging.getLevelNamesMapping() else logging.INFO)
 
 
 def create_app_from_env() -> FastAPI:

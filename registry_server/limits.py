@@ -1,7 +1,9 @@
-"""A request-body size limit in front of the whole app: 413 with our error body.
+"""Guards in front of the whole app: a body-size limit (413) and no NUL in path or query.
 
 Bodies announced larger than ``max_bytes`` (``Content-Length``) are refused before they are
-read; chunked bodies are read up to the limit and refused as soon as they pass it.
+read; chunked bodies are read up to the limit and refused as soon as they pass it. A NUL
+character in the path or the query string is refused with 422 (PostgreSQL text cannot
+hold it, and no name of ours contains one). Both answers use our error body.
 
 Example:
     >>> app.add_middleware(BodySizeLimit, max_bytes=1024 * 1024)  # doctest: +SKIP
@@ -26,6 +28,9 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            await _answer(send, 422, _nul_body())
+            return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             if not declared.isdigit() or int(declared) > self.max_bytes:
@@ -46,17 +51,28 @@ class BodySizeLimit:
         await self.app(scope, _replay(messages, receive), send)
 
     async def _refuse(self, send: Send, size: str) -> None:
-        body = orjson.dumps(
-            {
-                "code": "payload_too_large",
-                "message": f"The request body ({size} bytes) is larger than the limit "
-                f"of {self.max_bytes} bytes.",
-                "hint": "Send a smaller body; the limit is the server setting max_body_bytes.",
-            }
-        )
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        body = {
+            "code": "payload_too_large",
+            "message": f"The request body ({size} bytes) is larger than the limit "
+            f"of {self.max_bytes} bytes.",
+            "hint": "Send a smaller body; the limit is the server setting max_body_bytes.",
+        }
+        await _answer(send, 413, body)
+
+
+def _nul_body() -> dict[str, str]:
+    return {
+        "code": "invalid_request",
+        "message": "The request path or query contains a NUL character (%00).",
+        "hint": "Remove the NUL character; names and filters never contain one.",
+    }
+
+
+async def _answer(send: Send, status: int, payload: dict[str, str]) -> None:
+    body = orjson.dumps(payload)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from mlops.errors import (
 )
 
 __all__ = ["EVIDENCE_DIGEST_TAG", "EVIDENCE_PATH_TAG", "EvidenceArtifact", "MlflowGateway"]
+
+log = logging.getLogger("registry_server.mlflow")
 
 EVIDENCE_DIGEST_TAG = "mlops.evidence.digest"
 EVIDENCE_PATH_TAG = "mlops.evidence.path"
@@ -128,6 +131,7 @@ class MlflowGateway:
             raise self._unavailable(exc) from exc
         except OSError as exc:
             raise self._unavailable(exc) from exc
+        log.info("mlflow alias set: %s@%s -> version %s", name, alias, version)
 
     def fetch_evidence(self, name: str, version: int) -> EvidenceArtifact:
         """Download the evidence artifact the version's tags point to."""

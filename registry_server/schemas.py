@@ -38,10 +38,20 @@ Role = Literal["requester", "approver", "admin"]
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(t, str) and "\x00" in t for t in texts):
+            raise ValueError("must not contain a NUL character")
+        return value
+
 
 class PromotionIn(_In):
     model: str = Field(min_length=1, description="Registered model name.")
-    version: int = Field(ge=1, le=MAX_INT, description="Model version.")
+    version: int = Field(
+        ge=1, le=MAX_INT, strict=True, description="Model version (a JSON integer)."
+    )
     target: str = Field(min_length=1, description="Target alias, e.g. production.")
     evidence_digest: str = Field(
         pattern="^[0-9a-f]{64}$", description="SHA-256 of the version's evidence."

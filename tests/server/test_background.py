@@ -1,0 +1,66 @@
+"""The real background loop: an alias moved in MLflow behind the server's back is put back
+within the configured ``reconcile_interval`` and the attempt is audited."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from registry_server.app import create_app
+from registry_server.settings import RegistrySettings
+from registry_server.tokens import create_token
+from tests.server.conftest import USERS, MlflowModel
+
+INTERVAL = 0.2
+
+
+def test_drift_is_restored_by_the_background_loop(
+    database_url: str, policy_file: Path, mlflow_model: MlflowModel, name: str
+) -> None:
+    settings = RegistrySettings(
+        database_url=database_url,
+        policy_path=policy_file,
+        tracking_uri=mlflow_model.tracking_uri,
+        reconcile_interval=INTERVAL,
+        webhook_interval=0,
+        ui=False,
+    )
+    app = create_app(settings)
+    with app.state.ctx.db.session() as s:
+        tokens = {u: create_token(s, u, r).token for u, r in USERS.items()}
+    h = {u: {"Authorization": f"Bearer {t}"} for u, t in tokens.items()}
+    version = mlflow_model.register(name)
+    digest = mlflow_model.record(name, version)
+    other = mlflow_model.register(name)
+    mlflow = mlflow_model.client()
+    with TestClient(app) as client:
+        body = {"model": name, "version": version, "target": "production"}
+        rid = client.post(
+            "/v1/promotions", json={**body, "evidence_digest": digest}, headers=h["rita"]
+        ).json()["id"]
+        client.post(f"/v1/promotions/{rid}/approve", headers=h["ann"])
+        assert client.post(f"/v1/promotions/{rid}/approve", headers=h["bob"]).json()["state"] == (
+            "promoted"
+        )
+
+        mlflow.set_registered_model_alias(name, "production", str(other))  # out of band
+        moved_at = time.monotonic()
+        deadline = moved_at + 20
+        while int(mlflow.get_model_version_by_alias(name, "production").version) != version:
+            assert time.monotonic() < deadline, "drift not restored"
+            time.sleep(0.05)
+        took = time.monotonic() - moved_at
+
+        events = client.get("/v1/audit?limit=1000", headers=h["root"]).json()["items"]
+        drift = [e for e in events if e["action"] == "alias_drift_restored"]
+        assert len(drift) == 1
+        assert drift[0]["actor"] == "system"
+        assert drift[0]["payload"]["found_version"] == other
+        assert drift[0]["payload"]["restored_version"] == version
+        assert drift[0]["payload"]["seen"]["version"] == other
+        history = client.get(f"/v1/aliases/{name}/production/history").json()["items"]
+        assert [(x["version"], x["to"]) for x in history] == [(version, None)]
+        assert client.get("/v1/audit/verify", headers=h["root"]).json()["ok"] is True
+    assert took < 10 * INTERVAL + 5  # detected within a few intervals, not minutes
