@@ -22,7 +22,7 @@ import json
 import secrets
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -59,7 +59,12 @@ def signature(secret: bytes, body: bytes) -> str:
 def create(
     s: Session, ctx: ServerContext, *, url: str, events: list[str], secret: str | None, by: str
 ) -> dict[str, Any]:
-    """Subscribe ``url`` to ``events`` (``["*"]``: all); the secret is shown only here."""
+    """Subscribe ``url`` to ``events`` (``["*"]``: all); the secret is shown only here.
+
+    Example:
+        >>> with ctx.db.session() as s:                                  # doctest: +SKIP
+        ...     create(s, ctx, url="https://ci/hook", events=["promoted"], secret=None, by="root")
+    """
     row = Webhook(
         id=uuid.uuid4().hex,
         url=url,
@@ -110,7 +115,12 @@ def delete(s: Session, ctx: ServerContext, webhook_id: str) -> None:
 
 
 def enqueue(s: Session, event: AuditEvent) -> int:
-    """Queue ``event`` for every subscription that wants it, in the caller's transaction."""
+    """Queue ``event`` for every subscription that wants it, in the caller's transaction.
+
+    Example:
+        >>> enqueue(session, audit_row)  # number of deliveries queued  # doctest: +SKIP
+        1
+    """
     hooks = [
         h
         for h in s.scalars(select(Webhook).where(Webhook.deleted_at.is_(None)))
@@ -135,17 +145,15 @@ def enqueue(s: Session, event: AuditEvent) -> int:
                 body=json.dumps(body, sort_keys=True, separators=(",", ":")),
                 state="pending",
                 attempts=0,
-                next_attempt_at=utc_from(event.at),
-                created_at=utc_from(event.at),
+                next_attempt_at=_utc_from(event.at),
+                created_at=_utc_from(event.at),
             )
         )
     return len(hooks)
 
 
-def utc_from(iso: str):  # type: ignore[no-untyped-def]
+def _utc_from(iso: str) -> datetime:
     """An aware datetime from the ISO text stored in audit events."""
-    from datetime import datetime
-
     return utc(datetime.fromisoformat(iso))
 
 
@@ -179,7 +187,12 @@ def delivery_view(d: WebhookDelivery) -> dict[str, Any]:
 
 
 def replay(s: Session, ctx: ServerContext, delivery_id: str) -> dict[str, Any]:
-    """Send a delivery again (same id and body); it goes back to ``pending`` now."""
+    """Send a delivery again (same id and body); it goes back to ``pending`` now.
+
+    Example:
+        >>> replay(session, ctx, "3f2a...")["state"]  # doctest: +SKIP
+        'pending'
+    """
     d = s.get(WebhookDelivery, delivery_id)
     if d is None:
         raise NotFoundError(

@@ -196,3 +196,27 @@ def test_delivery_that_keeps_failing_ends_failed(
     assert delivery["last_status"] == 500 and "HTTP 500" in delivery["last_error"]
     assert len(receiver.calls) == 3
     app.state.ctx.db.dispose()
+
+
+def test_deliveries_commit_and_roll_back_with_their_event(server) -> None:  # type: ignore[no-untyped-def]
+    from registry_server.services import audit
+
+    hook = server.post(
+        "/v1/webhooks", "root", {"url": "http://127.0.0.1:9/hook", "events": ["*"]}
+    ).json()
+
+    def log() -> list[dict]:
+        path = f"/v1/webhooks/{hook['id']}/deliveries"
+        return server.client.get(path, headers=server.h("root")).json()["items"]
+
+    before = len(log())
+    with pytest.raises(RuntimeError, match="state change failed"), server.ctx.db.session() as s:
+        audit.append(s, actor="ann", action="approval", payload={}, at=server.ctx.now())
+        raise RuntimeError("state change failed")
+    assert len(log()) == before
+    with server.ctx.db.session() as s:
+        event = audit.append(s, actor="ann", action="approval", payload={}, at=server.ctx.now())
+        event_id = event.id
+    after = log()
+    assert len(after) == before + 1
+    assert after[0]["audit_id"] == event_id and after[0]["state"] == "pending"
