@@ -60,6 +60,10 @@ def create_app(
     )
     if clock is not None:
         ctx.clock = clock
+    if settings.fault_point:
+        log.warning(
+            "TEST SETTING: fault point %s armed, the server will kill itself", ctx.fault_point
+        )
 
     app = FastAPI(
         title="mlops registry server",

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,7 +67,7 @@ class RegistrySettings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
     )
-    fault_point: str | None = Field(
+    fault_point: Literal["after_intent", "after_mlflow_set", "after_final"] | None = Field(
         default=None,
         description="Test only: kill the process at this point of an alias move "
         "(after_intent, after_mlflow_set, after_final).",
