@@ -39,6 +39,9 @@ class EvidenceArtifact:
     data: bytes
     tagged_digest: str
     path: str
+    run_id: str = ""
+    #: (path, md5) of each dataset the version's run recorded (``mlops.dataset.<i>.*`` tags)
+    run_datasets: tuple[tuple[str, str], ...] | None = None
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -144,7 +147,26 @@ class MlflowGateway:
                 f"(tags {EVIDENCE_PATH_TAG!r}/{EVIDENCE_DIGEST_TAG!r} missing).",
                 hint="Record it with `mlops.evidence.record(mlops.evidence.collect(...))`.",
             )
-        return EvidenceArtifact(self._download(mv.run_id, path), digest, path)
+        data = self._download(mv.run_id, path)
+        return EvidenceArtifact(data, digest, path, mv.run_id, self._run_datasets(mv.run_id))
+
+    def _run_datasets(self, run_id: str) -> tuple[tuple[str, str], ...] | None:
+        """The datasets the run itself recorded, or None if it recorded no lineage."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_run(run_id).data.tags
+        except MlflowException as exc:
+            raise self._unavailable(exc) from exc
+        if "mlops.dataset.count" not in tags:
+            return None
+        count = int(tags["mlops.dataset.count"])
+        return tuple(
+            sorted(
+                (tags.get(f"mlops.dataset.{i}.path", ""), tags.get(f"mlops.dataset.{i}.md5", ""))
+                for i in range(count)
+            )
+        )
 
     def _download(self, run_id: str, path: str) -> bytes:
         from mlflow.artifacts import download_artifacts

@@ -1,32 +1,29 @@
 """Read a version's evidence from MLflow and recompute its digest (never trust the tag).
 
+The bundle is parsed and schema-checked by the library's own :mod:`mlops.evidence`, so the
+server, a notebook and a pipeline stage hash exactly the same bytes.
+
 Example:
-    >>> digest_of({"schema": 1})[:12]
-    '67d6291b3014'
+    >>> bundle, digest = current_evidence(gateway, "churn", 3)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from mlops.errors import EvidenceError, EvidenceMismatch
-from registry_server.mlflow_gateway import MlflowGateway
-from registry_server.services.audit import canonical_json
+from mlops.errors import EvidenceMismatch
+from mlops.evidence import digest_of, from_json
+from registry_server.mlflow_gateway import EvidenceArtifact, MlflowGateway
 
 __all__ = ["current_evidence", "digest_of"]
 
 
-def digest_of(obj: Any) -> str:
-    """SHA-256 hex of the canonical JSON of ``obj`` (same as ``mlops.evidence.digest_of``)."""
-    return hashlib.sha256(canonical_json(obj)).hexdigest()
-
-
-def current_evidence(gateway: MlflowGateway, model: str, version: int) -> tuple[dict, str]:
+def current_evidence(
+    gateway: MlflowGateway, model: str, version: int
+) -> tuple[dict[str, Any], str]:
     """The evidence bundle of ``model``/``version`` and its recomputed digest."""
     artifact = gateway.fetch_evidence(model, version)
-    bundle = _parse(artifact.data, artifact.path, f"{model!r} v{version}")
+    bundle = from_json(artifact.data).to_dict()  # schema-checked; EvidenceError if malformed
     digest = digest_of(bundle)
     if digest != artifact.tagged_digest:
         raise EvidenceMismatch(
@@ -39,20 +36,27 @@ def current_evidence(gateway: MlflowGateway, model: str, version: int) -> tuple[
             f"Evidence of {model!r} v{version} describes "
             f"{named.get('name')!r} v{named.get('version')}.",
         )
+    _check_against_run(bundle, artifact, f"{model!r} v{version}")
     return bundle, digest
 
 
-def _parse(data: bytes, path: str, what: str) -> dict[str, Any]:
-    try:
-        from mlops.evidence import from_json
-    except ImportError:  # the library without its evidence module: plain JSON
-        from_json = None
-    if from_json is not None:
-        return from_json(data).to_dict()  # schema-checked by the library
-    try:
-        bundle = json.loads(data)
-    except ValueError as exc:
-        raise EvidenceError(f"Evidence {path!r} of {what} is not valid JSON.") from exc
-    if not isinstance(bundle, dict):
-        raise EvidenceError(f"Evidence {path!r} of {what} is not a JSON object.")
-    return bundle
+def _check_against_run(bundle: dict[str, Any], artifact: EvidenceArtifact, what: str) -> None:
+    """The evidence must name the version's own run and the data that run recorded."""
+    run_id = (bundle.get("model") or {}).get("run_id")
+    if artifact.run_id and run_id != artifact.run_id:
+        raise EvidenceMismatch(
+            f"Evidence of {what} names run {run_id!r}, but MLflow says the version "
+            f"comes from run {artifact.run_id!r}.",
+            hint="Collect the evidence for this version again with `mlops.evidence.collect`.",
+        )
+    if artifact.run_datasets is None:
+        return
+    claimed = tuple(
+        sorted((d.get("path", ""), d.get("md5", "")) for d in bundle["lineage"]["datasets"])
+    )
+    if claimed != artifact.run_datasets:
+        raise EvidenceMismatch(
+            f"Evidence of {what} claims training data {list(claimed)}, but its run "
+            f"recorded {list(artifact.run_datasets)}.",
+            hint="Collect the evidence again: its lineage must be the run's own.",
+        )

@@ -177,6 +177,15 @@ def evidence_bundle(
     }
 
 
+def _experiment(mlflow: Any, tracking_uri: str, name: str) -> None:
+    """Use experiment ``name``, keeping a SQLite store's artifacts beside its database
+    (MLflow's default would be ./mlruns under the cwd)."""
+    if mlflow.get_experiment_by_name(name) is None and tracking_uri.startswith("sqlite:///"):
+        store = Path(tracking_uri.removeprefix("sqlite:///")).parent
+        mlflow.create_experiment(name, artifact_location=(store / name).as_uri())
+    mlflow.set_experiment(name)
+
+
 def log_model(tracking_uri: str) -> MlflowModel:
     """Train a small real sklearn model and log it to a run at ``tracking_uri``."""
     import mlflow
@@ -186,7 +195,7 @@ def log_model(tracking_uri: str) -> MlflowModel:
     with tracking(tracking_uri):
         x, y = load_iris(return_X_y=True, as_frame=True)
         model = LogisticRegression(max_iter=300).fit(x, y)
-        mlflow.set_experiment("registry-server-tests")
+        _experiment(mlflow, tracking_uri, "registry-server-tests")
         with mlflow.start_run() as run:
             info = mlflow.sklearn.log_model(model, name="model")
     return MlflowModel(tracking_uri, run.info.run_id, info.model_uri, info.model_id)

@@ -249,3 +249,61 @@ def test_rollback_without_previous_holder(server: Server, name: str) -> None:
     server.approve(rid, "bob")
     res = server.post(f"/v1/aliases/{name}/production/rollback", "bob")
     assert res.status_code == 409 and "nothing to roll back to" in res.json()["message"]
+
+
+def _version_from_run_with_lineage(server: Server, name: str, md5: str) -> tuple[int, str]:
+    """A version whose run recorded its training data the way ``mlops.start_run`` does."""
+    from tests.server.conftest import tracking
+
+    client = server.model.client()
+    experiment = client.get_run(server.model.run_id).info.experiment_id
+    run_id = client.create_run(experiment).info.run_id
+    tags = {"mlops.dataset.count": "1", "mlops.dataset.0.path": "data/train.csv"}
+    for key, value in (tags | {"mlops.dataset.0.md5": md5}).items():
+        client.set_tag(run_id, key, value)
+    client.set_terminated(run_id)
+    with tracking(server.model.tracking_uri):
+        client.create_registered_model(name)
+        mv = client.create_model_version(name, server.model.model_uri, run_id=run_id)
+    return int(mv.version), run_id
+
+
+def _record(server: Server, name: str, version: int, bundle: dict, run_id: str) -> str:
+    import hashlib
+
+    from tests.server.conftest import canonical
+
+    digest = hashlib.sha256(canonical(bundle)).hexdigest()
+    path = f"mlops/evidence/{digest}.json"
+    client = server.model.client()
+    client.log_text(run_id, canonical(bundle).decode(), path)  # into the version's run
+    client.set_model_version_tag(name, str(version), "mlops.evidence.digest", digest)
+    client.set_model_version_tag(name, str(version), "mlops.evidence.path", path)
+    return digest
+
+
+def test_evidence_lineage_must_be_the_runs_own(server: Server, name: str) -> None:
+    from tests.server.conftest import evidence_bundle
+
+    version, run_id = _version_from_run_with_lineage(server, name, "a" * 32)
+    bundle = evidence_bundle(name, version, run_id)
+    bundle["lineage"]["datasets"] = [{"path": "data/train.csv", "md5": "b" * 32, "rev": "c" * 40}]
+    res = server.request(name, version, _record(server, name, version, bundle, run_id))
+    assert res.status_code == 409
+    assert res.json()["code"] == "evidence_mismatch"
+    assert "claims training data" in res.json()["message"] and "a" * 32 in res.json()["message"]
+
+    bundle["lineage"]["datasets"][0]["md5"] = "a" * 32
+    res = server.request(name, version, _record(server, name, version, bundle, run_id))
+    assert res.status_code == 201, res.json()
+
+
+def test_evidence_must_name_the_versions_run(server: Server, name: str) -> None:
+    from tests.server.conftest import evidence_bundle
+
+    version, run_id = _version_from_run_with_lineage(server, name, "a" * 32)
+    bundle = evidence_bundle(name, version, server.model.run_id)  # another run's evidence
+    bundle["lineage"]["datasets"] = [{"path": "data/train.csv", "md5": "a" * 32, "rev": "c" * 40}]
+    res = server.request(name, version, _record(server, name, version, bundle, run_id))
+    assert res.status_code == 409
+    assert f"comes from run {run_id!r}" in res.json()["message"]
