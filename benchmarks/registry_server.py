@@ -213,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     tool = args.tool if args.tool != "auto" else ("wrk" if shutil.which("wrk") else "python")
 
     tmp = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
-    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    # MLflow's job runner (a dozen huey workers) would compete with both servers for the cores.
+    env = {
+        **os.environ,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     procs: list[subprocess.Popen] = []
     try:
         mport, rport, admin, name = _port(), _port(), "bench-admin-token", "bench-iris"

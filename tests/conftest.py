@@ -134,30 +134,37 @@ class MlflowServer:
     backend: Path
 
 
-def start_mlflow_server(workdir: Path) -> MlflowServer:
-    """Start a real ``mlflow server`` on a free loopback port (SQLite + local artifacts)."""
-    port = free_port()
+def start_mlflow_server(workdir: Path, *, port: int | None = None) -> MlflowServer:
+    """Start a real ``mlflow server`` on loopback (SQLite + local artifacts in ``workdir``).
+
+    Restarting on the same ``workdir`` and ``port`` reuses the store (an outage test's
+    "MLflow is back"). MLflow's background job runner is off: nothing here uses it and it
+    starts a dozen worker processes.
+    """
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    log = open(workdir / "mlflow-server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{workdir / 'server.db'}",
-            "--artifacts-destination",
-            str(workdir / "artifacts"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(workdir / "mlflow-server.log", "a") as log:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{workdir / 'server.db'}",
+                "--artifacts-destination",
+                str(workdir / "artifacts"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", timeout=120, proc=proc)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import BIN, free_port, stop_process, wait_for_http
+from tests.conftest import free_port, start_mlflow_server, stop_process, wait_for_http
 
 ADMIN = "proc-admin-token"
 
@@ -97,29 +97,7 @@ def tokens(api: httpx.Client, users: dict[str, str]) -> dict[str, dict[str, str]
 
 def start_mlflow(workdir: Path, port: int) -> subprocess.Popen:
     """A real ``mlflow server`` on ``port`` over the store in ``workdir`` (reused on restart)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / "mlflow-server.log", "a") as log:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "mlflow"),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--backend-store-uri",
-                f"sqlite:///{workdir / 'server.db'}",
-                "--artifacts-destination",
-                str(workdir / "artifacts"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    wait_for_http(f"http://127.0.0.1:{port}/health", timeout=120, proc=proc)
-    return proc
+    return start_mlflow_server(workdir, port=port).proc
 
 
 def wait_until(predicate, timeout: float = 60.0, step: float = 0.2) -> None:  # type: ignore[no-untyped-def]
