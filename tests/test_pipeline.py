@@ -72,7 +72,7 @@ def mlflow_counts(repo: PipelineRepo) -> dict[str, int]:
     out = subprocess.run(
         [str(BIN / "python"), "-c", code],
         cwd=repo.root,
-        env={**repo.env, "MLFLOW_TRACKING_URI": tracking},
+        env={**repo.env, "MLFLOW_TRACKING_URI": tracking, "MLFLOW_REGISTRY_URI": tracking},
         capture_output=True,
         text=True,
         check=True,

@@ -72,6 +72,10 @@ def pipeline_env(**extra: str) -> dict[str, str]:
         GIT_COMMITTER_EMAIL="tests@example.invalid",
     )
     env.pop("PYTHONPATH", None)
+    # mlflow.set_tracking_uri/set_registry_uri export these to os.environ for subprocesses,
+    # so earlier tests in this process would otherwise point the pipeline at their stores.
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
     env.update(extra)
     return env
 
