@@ -47,7 +47,9 @@ from mlops._metrics import (
     _verdict,
 )
 from mlops._optional import require
-from mlops.errors import EvaluationError, ModelVersionNotFound, RegistryError, TrackingError
+from mlops.errors import EvaluationError, RegistryError, TrackingError
+from mlops.registry import _client
+from mlops.registry import _mlflow_version as _model_version
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -308,24 +310,6 @@ def _split(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
 
 
 # --- MLflow ---------------------------------------------------------------------------
-def _client() -> Any:
-    from mlops.tracking import _apply
-
-    _apply()  # the configured (or MLOPS_*) URIs, without resetting an explicit configure()
-    return require("mlflow").MlflowClient()
-
-
-def _model_version(client: Any, name: str, version: int) -> Any:
-    mlflow = require("mlflow")
-    try:
-        return client.get_model_version(name, str(version))
-    except mlflow.exceptions.MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise ModelVersionNotFound(
-                f"Model {name!r} has no version {version} in the MLflow registry.",
-                hint="Register it first with `mlops.register(run, name)`, or check the version.",
-            ) from exc
-        raise RegistryError(f"Could not read model {name!r} version {version}: {exc}") from exc
 
 
 def _champion_version(client: Any, name: str, alias: str) -> int | None:

@@ -35,10 +35,10 @@ from mlops._optional import require
 from mlops.errors import (
     EvidenceError,
     EvidenceMismatch,
-    ModelVersionNotFound,
-    RegistryError,
     TrackingError,
 )
+from mlops.registry import _client
+from mlops.registry import _mlflow_version as _model_version
 
 __all__ = [
     "DIGEST_TAG",
@@ -349,23 +349,6 @@ def load(name: str, version: int | str, *, digest: str | None = None) -> Evidenc
 
 
 # --- helpers ----------------------------------------------------------------------------
-def _client() -> Any:
-    from mlops.tracking import _apply
-
-    _apply()  # the configured (or MLOPS_*) URIs, without resetting an explicit configure()
-    return require("mlflow").MlflowClient()
-
-
-def _model_version(client: Any, name: str, version: int) -> Any:
-    mlflow = require("mlflow")
-    try:
-        return client.get_model_version(name, str(version))
-    except mlflow.exceptions.MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise ModelVersionNotFound(
-                f"Model {name!r} has no version {version} in the MLflow registry.",
-            ) from exc
-        raise RegistryError(f"Could not read model {name!r} version {version}: {exc}") from exc
 
 
 def _download(run_id: str, artifact_path: str) -> bytes:

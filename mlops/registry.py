@@ -403,10 +403,26 @@ def _mlflow() -> Any:
 
 
 def _client() -> Any:
+    """An ``MlflowClient`` on the configured tracking and registry URIs."""
     _mlflow()
     from mlflow.tracking import MlflowClient
 
     return MlflowClient()
+
+
+def _mlflow_version(client: Any, name: str, version: int) -> Any:
+    """MLflow's own ModelVersion entity, or ModelVersionNotFound / RegistryError."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ModelVersionNotFound(
+                f"Model {name!r} has no version {version} in the MLflow registry.",
+                hint="Register it first with `mlops.register(run, name)`, or check the version.",
+            ) from exc
+        raise RegistryError(f"Could not read model {name!r} version {version}: {exc}") from exc
 
 
 def _version_number(name: str, version: int | str) -> int:
