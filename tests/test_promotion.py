@@ -153,10 +153,14 @@ def test_submit_needs_recorded_evidence(gate: Registry, lineage_model: LineageMo
     assert list(gate.client("ann").list_promotions(model=lineage_model.name)) == []
 
 
-def _passing_bundle(name: str, version: int, run_id: str) -> Evidence:
+def _passing_bundle(model: LineageModel) -> Evidence:
+    """Passing evidence for the version, with the lineage its run really recorded (the
+    server compares the two)."""
+    name, version = model.name, model.version
     bundle = _bundle(name, accuracy=0.95, smoke=True).to_dict()
     stats = {"evaluated": 1, "successful": 1, "unsuccessful": 0, "success_percent": 100.0}
-    bundle["model"] = {"name": name, "version": version, "run_id": run_id}
+    bundle["model"] = {"name": name, "version": version, "run_id": model.run_id}
+    bundle["lineage"] = {"git_commit": None, "datasets": [model.dataset.to_dict()]}
     bundle["validation"] = [{"suite": "iris_clean", "success": True, "statistics": stats}]
     return Evidence.from_dict(bundle)
 
@@ -181,7 +185,7 @@ def test_submit_closes_the_client_it_creates_and_keeps_a_given_one_open(
 
     monkeypatch.setattr("mlops.promotion.RegistryClient", from_settings)
     name, version = lineage_model.name, lineage_model.version
-    digest = evidence.record(_passing_bundle(name, version, lineage_model.run_id))
+    digest = evidence.record(_passing_bundle(lineage_model))
     with pytest.raises(EvidenceMismatch, match=f"Request names evidence {'0' * 64}"):
         submit(name, version, to="production", digest="0" * 64)
     assert len(made) == 1 and made[0].http.is_closed
