@@ -70,6 +70,17 @@ def run(cmd: list[str] | str, cwd: Path | None = None, **kw) -> str:
     return res.stdout
 
 
+def use_experiment(tracking_uri: str, name: str) -> None:
+    """Make ``name`` MLflow's active experiment, keeping a SQLite store's artifacts beside
+    its database (MLflow's default would be ./mlruns under the cwd, i.e. the checkout)."""
+    import mlflow
+
+    if mlflow.get_experiment_by_name(name) is None and tracking_uri.startswith("sqlite:///"):
+        store = Path(tracking_uri.removeprefix("sqlite:///")).parent
+        mlflow.create_experiment(name, artifact_location=(store / name).as_uri())
+    mlflow.set_experiment(name)
+
+
 @pytest.fixture(scope="session")
 def mlflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One MLflow SQLite store and artifact root for the session; sets MLOPS_* env."""

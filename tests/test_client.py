@@ -36,7 +36,7 @@ from mlops.errors import (
     PolicyViolation,
     RegistryUnavailable,
 )
-from tests.conftest import free_port, stop_process, wait_for_http
+from tests.conftest import free_port, stop_process, use_experiment, wait_for_http
 
 BIN = Path(sys.executable).parent
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
@@ -111,7 +111,7 @@ def trained(mlflow_home: Path) -> TrainedModel:
     uri = os.environ["MLOPS_TRACKING_URI"]
     mlflow.set_tracking_uri(uri)
     x, y = load_iris(return_X_y=True, as_frame=True)
-    mlflow.set_experiment("client-tests")
+    use_experiment(uri, "client-tests")
     with mlflow.start_run() as run:
         info = mlflow.sklearn.log_model(LogisticRegression(max_iter=300).fit(x, y), name="model")
     return TrainedModel(uri, run.info.run_id, info.model_uri)

@@ -21,6 +21,7 @@ from registry_server.app import create_app
 from registry_server.mlflow_gateway import MlflowGateway
 from registry_server.settings import RegistrySettings
 from registry_server.tokens import create_token
+from tests.conftest import use_experiment
 
 POLICY = """
 version: 1
@@ -177,15 +178,6 @@ def evidence_bundle(
     }
 
 
-def _experiment(mlflow: Any, tracking_uri: str, name: str) -> None:
-    """Use experiment ``name``, keeping a SQLite store's artifacts beside its database
-    (MLflow's default would be ./mlruns under the cwd)."""
-    if mlflow.get_experiment_by_name(name) is None and tracking_uri.startswith("sqlite:///"):
-        store = Path(tracking_uri.removeprefix("sqlite:///")).parent
-        mlflow.create_experiment(name, artifact_location=(store / name).as_uri())
-    mlflow.set_experiment(name)
-
-
 def log_model(tracking_uri: str) -> MlflowModel:
     """Train a small real sklearn model and log it to a run at ``tracking_uri``."""
     import mlflow
@@ -195,7 +187,7 @@ def log_model(tracking_uri: str) -> MlflowModel:
     with tracking(tracking_uri):
         x, y = load_iris(return_X_y=True, as_frame=True)
         model = LogisticRegression(max_iter=300).fit(x, y)
-        _experiment(mlflow, tracking_uri, "registry-server-tests")
+        use_experiment(tracking_uri, "registry-server-tests")
         with mlflow.start_run() as run:
             info = mlflow.sklearn.log_model(model, name="model")
     return MlflowModel(tracking_uri, run.info.run_id, info.model_uri, info.model_id)
