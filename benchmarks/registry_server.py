@@ -27,8 +27,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from mlops._procs import free_port, stop_group
 
 BIN = Path(sys.executable).parent
 POLICY = """
@@ -46,12 +46,6 @@ targets:
     checks: {smoke_test: true}
     approvals: {count: 2, roles: [approver, admin]}
 """
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -71,17 +65,6 @@ def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _canonical(obj: object) -> bytes:
@@ -221,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     procs: list[subprocess.Popen] = []
     try:
-        mport, rport, admin, name = _port(), _port(), "bench-admin-token", "bench-iris"
+        mport, rport, admin, name = free_port(), free_port(), "bench-admin-token", "bench-iris"
         mlflow_url, ours_url = f"http://127.0.0.1:{mport}", f"http://127.0.0.1:{rport}"
         procs.append(
             _start(
@@ -279,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_group(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(

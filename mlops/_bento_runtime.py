@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops._optional import require
+from mlops._procs import free_port, stop_group
 from mlops.errors import PackagingError
 
 __all__ = ["serve"]
@@ -55,24 +54,6 @@ def _tool_env() -> dict[str, str]:
 
 
 # --- serving ------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-
-
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     httpx = require("httpx")
     deadline = time.monotonic() + timeout
@@ -107,7 +88,7 @@ def serve(bento_tag: str, *, port: int | None = None, timeout: float = 180.0) ->
         ...     httpx.post(f"{url}/predict", json={"data": rows}).json()
         [0, 0, 2]
     """
-    port = port or _free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     workdir = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
     log = workdir / "serve.log"
@@ -122,5 +103,5 @@ def serve(bento_tag: str, *, port: int | None = None, timeout: float = 180.0) ->
         _wait_ready(f"{url}/readyz", proc, log, timeout)
         yield url
     finally:
-        _stop(proc)
+        stop_group(proc)
         shutil.rmtree(workdir, ignore_errors=True)

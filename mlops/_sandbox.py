@@ -24,8 +24,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from mlops._procs import free_port, stop_group
 from mlops.errors import ConfigError, MlopsError
 
 PIPELINE_FILES = ("dvc.yaml", "params.yaml", "promotion-policy.yaml")
@@ -201,30 +201,7 @@ class RegistryProcess:
 
     def stop(self) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after 15 s); idempotent."""
-        _stop(self.proc)
-
-
-def _stop(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
-    import signal
-
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        stop_group(self.proc)
 
 
 def _mlops_cli() -> list[str]:
@@ -247,7 +224,7 @@ def start_registry(
     """
     import httpx
 
-    port = port or _free_port()
+    port = port or free_port()
     ws.home.mkdir(parents=True, exist_ok=True)
     log = ws.home / "registry-server.log"
     with log.open("wb") as out:

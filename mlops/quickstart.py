@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlops._procs import stop_group
 from mlops._sandbox import BIN as BIN  # re-exported: the workspace constants
 from mlops._sandbox import PIPELINE_DIRS as PIPELINE_DIRS
 from mlops._sandbox import PIPELINE_FILES as PIPELINE_FILES
@@ -44,7 +45,6 @@ from mlops._sandbox import (
     QuickstartError,
     RegistryProcess,
     Workspace,
-    _stop,
     commit,
     create_token,
     create_workspace,
@@ -245,7 +245,7 @@ def _stream(job: _Job, cmd: list[str], *, env: dict[str, str]) -> dict[str, floa
                 job.console.print(f"  [dim]│[/dim] {escape(line.rstrip())}")
         proc.wait()
     except BaseException:  # interrupted: end the command and the stages it runs (its group)
-        _stop(proc)
+        stop_group(proc)
         raise
     if proc.returncode != 0:
         shown = " ".join(cmd[2:]) if cmd[0] == sys.executable else " ".join(cmd)

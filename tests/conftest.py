@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from mlops import _procs
 
 BIN = Path(sys.executable).parent
 
@@ -37,9 +37,7 @@ os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@example.invalid")
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _procs.free_port()
 
 
 def wait_for_http(url: str, *, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
@@ -187,17 +185,7 @@ def start_mlflow_server(workdir: Path, *, port: int | None = None) -> MlflowServ
 
 def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
     """Stop a process group started with ``start_new_session=True``."""
-    import signal
-
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
+    _procs.stop_group(proc, timeout)
 
 
 @pytest.fixture(scope="session")
