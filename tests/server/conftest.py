@@ -60,15 +60,18 @@ def canonical(obj: Any) -> bytes:
 
 @contextlib.contextmanager
 def tracking(uri: str) -> Iterator[None]:
-    """Point MLflow's global tracking URI at ``uri`` for the block, then restore it."""
+    """Point MLflow's global tracking and registry URIs at ``uri`` for the block, then
+    restore them (a registry URI left by an earlier test would otherwise win)."""
     import mlflow
 
-    previous = mlflow.get_tracking_uri()
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
 
 
 @dataclass
@@ -92,7 +95,7 @@ class MlflowModel:
     def client(self) -> Any:
         from mlflow.tracking import MlflowClient
 
-        return MlflowClient(self.tracking_uri)
+        return MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
 
     def register(self, name: str) -> int:
         """A new registered version of the trained model under ``name``."""
