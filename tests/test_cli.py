@@ -135,7 +135,7 @@ def test_errors_print_code_message_hint_and_exit_1(cli: Cli, trained, model_name
 def test_request_without_recorded_evidence_fails_before_http(cli: Cli, trained, model_name):  # noqa: F811
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(trained.tracking_uri)
+    client = MlflowClient(trained.tracking_uri, registry_uri=trained.tracking_uri)
     client.create_registered_model(model_name)
     client.create_model_version(model_name, trained.model_uri, run_id=trained.run_id)
     out = cli("request", model_name, "1", "--to", "staging", token="unused", code=1)

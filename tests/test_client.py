@@ -71,7 +71,7 @@ class TrainedModel:
 
         from mlops.evidence import Evidence, record
 
-        client = MlflowClient(self.tracking_uri)
+        client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             client.create_registered_model(name)
         mv = client.create_model_version(name, self.model_uri, run_id=self.run_id)
@@ -223,7 +223,8 @@ def test_request_approve_and_promote(registry: Registry, trained: TrainedModel, 
 
     holder = registry.client(None).alias(model_name, "production")
     assert (holder.version, holder.request_id) == (version, p.id)
-    mv = MlflowClient(trained.tracking_uri).get_model_version_by_alias(model_name, "production")
+    uri = trained.tracking_uri
+    mv = MlflowClient(uri, registry_uri=uri).get_model_version_by_alias(model_name, "production")
     assert int(mv.version) == version
     assert registry.client("rita").get_promotion(p.id) == p
 

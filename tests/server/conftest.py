@@ -60,18 +60,15 @@ def canonical(obj: Any) -> bytes:
 
 @contextlib.contextmanager
 def tracking(uri: str) -> Iterator[None]:
-    """Point MLflow's global tracking and registry URIs at ``uri`` for the block, then
-    restore them (a registry URI left by an earlier test would otherwise win)."""
+    """Point MLflow's global tracking URI at ``uri`` for the block, then restore it."""
     import mlflow
 
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+        mlflow.set_tracking_uri(previous)
 
 
 @dataclass
