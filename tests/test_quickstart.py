@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops import quickstart
 from mlops.quickstart import MODEL_NAME, SUMMARY_FILE, run_quickstart
+from mlops.quickstart import _run as quickstart_run
 from tests.conftest import BIN
 
 pytestmark = pytest.mark.slow
@@ -159,11 +159,12 @@ def test_a_used_workdir_is_refused_naming_the_step(done: Done, capsys) -> None:
 
 def test_a_failing_pipeline_names_the_step_and_stops_the_server(tmp_path, capsys, monkeypatch):
     # a real DVC failure in step 3: a stage name the pipeline does not have
-    def broken_pipeline(job: quickstart._Job) -> None:
+    def broken_pipeline(job: quickstart_run._Job) -> None:
         env = job.ws.process_env(MLOPS_REGISTRY_URL=job.server.url)
-        quickstart._stream(job, [sys.executable, "-m", "dvc", "repro", "no-such-stage"], env=env)
+        cmd = [sys.executable, "-m", "dvc", "repro", "no-such-stage"]
+        quickstart_run._stream(job, cmd, env=env)
 
-    monkeypatch.setattr(quickstart, "_step_pipeline", broken_pipeline)
+    monkeypatch.setattr(quickstart_run, "_step_pipeline", broken_pipeline)
     monkeypatch.setenv("MLOPS_TRACKING_URI", "sqlite:///elsewhere.db")
     cwd = Path.cwd()
 
@@ -185,10 +186,10 @@ def test_a_failing_pipeline_names_the_step_and_stops_the_server(tmp_path, capsys
 
 
 def test_an_interrupt_still_stops_the_server(tmp_path, monkeypatch) -> None:
-    def interrupted(job: quickstart._Job) -> None:
+    def interrupted(job: quickstart_run._Job) -> None:
         raise KeyboardInterrupt  # Ctrl-C while the pipeline runs
 
-    monkeypatch.setattr(quickstart, "_step_pipeline", interrupted)
+    monkeypatch.setattr(quickstart_run, "_step_pipeline", interrupted)
 
     with pytest.raises(KeyboardInterrupt, match=r"^$"):
         run_quickstart(workdir=tmp_path / "ws")

@@ -247,7 +247,7 @@ def test_same_validation_twice_in_one_process_gives_the_same_report(iris, suite)
     assert validate(_broken(iris), suite, log=False).success is False
     assert validate(iris, suite, log=False).digest == first.digest
 
-    from mlops import _gx
+    from mlops.validation import _gx
 
     context = _gx._state().context  # one context, one datasource, one asset, reused
     assert _gx._state().context is context
@@ -399,7 +399,7 @@ def test_data_docs_fall_back_to_our_page_when_gx_cannot_render(
 ):
     import mlflow
 
-    from mlops import _gx
+    from mlops.validation import _gx
 
     def broken_renderer(result):
         raise RuntimeError("renderer exploded")
@@ -474,7 +474,7 @@ def test_import_is_lazy_and_gx_runs_quietly_without_analytics(tmp_path):
         "assert 'great_expectations' not in sys.modules\n"
         "s = v.Suite('s', [{'type': 'expect_column_to_exist', 'kwargs': {'column': 'a'}}])\n"
         "assert v.validate(pd.DataFrame({'a': [1]}), s, log=False).success\n"
-        "from mlops import _gx\n"
+        "from mlops.validation import _gx\n"
         "import os\n"
         "print(os.environ['GX_ANALYTICS_ENABLED'], _gx._state().context.config.analytics_enabled)\n"
     )

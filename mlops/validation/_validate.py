@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops._gx import SuiteError
 from mlops._optional import require
-from mlops._validation_report import (
+from mlops.errors import DataError, DataValidationFailed, NotFoundError, TrackingError
+from mlops.validation._gx import SuiteError
+from mlops.validation._report import (
     ExpectationResult,
     ValidationReport,
     _build_report,
@@ -44,7 +45,6 @@ from mlops._validation_report import (
     _jsonable,
     standalone_html,
 )
-from mlops.errors import DataError, DataValidationFailed, NotFoundError, TrackingError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -255,7 +255,7 @@ def validate(
         >>> ds = mlops.data.version("data/train.csv")              # doctest: +SKIP
         >>> validate(ds, "iris_train", raise_on_failure=True)      # doctest: +SKIP
     """
-    from mlops import _gx
+    from mlops.validation import _gx
 
     the_suite = load_suite(suite)
     frame, dataset = _resolve_data(data)
@@ -335,7 +335,7 @@ def _log_to_run(report: ValidationReport, result: Any) -> None:
 
 def _data_docs(report: ValidationReport, result: Any) -> str:
     """GX's own Data Docs page; if GX cannot render it, a self-contained page of ours."""
-    from mlops import _gx
+    from mlops.validation import _gx
 
     try:
         return _gx.render_data_docs(result)

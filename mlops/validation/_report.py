@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mlops.data import DatasetVersion
-    from mlops.validation import Suite
+    from mlops.validation._validate import Suite
 
 __all__ = ["ExpectationResult", "ValidationReport", "standalone_html"]
 
@@ -241,7 +241,7 @@ def standalone_html(report: ValidationReport) -> str:
 def _build_report(
     suite: Suite, gx_run: Any, *, frame: pd.DataFrame, dataset: DatasetVersion | None
 ) -> ValidationReport:
-    from mlops import _gx
+    from mlops.validation import _gx
 
     result = gx_run.result
     results = tuple(

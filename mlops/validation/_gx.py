@@ -7,7 +7,7 @@ once with the context, so re-running a validation never trips GX's "already exis
 checks. Usage analytics stay off unless the user set ``GX_ANALYTICS_ENABLED`` themselves.
 
 Example:
-    >>> from mlops._gx import expectation_class
+    >>> from mlops.validation._gx import expectation_class
     >>> expectation_class("expect_column_values_to_not_be_null").__name__
     'ExpectColumnValuesToNotBeNull'
 """

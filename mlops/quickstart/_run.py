@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from mlops._procs import stop_group
-from mlops._sandbox import BIN as BIN  # re-exported: the workspace constants
-from mlops._sandbox import PIPELINE_DIRS as PIPELINE_DIRS
-from mlops._sandbox import PIPELINE_FILES as PIPELINE_FILES
-from mlops._sandbox import (
+from mlops.errors import MlopsError, RegistryError
+from mlops.quickstart._sandbox import BIN as BIN  # re-exported: the workspace constants
+from mlops.quickstart._sandbox import PIPELINE_DIRS as PIPELINE_DIRS
+from mlops.quickstart._sandbox import PIPELINE_FILES as PIPELINE_FILES
+from mlops.quickstart._sandbox import (
     QuickstartError,
     RegistryProcess,
     Workspace,
@@ -50,7 +51,6 @@ from mlops._sandbox import (
     create_workspace,
     start_registry,
 )
-from mlops.errors import MlopsError, RegistryError
 
 __all__ = [
     "MODEL_NAME",

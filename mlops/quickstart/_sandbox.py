@@ -102,7 +102,7 @@ class Workspace:
 
 def _source_root() -> Path:
     """The checkout this package runs from: the parent of the ``mlops`` package."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     missing = [n for n in (*PIPELINE_FILES, *PIPELINE_DIRS) if not (root / n).exists()]
     if missing:
         raise ConfigError(

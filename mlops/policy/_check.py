@@ -7,7 +7,7 @@ library, the pipeline stages and the registry server all call :func:`check` and
 :func:`evaluate_approvals` and therefore agree.
 
 The schema models, :func:`parse_policy` and :func:`load_policy` are defined in
-``mlops._policy_schema`` and imported from here.
+``mlops.policy._schema`` and imported from here.
 
 Example:
     >>> from mlops.policy import parse_policy, check
@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime  # noqa: F401  (UTC: the docstring examples use it)
 from typing import Any, NamedTuple
 
-from mlops._policy_schema import DEFAULT_ROLES as DEFAULT_ROLES  # public constant
-from mlops._policy_schema import (
+from mlops.errors import PolicyError
+from mlops.policy._schema import DEFAULT_ROLES as DEFAULT_ROLES  # public constant
+from mlops.policy._schema import (
     Approvals,
     Checks,
     FreezeWindow,
@@ -42,7 +43,6 @@ from mlops._policy_schema import (
     load_policy,
     parse_policy,
 )
-from mlops.errors import PolicyError
 
 __all__ = [
     "ApprovalRecord",

@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlops import _render
-from mlops._metrics import (
+from mlops._optional import require
+from mlops.errors import EvaluationError, RegistryError, TrackingError
+from mlops.evaluation._metrics import (
     _PRIMARY,
     GREATER_IS_BETTER,
     MetricThreshold,
@@ -46,8 +48,6 @@ from mlops._metrics import (
     _score,
     _verdict,
 )
-from mlops._optional import require
-from mlops.errors import EvaluationError, RegistryError, TrackingError
 from mlops.registry import _client
 from mlops.registry import _mlflow_version as _model_version
 

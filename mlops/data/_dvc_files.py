@@ -6,7 +6,7 @@ a file or directory on disk is computed the way DVC computes it, so staleness ca
 checked without running DVC.
 
 Example:
-    >>> from mlops._dvc_files import _find_output, _find_root, _resolve_rev  # doctest: +SKIP
+    >>> from mlops.data._dvc_files import _find_output, _find_root, _resolve_rev  # doctest: +SKIP
     >>> root = _find_root("data/train.csv", None)                         # doctest: +SKIP
     >>> _find_output(root, "data/train.csv", _resolve_rev(root, "HEAD"))["md5"]  # doctest: +SKIP
     '08e8aff2619333bf5d3c1edcdc96732b'

@@ -33,9 +33,10 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops._bento_runtime import _TAIL, _bentoml, _tool_env, serve
 from mlops._optional import require
-from mlops._parity import (
+from mlops.errors import PackagingError
+from mlops.packaging._bento_runtime import _TAIL, _bentoml, _tool_env, serve
+from mlops.packaging._parity import (
     PackageReport,
     Parity,
     SmokeResult,
@@ -46,7 +47,6 @@ from mlops._parity import (
     _requirement_name,
     dependency_parity,
 )
-from mlops.errors import PackagingError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -184,7 +184,7 @@ def _write_build_context(ctx: Path, model_tag: str, labels: dict[str, str]) -> N
         "labels": labels,
         "columns": _columns(model_dir, model_tag),
     }
-    template = resources.files("mlops").joinpath("_bento_service.py.tmpl").read_text()
+    template = resources.files("mlops.packaging").joinpath("_bento_service.py.tmpl").read_text()
     (ctx / "service.py").write_text(template)
     (ctx / "mlops_service.json").write_text(json.dumps(spec, indent=2))
     requirements = model_requirements(model_tag)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from mlops._client_types import (
+from mlops.client._types import (
     FINAL_STATES,
     AliasHolder,
     AliasMove,

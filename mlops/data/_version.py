@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops._dvc_files import (
+from mlops.data._dvc_files import (
     _WORKSPACE,
     _cache_dir,
     _cache_object,
@@ -45,7 +45,7 @@ from mlops._dvc_files import (
     _resolve_rev,
     _wrap_dvc_error,
 )
-from mlops._dvc_files import _git_head as _git_head  # re-exported: mlops.tracking uses it
+from mlops.data._dvc_files import _git_head as _git_head  # re-exported: mlops.tracking uses it
 from mlops.errors import ConfigError, DataError, StaleDataError
 
 if TYPE_CHECKING:

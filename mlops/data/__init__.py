@@ -1,0 +1,12 @@
+"""Dataset versions from DVC (path + md5 + git rev + remote), and reading data at a rev.
+
+Example:
+    >>> from mlops.data import read_dataframe, version
+    >>> ds = version("data/train.csv")  # doctest: +SKIP
+    >>> df = read_dataframe(ds)  # doctest: +SKIP
+"""
+
+from mlops.data._dvc_files import _git_head as _git_head  # mlops.tracking records HEAD
+from mlops.data._version import DatasetVersion, open, read_dataframe, version
+
+__all__ = ["DatasetVersion", "open", "read_dataframe", "version"]

@@ -1,0 +1,50 @@
+"""Promotion policy as code: one YAML file, the same verdict in the library, CLI and server.
+
+Example:
+    >>> from mlops.policy import check, load_policy
+    >>> policy = load_policy("promotion-policy.yaml")  # doctest: +SKIP
+    >>> check(evidence, policy, "production").passed  # doctest: +SKIP
+    True
+"""
+
+from mlops.policy._check import (
+    ApprovalRecord,
+    RuleResult,
+    Tally,
+    Verdict,
+    active_freeze,
+    check,
+    evaluate_approvals,
+)
+from mlops.policy._schema import (
+    DEFAULT_ROLES,
+    Approvals,
+    Checks,
+    FreezeWindow,
+    MetricRule,
+    Policy,
+    Rollback,
+    TargetPolicy,
+    load_policy,
+    parse_policy,
+)
+
+__all__ = [
+    "DEFAULT_ROLES",
+    "ApprovalRecord",
+    "Approvals",
+    "Checks",
+    "FreezeWindow",
+    "MetricRule",
+    "Policy",
+    "Rollback",
+    "RuleResult",
+    "Tally",
+    "TargetPolicy",
+    "Verdict",
+    "active_freeze",
+    "check",
+    "evaluate_approvals",
+    "load_policy",
+    "parse_policy",
+]
