@@ -9,7 +9,8 @@ Example:
 
 from mlops.validation._gx import SuiteError
 from mlops.validation._report import ExpectationResult, ValidationReport, standalone_html
-from mlops.validation._validate import Suite, SuiteNotFound, load_suite, validate
+from mlops.validation._suite import Suite, SuiteNotFound, load_suite
+from mlops.validation._validate import validate
 
 __all__ = [
     "ExpectationResult",

@@ -16,18 +16,18 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlops.errors import DataError
+from mlops.validation._json import _canonical_json, _jsonable
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mlops.data import DatasetVersion
-    from mlops.validation._validate import Suite
+    from mlops.validation._suite import Suite
 
 __all__ = ["ExpectationResult", "ValidationReport", "standalone_html"]
 
@@ -305,32 +305,3 @@ def _expectation_result(spec: Mapping[str, Any], res: Any) -> ExpectationResult:
 
 
 # --- JSON helpers -------------------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types only: numpy scalars to Python, NaN/inf to None, sets sorted."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted((_jsonable(v) for v in value), key=repr)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item) and getattr(value, "shape", None) == ():
-        return _jsonable(item())
-    tolist = getattr(value, "tolist", None)  # numpy arrays
-    if callable(tolist):
-        return _jsonable(tolist())
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
-
-
-def _canonical_json(obj: Any) -> bytes:
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
