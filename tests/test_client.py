@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -36,6 +35,7 @@ from mlops.errors import (
     PolicyViolation,
     RegistryUnavailable,
 )
+from tests import _evidence
 from tests.conftest import free_port, stop_process, use_experiment, wait_for_http
 
 BIN = Path(sys.executable).parent
@@ -76,29 +76,10 @@ class TrainedModel:
             client.create_registered_model(name)
         mv = client.create_model_version(name, self.model_uri, run_id=self.run_id)
         version = int(mv.version)
-        evidence = Evidence(
-            model={"name": name, "version": version, "run_id": self.run_id},
-            lineage={"git_commit": None, "datasets": []},
-            evaluation=_evaluation(name, version, accuracy),
+        bundle = _evidence.bundle(
+            name, version, self.run_id, accuracy=accuracy, validation=False, package=False
         )
-        return version, record(evidence)
-
-
-def _evaluation(name: str, version: int, accuracy: float) -> dict[str, Any]:
-    return {
-        "model": name,
-        "candidate_version": version,
-        "champion_alias": "production",
-        "champion_version": None,
-        "task": "classification",
-        "dataset": None,
-        "rows": 150,
-        "metrics": {"candidate": {"accuracy": accuracy}, "champion": None},
-        "verdicts": [],
-        "beats_champion": None,
-        "passed": True,
-        "notes": [],
-    }
+        return version, record(Evidence.from_dict(bundle))
 
 
 @pytest.fixture(scope="session")

@@ -15,66 +15,15 @@ import pytest
 from mlops import evidence
 from mlops.errors import EvidenceError, EvidenceMismatch
 from mlops.evidence import Evidence
+from tests import _evidence
 from tests.test_evaluation import log_model, register
 
 
 def bundle(name: str = "churn", version: int = 3, run_id: str | None = "r1") -> dict[str, Any]:
-    """A complete schema-1 bundle with one of every section."""
-    return {
-        "schema": 1,
-        "model": {"name": name, "version": version, "run_id": run_id},
-        "lineage": {
-            "git_commit": "c" * 40,
-            "datasets": [
-                {
-                    "path": "data/train.csv",
-                    "md5": "0" * 32,
-                    "rev": "a" * 40,
-                    "remote": "/srv/dvc",
-                    "repo": "/repo",
-                    "size": 120,
-                    "nfiles": None,
-                }
-            ],
-        },
-        "validation": [
-            {
-                "suite": "iris_train",
-                "success": True,
-                "statistics": {
-                    "evaluated": 2,
-                    "successful": 2,
-                    "unsuccessful": 0,
-                    "success_percent": 100.0,
-                },
-                "results": [],
-                "dataset": None,
-                "rows": 150,
-                "digest": "d" * 64,
-            }
-        ],
-        "evaluation": {
-            "model": name,
-            "candidate_version": version,
-            "champion_alias": "production",
-            "champion_version": None,
-            "task": "classification",
-            "dataset": None,
-            "rows": 150,
-            "metrics": {"candidate": {"accuracy": 0.93}, "champion": None},
-            "verdicts": [],
-            "beats_champion": None,
-            "passed": True,
-            "notes": [],
-        },
-        "package": {
-            "bento_tag": "churn_service:abc",
-            "model_tag": "churn:def",
-            "smoke": {"passed": True, "rows": 5, "mismatches": 0, "error": None, "seconds": 1.5},
-            "parity": {"passed": True, "missing": [], "mismatched": []},
-            "passed": True,
-        },
-    }
+    """A complete schema-1 bundle with one of every section, and a dataset in its lineage."""
+    return _evidence.bundle(
+        name, version, run_id, accuracy=0.93, datasets=[_evidence.DATASET], git_commit="c" * 40
+    )
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -175,10 +124,10 @@ def test_str_and_html_summarise_each_section() -> None:
     text = str(ev)
 
     assert text.splitlines()[0] == f"Evidence for churn v3 (sha256 {ev.digest[:12]})"
-    assert "data/train.csv@aaaaaaaa (md5 00000000)" in text
+    assert "data/iris.csv@3f2a9c0d (md5 5ba2c4a1)" in text
     assert "PASS validation iris_train PASS" in text
     assert "accuracy 0.93; no champion" in text
-    assert "churn_service:abc; smoke PASS" in text
+    assert "churn:v3abc; smoke PASS" in text
     html = ev._repr_html_()
     assert ev.digest in html and "<table>" in html and "iris_train" in html
 

@@ -13,6 +13,7 @@ from mlops.errors import ConfigError, EvidenceError, EvidenceMismatch, PolicyVio
 from mlops.evidence import Evidence
 from mlops.promotion import PromotionHandle, PromotionTimeout, precheck, resolve_policy, submit
 from mlops.validation import Suite
+from tests import _evidence
 from tests.conftest import DvcRepo, LineageModel, write_iris
 from tests.test_client import Registry, open_registry
 
@@ -86,34 +87,17 @@ def signed_model(mlflow_home: Path, dvc_repo: DvcRepo, model_name: str) -> Linea
 
 
 def _bundle(name: str, *, accuracy: float, smoke: bool | None) -> Evidence:
-    evaluation = {
-        "model": name,
-        "candidate_version": 1,
-        "champion_alias": "production",
-        "champion_version": None,
-        "task": "classification",
-        "dataset": None,
-        "rows": 150,
-        "metrics": {"candidate": {"accuracy": accuracy}, "champion": None},
-        "verdicts": [],
-        "beats_champion": None,
-        "passed": True,
-        "notes": [],
-    }
-    package = None
-    if smoke is not None:
-        package = {
-            "bento_tag": "m:1",
-            "model_tag": "m:2",
-            "smoke": {"passed": smoke, "rows": 5, "mismatches": 0, "error": None, "seconds": 1.0},
-            "parity": {"passed": True, "missing": [], "mismatched": []},
-            "passed": smoke,
-        }
-    return Evidence(
-        model={"name": name, "version": 1, "run_id": None},
-        lineage={"git_commit": None, "datasets": []},
-        evaluation=evaluation,
-        package=package,
+    """Evidence for version 1 of ``name`` without validation (and without a package
+    section when ``smoke`` is ``None``)."""
+    return Evidence.from_dict(
+        _evidence.bundle(
+            name,
+            1,
+            accuracy=accuracy,
+            validation=False,
+            package=smoke is not None,
+            smoke_ok=bool(smoke),
+        )
     )
 
 
@@ -156,12 +140,13 @@ def test_submit_needs_recorded_evidence(gate: Registry, lineage_model: LineageMo
 def _passing_bundle(model: LineageModel) -> Evidence:
     """Passing evidence for the version, with the lineage its run really recorded (the
     server compares the two)."""
-    name, version = model.name, model.version
-    bundle = _bundle(name, accuracy=0.95, smoke=True).to_dict()
-    stats = {"evaluated": 1, "successful": 1, "unsuccessful": 0, "success_percent": 100.0}
-    bundle["model"] = {"name": name, "version": version, "run_id": model.run_id}
-    bundle["lineage"] = {"git_commit": None, "datasets": [model.dataset.to_dict()]}
-    bundle["validation"] = [{"suite": "iris_clean", "success": True, "statistics": stats}]
+    bundle = _evidence.bundle(
+        model.name,
+        model.version,
+        model.run_id,
+        suite="iris_clean",
+        datasets=[model.dataset.to_dict()],
+    )
     return Evidence.from_dict(bundle)
 
 

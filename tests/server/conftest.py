@@ -5,8 +5,6 @@ users with tokens, and an injectable clock."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from registry_server.app import create_app
 from registry_server.mlflow_gateway import MlflowGateway
 from registry_server.settings import RegistrySettings
 from registry_server.tokens import create_token
+from tests import _evidence
 from tests.conftest import use_experiment
 
 POLICY = """
@@ -52,10 +51,6 @@ USERS = {
     "root": ["admin"],
 }
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-def canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @contextlib.contextmanager
@@ -108,13 +103,7 @@ class MlflowModel:
     def record(self, name: str, version: int, **overrides: Any) -> str:
         """Record an evidence bundle for the version the way ``mlops.evidence.record`` does."""
         bundle = evidence_bundle(name, version, self.run_id, **overrides)
-        digest = hashlib.sha256(canonical(bundle)).hexdigest()
-        path = f"mlops/evidence/{digest}.json"
-        client = self.client()
-        client.log_text(self.run_id, canonical(bundle).decode(), path)
-        client.set_model_version_tag(name, str(version), "mlops.evidence.digest", digest)
-        client.set_model_version_tag(name, str(version), "mlops.evidence.path", path)
-        return digest
+        return _evidence.record(self.client(), self.run_id, bundle)
 
 
 def evidence_bundle(
@@ -127,55 +116,17 @@ def evidence_bundle(
     suite_ok: bool = True,
     smoke_ok: bool = True,
 ) -> dict[str, Any]:
+    """The shared test bundle (``tests._evidence``); ``champion`` is its accuracy."""
     champ = {"accuracy": champion} if champion is not None else None
-    return {
-        "schema": 1,
-        "model": {"name": name, "version": version, "run_id": run_id},
-        "lineage": {"git_commit": None, "datasets": []},
-        "validation": [
-            {
-                "suite": "iris_train",
-                "success": suite_ok,
-                "statistics": {
-                    "evaluated": 2,
-                    "successful": 2 if suite_ok else 1,
-                    "unsuccessful": 0 if suite_ok else 1,
-                    "success_percent": 100.0 if suite_ok else 50.0,
-                },
-                "results": [],
-                "dataset": None,
-                "rows": 150,
-                "digest": "0" * 64,
-            }
-        ],
-        "evaluation": {
-            "model": name,
-            "candidate_version": version,
-            "champion_alias": "production",
-            "champion_version": None,
-            "task": "classification",
-            "dataset": None,
-            "rows": 150,
-            "metrics": {"candidate": {"accuracy": accuracy}, "champion": champ},
-            "verdicts": [],
-            "beats_champion": None,
-            "passed": True,
-            "notes": [],
-        },
-        "package": {
-            "bento_tag": f"{name}:abc",
-            "model_tag": f"{name}:def",
-            "smoke": {
-                "passed": smoke_ok,
-                "rows": 3,
-                "mismatches": 0 if smoke_ok else 3,
-                "error": None,
-                "seconds": 0.5,
-            },
-            "parity": {"passed": True, "missing": [], "mismatched": []},
-            "passed": smoke_ok,
-        },
-    }
+    return _evidence.bundle(
+        name,
+        version,
+        run_id,
+        accuracy=accuracy,
+        champion=champ,
+        suite_ok=suite_ok,
+        smoke_ok=smoke_ok,
+    )
 
 
 def log_model(tracking_uri: str) -> MlflowModel:

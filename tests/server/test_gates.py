@@ -269,17 +269,10 @@ def _version_from_run_with_lineage(server: Server, name: str, md5: str) -> tuple
 
 
 def _record(server: Server, name: str, version: int, bundle: dict, run_id: str) -> str:
-    import hashlib
+    from tests import _evidence
 
-    from tests.server.conftest import canonical
-
-    digest = hashlib.sha256(canonical(bundle)).hexdigest()
-    path = f"mlops/evidence/{digest}.json"
-    client = server.model.client()
-    client.log_text(run_id, canonical(bundle).decode(), path)  # into the version's run
-    client.set_model_version_tag(name, str(version), "mlops.evidence.digest", digest)
-    client.set_model_version_tag(name, str(version), "mlops.evidence.path", path)
-    return digest
+    assert (bundle["model"]["name"], bundle["model"]["version"]) == (name, version)
+    return _evidence.record(server.model.client(), run_id, bundle)  # into the version's run
 
 
 def test_evidence_lineage_must_be_the_runs_own(server: Server, name: str) -> None:

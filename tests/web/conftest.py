@@ -4,7 +4,6 @@ store of ``tests/server`` (a real sklearn model, evidence recorded as
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import uuid
@@ -19,9 +18,10 @@ from registry_server.app import create_app
 from registry_server.settings import RegistrySettings
 from registry_server.tokens import create_token
 from registry_server.web import mount
+from tests import _evidence
 from tests.conftest import free_port, wait_for_http
 from tests.server import conftest as _server
-from tests.server.conftest import USERS, MlflowModel, canonical
+from tests.server.conftest import USERS, MlflowModel
 
 # the server tests' session fixtures, shared: one MLflow store, one trained model
 mlflow_model = _server.mlflow_model
@@ -38,107 +38,30 @@ def rich_bundle(
     accuracy: float = 0.96,
     champion: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A schema-1 evidence bundle with every section filled like the library fills it."""
-    dataset = {
-        "path": "data/iris.csv",
-        "md5": "5ba2c4a1b5c4cd5e3a3f54ea2bb1b4d1",
-        "rev": "3f2a9c0d1e4b5a69788f0a1b2c3d4e5f60718293",
-        "remote": "/srv/dvc-remote",
-        "repo": "/work/iris",
-        "size": 2771,
-        "nfiles": None,
-    }
-    champ_metrics = champion["metrics"] if champion else None
-    verdicts = [
-        {
-            "metric": "accuracy",
-            "candidate": accuracy,
-            "champion": champ_metrics["accuracy"] if champ_metrics else None,
-            "passed": True,
-            "reasons": [],
-        }
-    ]
-    results = [
-        {
-            "type": "expect_column_values_to_not_be_null",
-            "column": "sepal length (cm)",
-            "kwargs": {"column": "sepal length (cm)"},
-            "success": True,
-            "observed": {},
-        },
-        {
-            "type": "expect_column_values_to_be_in_set",
-            "column": "target",
-            "kwargs": {"column": "target", "value_set": [0, 1, 2]},
-            "success": True,
-            "observed": {},
-        },
-    ]
-    return {
-        "schema": 1,
-        "model": {"name": name, "version": version, "run_id": run_id},
-        "lineage": {
-            "git_commit": "9d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a69788796",
-            "datasets": [dataset],
-        },
-        "validation": [
-            {
-                "suite": "iris_train",
-                "success": True,
-                "statistics": {
-                    "evaluated": 2,
-                    "successful": 2,
-                    "unsuccessful": 0,
-                    "success_percent": 100.0,
-                },
-                "results": results,
-                "dataset": dataset,
-                "rows": 150,
-                "digest": hashlib.sha256(b"iris_train").hexdigest(),
-            }
-        ],
-        "evaluation": {
-            "model": name,
-            "candidate_version": version,
-            "champion_alias": "production",
-            "champion_version": champion["version"] if champion else None,
-            "task": "classification",
-            "dataset": dataset,
-            "rows": 150,
-            "metrics": {
-                "candidate": {"accuracy": accuracy, "f1_macro": accuracy - 0.01},
-                "champion": champ_metrics,
-            },
-            "verdicts": verdicts,
-            "beats_champion": True if champion else None,
-            "passed": True,
-            "notes": [],
-        },
-        "package": {
-            "bento_tag": f"{name.lower()}:v{version}abc",
-            "model_tag": f"{name.lower()}:v{version}def",
-            "smoke": {"passed": True, "rows": 3, "mismatches": 0, "error": None, "seconds": 0.41},
-            "parity": {"passed": True, "missing": [], "mismatched": []},
-            "passed": True,
-        },
-    }
+    """The shared test bundle (``tests._evidence``) with every section filled like the
+    library fills it; ``champion`` is ``{"version": ..., "metrics": {...}}``."""
+    return _evidence.bundle(
+        name,
+        version,
+        run_id,
+        accuracy=accuracy,
+        champion=champion["metrics"] if champion else None,
+        champion_version=champion["version"] if champion else None,
+        datasets=[_evidence.DATASET],
+        git_commit=_evidence.GIT_COMMIT,
+        detailed=True,
+    )
 
 
 def record(model: MlflowModel, bundle: dict[str, Any]) -> str:
-    """Log the bundle and a Data Docs page to the run and tag the version, as the library."""
+    """Record the bundle as the library does, plus a Data Docs page per suite in the run."""
     from mlops.validation import ValidationReport, standalone_html
 
-    name, version = bundle["model"]["name"], bundle["model"]["version"]
-    digest = hashlib.sha256(canonical(bundle)).hexdigest()
-    path = f"mlops/evidence/{digest}.json"
     client = model.client()
-    client.log_text(model.run_id, canonical(bundle).decode(), path)
     for report in bundle["validation"]:
         page = standalone_html(ValidationReport.from_dict(report))
         client.log_text(model.run_id, page, f"mlops/validation/{report['suite']}.html")
-    client.set_model_version_tag(name, str(version), "mlops.evidence.digest", digest)
-    client.set_model_version_tag(name, str(version), "mlops.evidence.path", path)
-    return digest
+    return _evidence.record(client, model.run_id, bundle)
 
 
 def web_app(database_url: str, policy: Path, tracking_uri: str, *, clock: Any = None) -> Any:
