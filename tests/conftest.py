@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +25,11 @@ import pytest
 from mlops import _procs
 
 BIN = Path(sys.executable).parent
+
+# What a test's sklearn model declares it needs. Without it MLflow infers the list by
+# loading the model in a fresh interpreter: seconds per logged model, for a list no test
+# but the packaging ones reads (they keep MLflow's inference).
+SKLEARN_REQUIREMENTS = [f"scikit-learn=={importlib.metadata.version('scikit-learn')}"]
 
 # Keep the wrapped tools quiet and local for every test.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -118,21 +125,41 @@ class DvcRepo:
         return self.git("rev-parse", "HEAD")
 
 
-@pytest.fixture
-def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DvcRepo:
-    """A fresh git + DVC repository with a local remote, made the cwd."""
-    root = tmp_path / "repo"
-    remote = tmp_path / "dvc-remote"
+_REMOTE_PLACEHOLDER = "/the-dvc-remote-of-this-repository"
+
+
+@pytest.fixture(scope="session")
+def _initialised_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``git init`` + ``dvc init`` + analytics off + a default remote, done once: each DVC
+    command starts a Python interpreter, so ``new_dvc_repo`` copies this instead."""
+    root = tmp_path_factory.mktemp("dvc-template") / "repo"
     root.mkdir()
-    remote.mkdir()
+    template = DvcRepo(root=root, remote=Path(_REMOTE_PLACEHOLDER))
+    template.git("init", "-q", "-b", "main")
+    template.dvc("init", "-q")
+    template.dvc("config", "core.analytics", "false")
+    template.dvc("remote", "add", "-d", "local", _REMOTE_PLACEHOLDER)
+    return root
+
+
+def new_dvc_repo(template: Path, root: Path, remote: Path) -> DvcRepo:
+    """A git + DVC repository at ``root`` with the local remote ``remote``, its DVC setup
+    committed ("init dvc"): a copy of ``template`` pointed at ``remote``."""
+    shutil.copytree(template, root, ignore=shutil.ignore_patterns("tmp"))
+    remote.mkdir(parents=True)
+    config = root / ".dvc" / "config"
+    config.write_text(config.read_text().replace(_REMOTE_PLACEHOLDER, str(remote)))
     repo = DvcRepo(root=root, remote=remote)
-    repo.git("init", "-q", "-b", "main")
-    repo.dvc("init", "-q")
-    repo.dvc("config", "core.analytics", "false")
-    repo.dvc("remote", "add", "-d", "local", str(remote))
     repo.commit("init dvc")
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLOPS_DVC_ROOT", str(root))
+    return repo
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _initialised_repo: Path) -> DvcRepo:
+    """A fresh git + DVC repository with a local remote, made the cwd."""
+    repo = new_dvc_repo(_initialised_repo, tmp_path / "repo", tmp_path / "dvc-remote")
+    monkeypatch.chdir(repo.root)
+    monkeypatch.setenv("MLOPS_DVC_ROOT", str(repo.root))
     return repo
 
 
@@ -236,7 +263,9 @@ def write_iris(path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def lineage_run(mlflow_home: Path, tmp_path_factory: pytest.TempPathFactory):
+def lineage_run(
+    mlflow_home: Path, tmp_path_factory: pytest.TempPathFactory, _initialised_repo: Path
+):
     """Built once per session: a git + DVC repo with iris in ``data/iris.csv`` (added,
     committed, pushed) and one ``mlops.start_run`` that trained a logistic regression on it
     and logged it as ``model``. Returns ``(repo, dataset_version, run_id)``."""
@@ -246,13 +275,7 @@ def lineage_run(mlflow_home: Path, tmp_path_factory: pytest.TempPathFactory):
     import mlops
 
     base = tmp_path_factory.mktemp("lineage")
-    repo = DvcRepo(root=base / "repo", remote=base / "dvc-remote")
-    repo.root.mkdir()
-    repo.remote.mkdir()
-    repo.git("init", "-q", "-b", "main")
-    repo.dvc("init", "-q")
-    repo.dvc("config", "core.analytics", "false")
-    repo.dvc("remote", "add", "-d", "local", str(repo.remote))
+    repo = new_dvc_repo(_initialised_repo, base / "repo", base / "dvc-remote")
     write_iris(repo.root / "data" / "iris.csv")
     repo.dvc("add", "-q", "data/iris.csv")
     repo.commit("track iris")
@@ -263,7 +286,7 @@ def lineage_run(mlflow_home: Path, tmp_path_factory: pytest.TempPathFactory):
         x, y = df.drop(columns=["target"]), df["target"]
         clf = LogisticRegression(max_iter=500).fit(x, y)
         mlflow.log_metric("accuracy", float(clf.score(x, y)))
-        mlflow.sklearn.log_model(clf, name="model")
+        mlflow.sklearn.log_model(clf, name="model", pip_requirements=SKLEARN_REQUIREMENTS)
     return repo, ds, run.run_id
 
 

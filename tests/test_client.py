@@ -36,7 +36,13 @@ from mlops.errors import (
     RegistryUnavailable,
 )
 from tests import _evidence
-from tests.conftest import free_port, stop_process, use_experiment, wait_for_http
+from tests.conftest import (
+    SKLEARN_REQUIREMENTS,
+    free_port,
+    stop_process,
+    use_experiment,
+    wait_for_http,
+)
 
 BIN = Path(sys.executable).parent
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
@@ -94,7 +100,8 @@ def trained(mlflow_home: Path) -> TrainedModel:
     x, y = load_iris(return_X_y=True, as_frame=True)
     use_experiment(uri, "client-tests")
     with mlflow.start_run() as run:
-        info = mlflow.sklearn.log_model(LogisticRegression(max_iter=300).fit(x, y), name="model")
+        model = LogisticRegression(max_iter=300).fit(x, y)
+        info = mlflow.sklearn.log_model(model, name="model", pip_requirements=SKLEARN_REQUIREMENTS)
     return TrainedModel(uri, run.info.run_id, info.model_uri)
 
 

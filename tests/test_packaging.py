@@ -1,11 +1,14 @@
 """Packaging with real BentoML: import, ``bentoml build``, a served Bento, parity.
 
-Builds cost seconds each, so one Bento is built per module (``packaged``) and shared;
-the failing-smoke test builds its own through the public ``package`` call.
+Builds cost seconds each, so one Bento is built per module (``packaged``) and shared by
+every test that can serve it; the tests of what ``package`` itself does with a sample the
+pyfunc cannot predict, a skipped or a failing smoke test, and models of their own build
+their own through the public ``package`` call.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import sys
 import time
@@ -19,14 +22,20 @@ import pytest
 from mlops import packaging
 from mlops.errors import ModelVersionNotFound, PackagingError
 from mlops.packaging import PackageReport, Parity, SmokeResult
+from tests.conftest import SKLEARN_REQUIREMENTS
 
 pytestmark = pytest.mark.slow
 
 EVIDENCE = "e" * 64
+PYFUNC_REQUIREMENTS = [f"{p}=={importlib.metadata.version(p)}" for p in ("mlflow", "pandas")]
 
 
-def _register(name: str, *, signature: bool = True) -> tuple[int, Any]:
-    """Log an iris LogisticRegression and register it as ``name``; return (version, X)."""
+def _register(name: str, *, signature: bool = True, infer: bool = True) -> tuple[int, Any]:
+    """Log an iris LogisticRegression and register it as ``name``; return (version, X).
+
+    ``infer=False`` declares the requirements instead of letting MLflow infer them (which
+    loads the model in a fresh interpreter) for a model whose requirements no test reads.
+    """
     import mlflow
     from mlflow.models import infer_signature
     from sklearn.datasets import load_iris
@@ -36,7 +45,7 @@ def _register(name: str, *, signature: bool = True) -> tuple[int, Any]:
 
     features, target = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=500).fit(features, target)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {} if infer else {"pip_requirements": SKLEARN_REQUIREMENTS}
     if signature:
         extra["signature"] = infer_signature(features, model.predict(features))
         extra["input_example"] = features.head(3)
@@ -130,18 +139,23 @@ def test_served_bento_predicts_like_the_mlflow_pyfunc(packaged, iris) -> None:
         httpx.get(f"{url}/readyz", timeout=2)
 
 
-def test_smoke_fails_as_data_when_the_sample_breaks_the_served_contract(iris) -> None:
+def test_smoke_fails_as_data_when_the_sample_breaks_the_served_contract(packaged, iris) -> None:
+    report, _ = packaged
     name, version, features = iris
     # MLflow's pyfunc ignores an unknown column; the served contract rejects it.
     sample = features.head(5).assign(customer_id=7.0)
-    report = packaging.package(name, version, sample=sample)
-    assert report.passed is False
-    assert report.smoke.passed is False
-    assert report.smoke.rows == 5
-    assert "POST /predict answered 400" in report.smoke.error
-    assert "customer_id" in report.smoke.error
-    assert report.parity.passed
-    assert "FAIL" in str(report) and "customer_id" in report._repr_html_()
+    expected = _pyfunc(name, version, sample)
+
+    smoke = packaging.smoke_test(report.bento_tag, sample, expected=expected)
+
+    failed = PackageReport(report.bento_tag, report.model_tag, smoke, report.parity)
+    assert failed.passed is False
+    assert smoke.passed is False
+    assert smoke.rows == 5
+    assert "POST /predict answered 400" in smoke.error
+    assert "customer_id" in smoke.error
+    assert failed.parity.passed
+    assert "FAIL" in str(failed) and "customer_id" in failed._repr_html_()
 
 
 def test_smoke_fails_as_data_when_the_pyfunc_cannot_predict_the_sample(iris) -> None:
@@ -208,7 +222,7 @@ def test_dependency_parity_rules(model, bento, missing, mismatched) -> None:
 
 def test_a_model_without_signature_cannot_be_packaged(mlflow_home: Path) -> None:
     name = f"nosig-{uuid.uuid4().hex[:8]}"
-    version, features = _register(name, signature=False)
+    version, features = _register(name, signature=False, infer=False)
     with pytest.raises(PackagingError, match=r"has no MLflow input signature.*"):
         packaging.package(name, version, sample=features.head(3))
 
@@ -283,6 +297,7 @@ def custom_models(
                 name="model",
                 python_model=module.Doubler(jitter=jitter),
                 code_paths=[str(module_file)],
+                pip_requirements=PYFUNC_REQUIREMENTS,
                 signature=infer_signature(frame, [2.0, 5.0, -6.0]),
                 input_example=frame,
             )

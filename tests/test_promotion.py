@@ -14,7 +14,7 @@ from mlops.evidence import Evidence
 from mlops.promotion import PromotionHandle, PromotionTimeout, precheck, resolve_policy, submit
 from mlops.validation import Suite
 from tests import _evidence
-from tests.conftest import DvcRepo, LineageModel, write_iris
+from tests.conftest import SKLEARN_REQUIREMENTS, DvcRepo, LineageModel, write_iris
 from tests.test_client import Registry, open_registry
 
 POLICY = """
@@ -81,7 +81,9 @@ def signed_model(mlflow_home: Path, dvc_repo: DvcRepo, model_name: str) -> Linea
         x, y = df.drop(columns=["target"]), df["target"]
         clf = LogisticRegression(max_iter=500).fit(x, y)
         signature = infer_signature(x, clf.predict(x))
-        mlflow.sklearn.log_model(clf, name="model", signature=signature)
+        mlflow.sklearn.log_model(
+            clf, name="model", signature=signature, pip_requirements=SKLEARN_REQUIREMENTS
+        )
     mv = mlops.register(run, model_name)
     return LineageModel(model_name, mv.version, ds, run.run_id, dvc_repo)
 

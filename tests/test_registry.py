@@ -11,6 +11,7 @@ import pytest
 import mlops
 from mlops import registry
 from mlops.errors import AliasNotFound, ConfigError, ModelVersionNotFound
+from tests.conftest import SKLEARN_REQUIREMENTS
 
 
 def _dvc_says(repo, path: str, rev: str) -> str:
@@ -45,7 +46,7 @@ def test_lineage_falls_back_to_run_inputs(lineage_model, model_name):
     df = mlops.data.read_dataframe(lineage_model.dataset)
     with mlops.start_run(datasets=[lineage_model.dataset]) as run:
         clf = DummyClassifier().fit(df.drop(columns=["target"]), df["target"])
-        mlflow.sklearn.log_model(clf, name="model")
+        mlflow.sklearn.log_model(clf, name="model", pip_requirements=SKLEARN_REQUIREMENTS)
     for key in client.get_run(run.run_id).data.tags:
         if key.startswith("mlops.dataset."):
             client.delete_tag(run.run_id, key)
@@ -172,7 +173,7 @@ def test_full_lineage_over_http(mlflow_server, dvc_repo, mlflow_home, model_name
         assert run.tracking_uri == mlflow_server.url
         df = mlops.data.read_dataframe(ds)
         clf = LogisticRegression(max_iter=500).fit(df.drop(columns=["target"]), df["target"])
-        mlflow.sklearn.log_model(clf, name="model")
+        mlflow.sklearn.log_model(clf, name="model", pip_requirements=SKLEARN_REQUIREMENTS)
     mv = registry.register(run, model_name)
     registry.set_alias(model_name, "candidate", mv.version)
     lin = registry.lineage(model_name, registry.resolve(f"{model_name}@candidate").version)

@@ -20,7 +20,7 @@ from registry_server.mlflow_gateway import MlflowGateway
 from registry_server.settings import RegistrySettings
 from registry_server.tokens import create_token
 from tests import _evidence
-from tests.conftest import use_experiment
+from tests.conftest import SKLEARN_REQUIREMENTS, use_experiment
 
 POLICY = """
 version: 1
@@ -140,7 +140,9 @@ def log_model(tracking_uri: str) -> MlflowModel:
         model = LogisticRegression(max_iter=300).fit(x, y)
         use_experiment(tracking_uri, "registry-server-tests")
         with mlflow.start_run() as run:
-            info = mlflow.sklearn.log_model(model, name="model")
+            info = mlflow.sklearn.log_model(
+                model, name="model", pip_requirements=SKLEARN_REQUIREMENTS
+            )
     return MlflowModel(tracking_uri, run.info.run_id, info.model_uri, info.model_id)
 
 
