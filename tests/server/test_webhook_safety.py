@@ -9,9 +9,11 @@ import hashlib
 import hmac
 import sqlite3
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -51,12 +53,14 @@ def test_private_targets_are_refused_at_creation(server) -> None:  # type: ignor
         assert res.status_code == 422, (url, res.text)
         body = res.json()
         assert body["code"] == "webhook_target_refused", (url, body)
-        assert "webhook host" in body["message"] and "MLOPS_REGISTRY_WEBHOOK_ALLOW_PRIVATE" in (
-            body["hint"]
+        assert (
+            "webhook host" in body["message"]
+            and "MLOPS_REGISTRY_WEBHOOK_ALLOW_PRIVATE" in (body["hint"])
         )
     assert server.client.get("/v1/webhooks", headers=server.h("root")).json()["items"] == []
-    public = server.post("/v1/webhooks", "root", {"url": "https://93.184.215.14/h", "events": ["*"]})
-    assert public.status_code == 201, public.text
+    public = {"url": "https://93.184.215.14/h", "events": ["*"]}
+    res = server.post("/v1/webhooks", "root", public)
+    assert res.status_code == 201, res.text
 
 
 @pytest.mark.parametrize(
@@ -85,9 +89,7 @@ def test_connect_time_check_refuses_names_that_resolve_to_loopback(
     from tests.conftest import free_port
 
     receiver.fail = 0
-    app = hook_app(
-        database_url, policy_file, mlflow_model.tracking_uri, webhook_allow_private=True
-    )
+    app = hook_app(database_url, policy_file, mlflow_model.tracking_uri, webhook_allow_private=True)
     client = TestClient(app)
     urls = {
         "open": f"http://localhost:{receiver.port}/hook",
@@ -145,9 +147,7 @@ def test_secrets_are_encrypted_at_rest(
     database_url: str, policy_file: Path, mlflow_model: MlflowModel, receiver: Receiver
 ) -> None:
     receiver.fail = 0
-    app = hook_app(
-        database_url, policy_file, mlflow_model.tracking_uri, webhook_allow_private=True
-    )
+    app = hook_app(database_url, policy_file, mlflow_model.tracking_uri, webhook_allow_private=True)
     client = TestClient(app)
     given = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
     res = client.post(
@@ -224,19 +224,26 @@ def test_plaintext_secrets_of_the_older_schema_are_migrated(
         cfg = _alembic_config(db.url)
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0005")
+    old_table = sa.table(
+        "webhooks",
+        *(sa.column(c) for c in ("id", "url", "secret", "created_by")),
+        sa.column("events", sa.JSON),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
     with db.engine.begin() as conn:
         conn.execute(
-            text(
-                "INSERT INTO webhooks (id, url, events, secret, created_by, created_at) "
-                "VALUES ('oldhook', :url, '[\"token_created\"]', :secret, 'root', :at)"
-            ),
-            {"url": receiver.url, "secret": old_secret, "at": "2026-11-30 12:00:00+00:00"},
+            old_table.insert().values(
+                id="oldhook",
+                url=receiver.url,
+                events=["token_created"],
+                secret=old_secret,
+                created_by="root",
+                created_at=datetime(2026, 11, 30, 12, tzinfo=UTC),
+            )
         )
     db.dispose()
 
-    app = hook_app(
-        database_url, policy_file, mlflow_model.tracking_uri, webhook_allow_private=True
-    )
+    app = hook_app(database_url, policy_file, mlflow_model.tracking_uri, webhook_allow_private=True)
     assert old_secret not in _dump(database_url)
     TestClient(app).post("/v1/tokens", json={"user": "kim", "roles": ["approver"]}, headers=ADMIN)
     dispatch_due(app.state.ctx)
@@ -258,3 +265,21 @@ def test_plaintext_secrets_of_the_older_schema_are_migrated(
     db = Database(database_url)
     db.upgrade()  # leave the shared database at head
     db.dispose()
+
+
+def test_the_key_setting_is_checked_and_can_be_rotated(
+    tmp_path: Path, policy_file: Path, mlflow_model: MlflowModel
+) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    with pytest.raises(SecretKeyInvalid, match="is not a list of Fernet keys") as err:
+        hook_app(url, policy_file, mlflow_model.tracking_uri, secret_key="not-a-fernet-key")
+    assert "not-a-fernet-key" not in str(err.value)  # a key is never echoed
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    sealed_with_old = load_box(url, old).seal(b"whsec-bytes")
+    both = load_box(url, f"{new}, {old}")
+    assert both.open(sealed_with_old) == b"whsec-bytes"
+    assert load_box(url, new).open(both.seal(b"again")) == b"again"  # the first key seals
+    with pytest.raises(SecretKeyInvalid, match="cannot be decrypted"):
+        load_box(url, new).open(sealed_with_old)

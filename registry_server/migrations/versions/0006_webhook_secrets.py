@@ -45,7 +45,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_webhook_secrets_webhook_id", "webhook_secrets", ["webhook_id"])
     bind = op.get_bind()
-    rows = bind.execute(sa.text("SELECT id, secret, created_at FROM webhooks")).all()
+    hooks = sa.table(
+        "webhooks", sa.column("id", sa.String), sa.column("secret"), sa.column("created_at", TS)
+    )
+    rows = bind.execute(sa.select(hooks.c.id, hooks.c.secret, hooks.c.created_at)).all()
     if rows:
         box = _box()
         table = sa.table(
@@ -67,8 +70,9 @@ def upgrade() -> None:
                 for hook_id, secret, created_at in rows
             ],
         )
-    with op.batch_alter_table("webhooks") as batch:
-        batch.drop_column("secret")
+    # a plain ALTER (SQLite >= 3.35): a batch copy would drop the table the secrets and
+    # deliveries point at, which SQLite's foreign keys refuse
+    op.drop_column("webhooks", "secret")
 
 
 def _plaintext(key: bytes) -> str:
@@ -81,8 +85,8 @@ def _plaintext(key: bytes) -> str:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("webhooks") as batch:
-        batch.add_column(sa.Column("secret", sa.String(200), nullable=False, server_default=""))
+    column = sa.Column("secret", sa.String(200), nullable=False, server_default="")
+    op.add_column("webhooks", column)
     bind = op.get_bind()
     rows = bind.execute(
         sa.text(
@@ -98,7 +102,7 @@ def downgrade() -> None:
                 sa.text("UPDATE webhooks SET secret = :secret WHERE id = :id"),
                 {"secret": _plaintext(box.open(ciphertext)), "id": hook_id},
             )
-    with op.batch_alter_table("webhooks") as batch:
-        batch.alter_column("secret", server_default=None)
+    if bind.dialect.name != "sqlite":  # SQLite keeps the '' default (no ALTER COLUMN)
+        op.alter_column("webhooks", "secret", server_default=None)
     op.drop_index("ix_webhook_secrets_webhook_id", "webhook_secrets")
     op.drop_table("webhook_secrets")
