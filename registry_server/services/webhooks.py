@@ -214,9 +214,11 @@ def _get(s: Session, webhook_id: str) -> Webhook:
 
 
 def delete(s: Session, ctx: ServerContext, webhook_id: str) -> None:
-    """Unsubscribe; pending deliveries of the webhook are dropped (state ``cancelled``)."""
+    """Unsubscribe; pending deliveries of the webhook are dropped (state ``cancelled``)
+    and its secrets deleted."""
     row = _get(s, webhook_id)
     row.deleted_at = ctx.now()
+    s.execute(sql_delete(WebhookSecret).where(WebhookSecret.webhook_id == webhook_id))
     s.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.state == "pending")
@@ -377,6 +379,8 @@ def _claim(ctx: ServerContext, delivery_id: str) -> tuple[str, str, list[bytes],
         d = s.get(WebhookDelivery, delivery_id)
         hook = s.get(Webhook, d.webhook_id)
         keys = [_box(ctx).open(k.ciphertext) for k in _active(s, ctx, hook.id)]
+        if not keys:  # unsubscribed meanwhile: its delivery is cancelled, nothing to sign
+            return None
         return d.id, hook.url, keys, d.body, d.attempts
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from registry_server.app import create_app
@@ -77,7 +78,13 @@ def test_deliveries_are_signed_retried_and_replayable(
             client.post(f"/v1/promotions/{rid}/approve", headers=h(user))
         wait(lambda: len(receiver.ok()) == 2)
 
-        log = client.get(f"/v1/webhooks/{hook_id}/deliveries", headers=h("root")).json()["items"]
+        def log_of() -> list[dict]:
+            path = f"/v1/webhooks/{hook_id}/deliveries"
+            return client.get(path, headers=h("root")).json()["items"]
+
+        # the receiver answers before the dispatcher records it: wait for the record
+        wait(lambda: all(d["state"] == "delivered" for d in log_of()))
+        log = log_of()
         assert sorted(d["event"] for d in log) == ["promoted", "requested"]
         assert all(d["state"] == "delivered" and d["last_status"] == 200 for d in log)
         requested = next(d for d in log if d["event"] == "requested")
@@ -116,6 +123,12 @@ def test_deliveries_are_signed_retried_and_replayable(
         assert gone.status_code == 204
         res = client.get(f"/v1/webhooks/{hook_id}/deliveries", headers=h("root"))
         assert res.status_code == 404 and res.json()["code"] == "not_found"
+        with app.state.ctx.db.read_sessions() as s:  # an unsubscribed hook keeps no secret
+            left = s.execute(
+                text("SELECT count(*) FROM webhook_secrets WHERE webhook_id = :id"),
+                {"id": hook_id},
+            ).scalar()
+        assert left == 0
 
 
 def by_id_of(receiver: Receiver, delivery_id: str) -> list[dict]:
