@@ -56,9 +56,12 @@ def list_webhooks(ctx: ContextDep) -> dict:
     response_model=WebhookCreated,
     responses=error_responses(409),
 )
-def add_secret(webhook_id: Id, body: SecretIn, ctx: ContextDep, caller: CallerDep) -> dict:
+def add_secret(
+    webhook_id: Id, ctx: ContextDep, caller: CallerDep, body: SecretIn | None = None
+) -> dict:
     """Rotate: add a signing secret (shown once, in this answer). The current secrets keep
-    signing beside it for ``overlap_seconds``, then stop."""
+    signing beside it for ``overlap_seconds`` (default one day), then stop."""
+    body = body or SecretIn()
     with ctx.db.session() as s:
         hook = webhooks.add_secret(
             s, ctx, webhook_id, secret=body.secret, overlap=body.overlap_seconds

@@ -129,8 +129,9 @@ def check_url(url: str, *, resolve: Resolver = socket.getaddrinfo) -> None:
 class _GuardedBackend(httpcore.SyncBackend):
     """Resolves, checks every address, then connects to a checked one (no second lookup)."""
 
-    def __init__(self, resolve: Resolver) -> None:
+    def __init__(self, resolve: Resolver, *, allow_private: bool) -> None:
         self._resolve = resolve
+        self._allow_private = allow_private
 
     def connect_tcp(
         self,
@@ -141,7 +142,8 @@ class _GuardedBackend(httpcore.SyncBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         addresses = _addresses(host, port, self._resolve)
-        _refuse(host, addresses)
+        if not self._allow_private:
+            _refuse(host, addresses)
         error: Exception | None = None
         for address in addresses:
             try:
@@ -152,16 +154,19 @@ class _GuardedBackend(httpcore.SyncBackend):
 
 
 class GuardedTransport(httpx.HTTPTransport):
-    """An httpx transport that refuses non-public targets at connect time, and ignores
-    proxy environment variables (a proxy would connect on our behalf, unchecked).
+    """An httpx transport that refuses non-public targets at connect time (unless
+    ``allow_private``), and ignores proxy environment variables (a proxy would connect on
+    our behalf, unchecked).
 
     Example:
         >>> client = httpx.Client(transport=GuardedTransport())  # doctest: +SKIP
     """
 
-    def __init__(self, *, resolve: Resolver = socket.getaddrinfo) -> None:
+    def __init__(
+        self, *, resolve: Resolver = socket.getaddrinfo, allow_private: bool = False
+    ) -> None:
         super().__init__(trust_env=False)
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
-            network_backend=_GuardedBackend(resolve),
+            network_backend=_GuardedBackend(resolve, allow_private=allow_private),
         )

@@ -332,8 +332,9 @@ def dispatch_due(
 
     After the n-th failed attempt the delivery waits ``backoff * 2**(n-1)`` seconds
     (at most 10 minutes); after ``max_attempts`` it is ``failed`` (replay sends it again).
-    Unless ``allow_private`` (default: the server's setting), every connection goes
-    through :class:`GuardedTransport`; ``resolve`` replaces ``socket.getaddrinfo`` there.
+    Every connection goes through :class:`GuardedTransport`, which refuses non-public
+    addresses unless ``allow_private`` (default: the server's setting); ``resolve``
+    replaces ``socket.getaddrinfo`` there.
     """
     import httpx
 
@@ -350,8 +351,8 @@ def dispatch_due(
         ids = list(s.scalars(stmt))
     delivered = 0
     allow = ctx.webhook_allow_private if allow_private is None else allow_private
-    guard = {} if allow else {"transport": GuardedTransport(resolve=resolve or getaddrinfo)}
-    with httpx.Client(timeout=timeout, follow_redirects=False, **guard) as client:
+    transport = GuardedTransport(resolve=resolve or getaddrinfo, allow_private=allow)
+    with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
         for delivery_id in ids:
             claimed = _claim(ctx, delivery_id)
             if claimed is not None:

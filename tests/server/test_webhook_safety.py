@@ -126,6 +126,13 @@ def test_connect_time_check_refuses_names_that_resolve_to_loopback(
     assert "127.0.0.1" in open_["last_error"] or "::1" in open_["last_error"]
     assert "loopback" in open_["last_error"] and str(receiver.port) not in open_["last_error"]
     assert "'rebind.example.invalid' resolves to 127.0.0.1" in rebound["last_error"]
+
+    # allowed again: the same transport connects to the address it resolved, and the
+    # request still names the host it was given
+    client.post(f"/v1/webhooks/deliveries/{open_['id']}/replay", headers=ADMIN)
+    dispatch_due(app.state.ctx, allow_private=True)
+    hosts = {c["headers"]["Host"] for c in receiver.calls[calls_before:]}
+    assert f"localhost:{receiver.port}" in hosts
     app.state.ctx.db.dispose()
 
 
@@ -156,7 +163,8 @@ def test_secrets_are_encrypted_at_rest(
         headers=ADMIN,
     )
     assert res.status_code == 201 and res.json()["secret"] == given
-    rotated = client.post(f"/v1/webhooks/{res.json()['id']}/secrets", json={}, headers=ADMIN)
+    rotated = client.post(f"/v1/webhooks/{res.json()['id']}/secrets", headers=ADMIN)
+    assert rotated.status_code == 201, rotated.text  # no body: a generated secret, 1 day
     client.post("/v1/tokens", json={"user": "kim", "roles": ["approver"]}, headers=ADMIN)
     dispatch_due(app.state.ctx)
     assert verify(given, receiver.last()) and verify(rotated.json()["secret"], receiver.last())
