@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -137,13 +138,20 @@ def load_box(database_url: str, secret_key: str | None = None) -> SecretBox:
 
 
 def _key_file(path: Path) -> bytes:
+    """Read the key file, creating it first if missing: written whole to a private temporary
+    file, then linked into place, so workers starting together never read a partial key."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as out:
-        out.write(Fernet.generate_key())
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(Fernet.generate_key())
+        try:
+            os.link(tmp, path)  # fails if another process linked its key first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_bytes().strip()
 
 

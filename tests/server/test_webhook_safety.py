@@ -291,3 +291,26 @@ def test_the_key_setting_is_checked_and_can_be_rotated(
     assert load_box(url, new).open(both.seal(b"again")) == b"again"  # the first key seals
     with pytest.raises(SecretKeyInvalid, match="cannot be decrypted"):
         load_box(url, new).open(sealed_with_old)
+
+
+def test_workers_starting_together_share_one_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.delenv(KEY_ENV)
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    code = (
+        "import sys; from registry_server.secret_box import load_box; "
+        "print(load_box(sys.argv[1]).seal(b'same').strip())"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    sealed = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    box = load_box(url)  # every worker sealed with the one key now in the file
+    assert [box.open(token) for token in sealed] == [b"same"] * 6
+    assert [f.name for f in tmp_path.iterdir()] == ["registry.db.key"]
