@@ -45,8 +45,11 @@ def run(settings: RegistrySettings | None = None) -> None:
     }
     if settings.workers > 1:
         # workers rebuild the app from the environment: pass the settings through it
+        from pydantic import SecretStr
+
         for key, value in settings.model_dump(exclude_none=True).items():
-            os.environ[f"MLOPS_REGISTRY_{key.upper()}"] = str(value)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            os.environ[f"MLOPS_REGISTRY_{key.upper()}"] = text
         uvicorn.run(
             "registry_server.app:create_app_from_env",
             factory=True,

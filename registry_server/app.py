@@ -40,14 +40,17 @@ def create_app(
     from registry_server.limits import BodySizeLimit
     from registry_server.mlflow_gateway import MlflowGateway
     from registry_server.routers import aliases, audit, health, promotions, tokens, webhooks
+    from registry_server.secret_box import load_box
     from registry_server.services.aliases import AliasReader
     from registry_server.services.auth import ensure_token
     from registry_server.services.context import ServerContext
 
     settings = settings or load_registry_settings()
     _configure_logging(settings.log_level)
+    secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    box = load_box(settings.database_url, secret_key)  # refuses to start without a key
     db = Database(settings.database_url)
-    db.upgrade()
+    db.upgrade(secret_key=secret_key)
     if settings.admin_token:
         with db.session() as s:
             ensure_token(s, "admin", ["admin"], settings.admin_token)
@@ -57,6 +60,8 @@ def create_app(
         policy=load_policy(settings.policy_path),
         intent_lease=settings.intent_lease,
         fault_point=settings.fault_point,
+        secret_box=box,
+        webhook_allow_private=settings.webhook_allow_private,
     )
     if clock is not None:
         ctx.clock = clock
@@ -156,6 +161,7 @@ async def _webhook_loop(app: FastAPI, settings: RegistrySettings) -> None:
     """Deliver due webhook calls every ``webhook_interval`` seconds."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from mlops.errors import MlopsError
     from registry_server.services.webhooks import dispatch_due
 
     while True:
@@ -167,6 +173,6 @@ async def _webhook_loop(app: FastAPI, settings: RegistrySettings) -> None:
                 max_attempts=settings.webhook_max_attempts,
                 backoff=settings.webhook_backoff,
             )
-        except SQLAlchemyError as exc:
+        except (MlopsError, SQLAlchemyError) as exc:  # e.g. a wrong secret key: said each pass
             log.warning("webhook pass failed: %s", exc)
         await asyncio.sleep(settings.webhook_interval)

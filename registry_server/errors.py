@@ -38,6 +38,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "evidence_error": 422,
     "gate_error": 422,
     "invalid_request": 422,
+    "webhook_target_refused": 422,
     "registry_unavailable": 503,
     "registry_error": 502,
 }

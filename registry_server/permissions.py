@@ -75,6 +75,8 @@ PERMISSIONS: dict[str, Access] = {
     "POST /v1/webhooks": ADMIN,
     "GET /v1/webhooks": ADMIN,
     "DELETE /v1/webhooks/{webhook_id}": ADMIN,
+    "POST /v1/webhooks/{webhook_id}/secrets": ADMIN,
+    "DELETE /v1/webhooks/{webhook_id}/secrets/{secret_id}": ADMIN,
     "GET /v1/webhooks/{webhook_id}/deliveries": ADMIN,
     "POST /v1/webhooks/deliveries/{delivery_id}/replay": ADMIN,
 }

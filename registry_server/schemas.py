@@ -19,6 +19,8 @@ __all__ = [
     "PromotionIn",
     "PromotionOut",
     "PromotionPage",
+    "SecretIn",
+    "SecretOut",
     "TokenIn",
     "TokenIssued",
     "TokenList",
@@ -200,7 +202,17 @@ WebhookEvent = Literal[
     "token_revoked",
     "webhook_created",
     "webhook_deleted",
+    "webhook_secret_added",
+    "webhook_secret_dropped",
 ]
+
+
+def _secret_ok(value: str | None) -> str | None:
+    from registry_server.services.webhook_signing import parse_secret
+
+    if value is not None:
+        parse_secret(value)  # ValueError -> 422 naming the field
+    return value
 
 
 class WebhookIn(_In):
@@ -214,8 +226,11 @@ class WebhookIn(_In):
         default=None,
         min_length=16,
         max_length=200,
-        description="HMAC key for X-Mlops-Signature (generated if omitted; shown once).",
+        description="Signing secret, whsec_<base64 of 24-64 bytes> (any other text is used "
+        "as its UTF-8 bytes); generated if omitted; shown once, in whsec_ form.",
     )
+
+    _check_secret = field_validator("secret")(_secret_ok)
 
     @field_validator("url")
     @classmethod
@@ -232,16 +247,42 @@ class WebhookIn(_In):
         return value
 
 
+class SecretIn(_In):
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=200,
+        description="The new signing secret (as for POST /v1/webhooks); generated if omitted.",
+    )
+    overlap_seconds: int = Field(
+        default=86400,
+        ge=0,
+        le=30 * 86400,
+        description="How long the current secrets keep signing beside the new one "
+        "(0: stop now; default one day, at most 30 days).",
+    )
+
+    _check_secret = field_validator("secret")(_secret_ok)
+
+
+class SecretOut(BaseModel):
+    id: str
+    created_at: str
+    expires_at: str | None = Field(description="When it stops signing (null: until rotated).")
+
+
 class WebhookOut(BaseModel):
     id: str
     url: str
     events: list[str]
     created_by: str
     created_at: str
+    secrets: list[SecretOut] = Field(description="Active signing secrets (never their value).")
 
 
 class WebhookCreated(WebhookOut):
-    secret: str
+    secret: str = Field(description="The new signing secret, whsec_<base64>: shown only now.")
+    secret_id: str
 
 
 class WebhookList(BaseModel):

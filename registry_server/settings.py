@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["RegistrySettings", "load_registry_settings"]
@@ -63,6 +63,16 @@ class RegistrySettings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds per webhook call.")
     webhook_max_attempts: int = Field(
         default=12, ge=1, description="Attempts before a webhook delivery is marked failed."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook URLs on loopback, private, link-local and metadata "
+        "addresses (tests; refused by default).",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s), comma-separated, encrypting webhook secrets at rest "
+        "(default: a key file beside a SQLite database; required for PostgreSQL).",
     )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."

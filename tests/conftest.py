@@ -40,6 +40,10 @@ os.environ.setdefault("GIT_AUTHOR_NAME", "mlops tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@example.invalid")
 os.environ.setdefault("GIT_COMMITTER_NAME", "mlops tests")
 os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@example.invalid")
+# The registry server encrypts webhook secrets with this key; on PostgreSQL it refuses to
+# start without one (tests of the key handling itself unset it).
+TEST_SECRET_KEY = "tgSzpbA2J507kGjLOwvHA8CBI3_FyXI66yq_rlUh0zE="
+os.environ.setdefault("MLOPS_REGISTRY_SECRET_KEY", TEST_SECRET_KEY)
 
 
 def free_port() -> int:

@@ -69,8 +69,12 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
-    def upgrade(self) -> None:
-        """Run the Alembic migrations up to head."""
+    def upgrade(self, *, secret_key: str | None = None) -> None:
+        """Run the Alembic migrations up to head.
+
+        ``secret_key`` (``MLOPS_REGISTRY_SECRET_KEY``) encrypts webhook secrets moved by a
+        migration; without it the migration finds the key as the server does.
+        """
         from alembic import command
 
         with self.engine.begin() as conn:
@@ -78,6 +82,7 @@ class Database:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727000)")
             cfg = _alembic_config(self.url)
             cfg.attributes["connection"] = conn
+            cfg.attributes["secret_key"] = secret_key
             command.upgrade(cfg, "head")
 
     def current_revision(self) -> str | None:

@@ -25,6 +25,7 @@ __all__ = [
     "User",
     "Webhook",
     "WebhookDelivery",
+    "WebhookSecret",
 ]
 
 TS = DateTime(timezone=True)
@@ -143,10 +144,21 @@ class Webhook(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     url: Mapped[str] = mapped_column(Text)
     events: Mapped[list[str]] = mapped_column(JSON)
-    secret: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(TS)
     deleted_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+
+
+class WebhookSecret(Base):
+    """A signing key of a webhook, encrypted (``registry_server.secret_box``); several are
+    active during a rotation, until ``expires_at``."""
+
+    __tablename__ = "webhook_secrets"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    expires_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
 
 
 class WebhookDelivery(Base):

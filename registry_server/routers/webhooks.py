@@ -10,6 +10,7 @@ from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
 from registry_server.schemas import (
     DeliveryList,
     DeliveryOut,
+    SecretIn,
     WebhookCreated,
     WebhookIn,
     WebhookList,
@@ -29,7 +30,10 @@ router = APIRouter(
 
 @router.post("", status_code=201, response_model=WebhookCreated)
 def create_webhook(body: WebhookIn, ctx: ContextDep, caller: CallerDep) -> dict:
-    """Subscribe a URL to events; the signing secret is shown once, in this answer."""
+    """Subscribe a URL to events; the signing secret is shown once, in this answer.
+
+    The URL must not point at a loopback, private, link-local or metadata address (422
+    ``webhook_target_refused``) unless the server allows them."""
     with ctx.db.session() as s:
         hook = webhooks.create(
             s, ctx, url=body.url, events=list(body.events), secret=body.secret, by=caller.user
@@ -41,9 +45,43 @@ def create_webhook(body: WebhookIn, ctx: ContextDep, caller: CallerDep) -> dict:
 
 @router.get("", response_model=WebhookList)
 def list_webhooks(ctx: ContextDep) -> dict:
-    """Active subscriptions (secrets never shown again)."""
+    """Active subscriptions with their secrets' ids and expiries (values never shown again)."""
     with ctx.db.read_sessions() as s:
-        return {"items": webhooks.list_webhooks(s)}
+        return {"items": webhooks.list_webhooks(s, ctx)}
+
+
+@router.post(
+    "/{webhook_id}/secrets",
+    status_code=201,
+    response_model=WebhookCreated,
+    responses=error_responses(409),
+)
+def add_secret(
+    webhook_id: Id, ctx: ContextDep, caller: CallerDep, body: SecretIn | None = None
+) -> dict:
+    """Rotate: add a signing secret (shown once, in this answer). The current secrets keep
+    signing beside it for ``overlap_seconds`` (default one day), then stop."""
+    body = body or SecretIn()
+    with ctx.db.session() as s:
+        hook = webhooks.add_secret(
+            s, ctx, webhook_id, secret=body.secret, overlap=body.overlap_seconds
+        )
+        payload = {"webhook_id": webhook_id, "secret_id": hook["secret_id"]}
+        audit.append(
+            s, actor=caller.user, action="webhook_secret_added", payload=payload, at=ctx.now()
+        )
+    return hook
+
+
+@router.delete("/{webhook_id}/secrets/{secret_id}", status_code=204, responses=error_responses(409))
+def drop_secret(webhook_id: Id, secret_id: Id, ctx: ContextDep, caller: CallerDep) -> None:
+    """End a rotation now: stop signing with an old secret (the last one cannot go)."""
+    with ctx.db.session() as s:
+        webhooks.drop_secret(s, ctx, webhook_id, secret_id)
+        payload = {"webhook_id": webhook_id, "secret_id": secret_id}
+        audit.append(
+            s, actor=caller.user, action="webhook_secret_dropped", payload=payload, at=ctx.now()
+        )
 
 
 @router.delete("/{webhook_id}", status_code=204)

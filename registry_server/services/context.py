@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from mlops.policy import Policy
     from registry_server.db.engine import Database
     from registry_server.mlflow_gateway import MlflowGateway
+    from registry_server.secret_box import SecretBox
 
 __all__ = ["Caller", "ServerContext", "utc"]
 
@@ -38,6 +39,8 @@ class ServerContext:
     clock: Callable[[], datetime] = field(default=_now)
     intent_lease: float = 30.0
     fault_point: str | None = None
+    secret_box: SecretBox | None = None
+    webhook_allow_private: bool = False
 
     def now(self) -> datetime:
         """The current time in UTC, from the injected clock."""

@@ -3,57 +3,78 @@
 Every audit event is offered to the active subscriptions in the transaction that appends
 it (:func:`enqueue`, called by :func:`registry_server.services.audit.append`), so a state
 change and its deliveries commit or vanish together. :func:`dispatch_due` POSTs due
-deliveries: body = the event as JSON, ``X-Mlops-Signature: sha256=<hmac hex of the body>``,
-``X-Mlops-Timestamp`` (send time, unix seconds), ``X-Mlops-Delivery`` (the delivery id:
-the same on every retry and replay, so receivers can drop duplicates) and
-``X-Mlops-Event``. Any non-2xx answer or network error is retried with exponential
-back-off; delivery is at least once.
+deliveries, body = the event as JSON, signed per the Standard Webhooks specification
+(:mod:`registry_server.services.webhook_signing`): ``webhook-id`` is the delivery id (the
+same on every retry and replay, so receivers can drop duplicates), ``webhook-timestamp``
+the send time, ``webhook-signature`` one signature per active secret. Any non-2xx answer
+or network error is retried with exponential back-off; delivery is at least once.
+
+Secrets are stored encrypted (:mod:`registry_server.secret_box`) and shown once. Rotation:
+:func:`add_secret` adds a key and gives the current ones an expiry (the overlap), during
+which every delivery is signed with each; :func:`drop_secret` ends an old one at once.
+Targets must be public addresses (:mod:`registry_server.services.webhook_targets`).
 
 Example:
-    >>> signature(b"secret", b'{"event":"promoted"}')[:15]
+    >>> from registry_server.services.webhook_signing import legacy_signature
+    >>> legacy_signature(b"secret", b'{"event":"promoted"}')[:15]
     'sha256=f6933012'
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import secrets
-import time
 import uuid
 from datetime import datetime, timedelta
+from socket import getaddrinfo
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mlops.errors import NotFoundError
-from registry_server.db.models import Webhook, WebhookDelivery
+from mlops.errors import ConflictError, NotFoundError
+from registry_server.db.models import Webhook, WebhookDelivery, WebhookSecret
 from registry_server.services.context import utc
+from registry_server.services.webhook_signing import (
+    delivery_headers,
+    display_secret,
+    new_secret,
+    parse_secret,
+)
+from registry_server.services.webhook_targets import (
+    GuardedTransport,
+    Resolver,
+    WebhookTargetRefused,
+    check_url,
+)
 
 if TYPE_CHECKING:
     from registry_server.db.models import AuditEvent
+    from registry_server.secret_box import SecretBox
     from registry_server.services.context import ServerContext
 
 __all__ = [
+    "add_secret",
     "create",
     "delete",
     "deliveries",
     "dispatch_due",
+    "drop_secret",
     "enqueue",
     "list_webhooks",
     "replay",
-    "signature",
 ]
 
 _LEASE = 60.0
 _MAX_BACKOFF = 600.0
 
 
-def signature(secret: bytes, body: bytes) -> str:
-    """``sha256=<hex>``: HMAC-SHA256 of ``body`` with ``secret`` (what receivers recompute)."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def _box(ctx: ServerContext) -> SecretBox:
+    if ctx.secret_box is None:
+        from registry_server.secret_box import load_box
+
+        ctx.secret_box = load_box(ctx.db.url)
+    return ctx.secret_box
 
 
 def create(
@@ -61,37 +82,126 @@ def create(
 ) -> dict[str, Any]:
     """Subscribe ``url`` to ``events`` (``["*"]``: all); the secret is shown only here.
 
+    Raises :class:`WebhookTargetRefused` for a loopback, private, link-local or metadata
+    target unless the server allows them.
+
     Example:
         >>> with ctx.db.session() as s:                                  # doctest: +SKIP
         ...     create(s, ctx, url="https://ci/hook", events=["promoted"], secret=None, by="root")
     """
+    if not ctx.webhook_allow_private:
+        check_url(url)
     row = Webhook(
         id=uuid.uuid4().hex,
         url=url,
         events=sorted(set(events)),
-        secret=secret or secrets.token_urlsafe(32),
         created_by=by,
         created_at=ctx.now(),
     )
     s.add(row)
     s.flush()
-    return {**_view(row), "secret": row.secret}
+    return _add_key(s, ctx, row, secret)
 
 
-def _view(row: Webhook) -> dict[str, Any]:
+def _add_key(s: Session, ctx: ServerContext, hook: Webhook, secret: str | None) -> dict[str, Any]:
+    key = parse_secret(secret) if secret else new_secret()
+    row = WebhookSecret(
+        id=uuid.uuid4().hex,
+        webhook_id=hook.id,
+        ciphertext=_box(ctx).seal(key),
+        created_at=ctx.now(),
+        expires_at=None,
+    )
+    s.add(row)
+    s.flush()
+    return {**_view(s, ctx, hook), "secret": display_secret(key), "secret_id": row.id}
+
+
+def _active(s: Session, ctx: ServerContext, webhook_id: str) -> list[WebhookSecret]:
+    """The secrets that sign now, newest first."""
+    now = ctx.now()
+    rows = s.scalars(
+        select(WebhookSecret)
+        .where(WebhookSecret.webhook_id == webhook_id)
+        .order_by(WebhookSecret.created_at.desc(), WebhookSecret.id)
+    )
+    return [r for r in rows if r.expires_at is None or utc(r.expires_at) > now]
+
+
+def add_secret(
+    s: Session, ctx: ServerContext, webhook_id: str, *, secret: str | None, overlap: float
+) -> dict[str, Any]:
+    """Rotate: add a secret (shown once); the current ones keep signing for ``overlap``
+    seconds more, then stop (0: at once). Expired secrets are deleted.
+
+    Example:
+        >>> add_secret(s, ctx, hook_id, secret=None, overlap=86400)["secret"][:6]  # doctest: +SKIP
+        'whsec_'
+    """
+    hook = _get(s, webhook_id)
+    until = ctx.now() + timedelta(seconds=overlap)
+    for row in _active(s, ctx, webhook_id):
+        if row.expires_at is None or utc(row.expires_at) > until:
+            row.expires_at = until
+    _purge(s, ctx, webhook_id)
+    return _add_key(s, ctx, hook, secret)
+
+
+def drop_secret(s: Session, ctx: ServerContext, webhook_id: str, secret_id: str) -> None:
+    """Stop signing with one secret now (the end of a rotation); the last one stays.
+
+    Example:
+        >>> drop_secret(s, ctx, hook_id, old_secret_id)  # doctest: +SKIP
+    """
+    _get(s, webhook_id)
+    active = _active(s, ctx, webhook_id)
+    row = next((r for r in active if r.id == secret_id), None)
+    if row is None:
+        raise NotFoundError(
+            f"Webhook {webhook_id!r} has no active secret {secret_id!r}.",
+            hint=f"See its secrets in GET /v1/webhooks (webhook {webhook_id}).",
+        )
+    if len(active) == 1:
+        raise ConflictError(
+            f"Secret {secret_id!r} is the only active secret of webhook {webhook_id!r}.",
+            hint=f"Add a new one first: POST /v1/webhooks/{webhook_id}/secrets.",
+        )
+    s.delete(row)
+    _purge(s, ctx, webhook_id)
+
+
+def _purge(s: Session, ctx: ServerContext, webhook_id: str) -> None:
+    s.execute(
+        sql_delete(WebhookSecret).where(
+            WebhookSecret.webhook_id == webhook_id, WebhookSecret.expires_at <= ctx.now()
+        ),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _view(s: Session, ctx: ServerContext, row: Webhook) -> dict[str, Any]:
+    secrets = [
+        {
+            "id": k.id,
+            "created_at": utc(k.created_at).isoformat(),
+            "expires_at": utc(k.expires_at).isoformat() if k.expires_at else None,
+        }
+        for k in _active(s, ctx, row.id)
+    ]
     return {
         "id": row.id,
         "url": row.url,
         "events": list(row.events),
         "created_by": row.created_by,
         "created_at": utc(row.created_at).isoformat(),
+        "secrets": secrets,
     }
 
 
-def list_webhooks(s: Session) -> list[dict[str, Any]]:
-    """Active subscriptions, without their secrets."""
+def list_webhooks(s: Session, ctx: ServerContext) -> list[dict[str, Any]]:
+    """Active subscriptions with their active secrets' ids and expiries (never values)."""
     stmt = select(Webhook).where(Webhook.deleted_at.is_(None)).order_by(Webhook.created_at)
-    return [_view(r) for r in s.scalars(stmt)]
+    return [_view(s, ctx, r) for r in s.scalars(stmt)]
 
 
 def _get(s: Session, webhook_id: str) -> Webhook:
@@ -104,9 +214,11 @@ def _get(s: Session, webhook_id: str) -> Webhook:
 
 
 def delete(s: Session, ctx: ServerContext, webhook_id: str) -> None:
-    """Unsubscribe; pending deliveries of the webhook are dropped (state ``cancelled``)."""
+    """Unsubscribe; pending deliveries of the webhook are dropped (state ``cancelled``)
+    and its secrets deleted."""
     row = _get(s, webhook_id)
     row.deleted_at = ctx.now()
+    s.execute(sql_delete(WebhookSecret).where(WebhookSecret.webhook_id == webhook_id))
     s.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.state == "pending")
@@ -213,11 +325,16 @@ def dispatch_due(
     max_attempts: int = 12,
     backoff: float = 1.0,
     limit: int = 50,
+    allow_private: bool | None = None,
+    resolve: Resolver | None = None,
 ) -> int:
     """POST every due pending delivery once; the number delivered now.
 
     After the n-th failed attempt the delivery waits ``backoff * 2**(n-1)`` seconds
     (at most 10 minutes); after ``max_attempts`` it is ``failed`` (replay sends it again).
+    Every connection goes through :class:`GuardedTransport`, which refuses non-public
+    addresses unless ``allow_private`` (default: the server's setting); ``resolve``
+    replaces ``socket.getaddrinfo`` there.
     """
     import httpx
 
@@ -233,7 +350,9 @@ def dispatch_due(
         )
         ids = list(s.scalars(stmt))
     delivered = 0
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+    allow = ctx.webhook_allow_private if allow_private is None else allow_private
+    transport = GuardedTransport(resolve=resolve or getaddrinfo, allow_private=allow)
+    with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
         for delivery_id in ids:
             claimed = _claim(ctx, delivery_id)
             if claimed is not None:
@@ -241,7 +360,7 @@ def dispatch_due(
     return delivered
 
 
-def _claim(ctx: ServerContext, delivery_id: str) -> tuple[str, str, bytes, str, int] | None:
+def _claim(ctx: ServerContext, delivery_id: str) -> tuple[str, str, list[bytes], str, int] | None:
     with ctx.db.session() as s:
         now = ctx.now()
         claimed = s.execute(
@@ -260,28 +379,32 @@ def _claim(ctx: ServerContext, delivery_id: str) -> tuple[str, str, bytes, str, 
             return None
         d = s.get(WebhookDelivery, delivery_id)
         hook = s.get(Webhook, d.webhook_id)
-        return d.id, hook.url, hook.secret.encode(), d.body, d.attempts
+        keys = [_box(ctx).open(k.ciphertext) for k in _active(s, ctx, hook.id)]
+        if not keys:  # unsubscribed meanwhile: its delivery is cancelled, nothing to sign
+            return None
+        return d.id, hook.url, keys, d.body, d.attempts
 
 
 def _send(ctx: ServerContext, client: Any, claimed: tuple, *, limits: tuple[int, float]) -> bool:
     import httpx
 
-    delivery_id, url, secret, body, attempts = claimed
+    delivery_id, url, keys, body, attempts = claimed
     data = body.encode()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "mlops-registry-webhooks/1",
-        "X-Mlops-Delivery": delivery_id,
-        "X-Mlops-Event": json.loads(body)["event"],
-        "X-Mlops-Timestamp": str(int(time.time())),
-        "X-Mlops-Signature": signature(secret, data),
-    }
+    headers = delivery_headers(
+        keys,
+        msg_id=delivery_id,
+        event=json.loads(body)["event"],
+        timestamp=int(ctx.now().timestamp()),
+        body=data,
+    )
     status, error = None, None
     try:
         response = client.post(url, content=data, headers=headers)
         status = response.status_code
         if not 200 <= status < 300:
             error = f"HTTP {status} from {url}"
+    except WebhookTargetRefused as exc:  # never contacted: open and closed ports look alike
+        error = f"Refused: {exc.message}"
     except (httpx.HTTPError, httpx.InvalidURL, OSError, UnicodeError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
     _record(ctx, delivery_id, status, error, attempts, limits)
