@@ -64,6 +64,7 @@ def mount(
     app.state.ui = ui
     ui.state.parent = app
     ui.state.prefix = prefix
+    ui.state.mlflow_ui_url = (getattr(settings, "mlflow_ui_url", None) or "").rstrip("/") or None
     ui.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(secret_key, settings=settings),
@@ -79,7 +80,16 @@ def mount(
     ui.add_exception_handler(StarletteHTTPException, _http_error_page)  # type: ignore[arg-type]
     ui.add_exception_handler(RequestValidationError, _invalid_page)  # type: ignore[arg-type]
     app.mount(prefix, ui, name="ui")
+    if not any(getattr(r, "path", None) == "/favicon.ico" for r in app.routes):
+        app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     return ui
+
+
+def _favicon():
+    """The pages' icon at the address browsers ask for on their own."""
+    from fastapi.responses import FileResponse
+
+    return FileResponse(_STATIC / "favicon.svg", media_type="image/svg+xml")
 
 
 def _page(request: Request, status: int, code: str, message: str, hint: str) -> Response:
