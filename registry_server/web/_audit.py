@@ -86,7 +86,11 @@ def sentence(event: dict[str, Any], *, ui: str, mlflow_ui: str | None = None) ->
             got = f" ({quorum.get('have')} of {quorum.get('need')} approvals)" if quorum else ""
             return [_t(f"{actor} approved "), *req, _t(got), *comment]
         if action == "approved":
-            return [_t("Quorum reached: "), *req, _t(" is now approved; the alias move is queued")]
+            return [
+                _t(f"Quorum reached with {actor}'s approval: "),
+                *req,
+                _t(" is now approved; the alias move is queued"),
+            ]
         if action == "promoted":
             was = p.get("previous_version")
             return [

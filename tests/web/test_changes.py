@@ -162,7 +162,7 @@ def test_pending_list_shows_checks_headline_metric_champion_and_blockers(
     assert row, page
     cells = _text(row.group(0))
     assert f"#{rid} {name} v{cand} to production" in cells
-    assert "pass all 4" in cells  # suite, accuracy threshold, beats champion, smoke test
+    assert "pass all 4 checks" in cells  # suite, accuracy threshold, beats champion, smoke test
     assert "accuracy 0.97 (+0.04 better)" in cells
     assert f"v{champ}" in cells
     assert "0/2" in cells and "approvals: 0 of 2 required" in cells
@@ -205,7 +205,7 @@ def test_audit_reads_as_lines_with_links_filters_and_pages(
     text = _text(page)
     req = f"request #{rid} ({name} v{cand.version} to production)"
     assert f"decision: approval bob approved {req} (2 of 2 approvals)" in text
-    assert f"state change: approved Quorum reached: {req} is now approved" in text
+    assert f"state change: approved Quorum reached with bob's approval: {req} is now approved" in text
     assert f"alias move: promoted {name}@production now points at v1 (was unset)" in text
     assert f'href="/ui/requests/{rid}"' in page
     assert f'href="/ui/aliases/{name}/production"' in page
