@@ -193,7 +193,11 @@ def test_review_approve_promote_rollback_audit(
     # the audit chain verifies and shows the rollback
     page.get_by_role("link", name="Audit").click()
     expect(page.locator("#verify")).to_contain_text("The hash chain verifies")
-    expect(page.locator("#events tbody tr").first).to_contain_text("rolled_back")
+    latest = page.locator("#events li").first
+    expect(latest).to_contain_text("alias move: rolled back")
+    expect(latest).to_contain_text(
+        f"bob rolled back {name}@production from v{cand.version} to v{champion}"
+    )
     bob.shot("08-audit-verifies")
 
     page.get_by_role("button", name="Sign out").click()
