@@ -261,3 +261,32 @@ def test_same_commit_with_a_dirty_tree_is_named_as_a_possible_code_change() -> N
     ]
     assert _code_changes(base, base) == []
     assert [r["differs"] for r in param_rows({"C": "1"}, None)] == [False]
+
+
+def test_gateway_describes_a_version_from_its_run_and_logged_model(
+    champion_and_challenger: tuple[TrainedRun, TrainedRun], name: str
+) -> None:
+    from mlops.errors import ModelVersionNotFound
+    from registry_server.mlflow_gateway import MlflowGateway
+    from tests.web.conftest import register
+
+    _, challenger = champion_and_challenger
+    version = register(challenger.model, name)
+    gw = MlflowGateway(challenger.model.tracking_uri)
+    got = gw.describe_version(name, version)
+    assert got.run_id == challenger.model.run_id and got.model_id == challenger.model.model_id
+    assert got.params == {"C": "0.5", "seed": "42"}
+    assert got.tags["mlops.model.class"] == "sklearn.svm._classes.SVC"
+    assert got.tags["mlops.git_dirty"] == "true"
+    assert got.tags["mlops.dvc.exp_name"] == "spiky-svc"
+    assert set(got.flavors) == {"python_function", "sklearn"}
+    assert [c["name"] for c in got.signature][:2] == ["sepal length (cm)", "sepal width (cm)"]
+    (data,) = got.datasets
+    assert (data["name"], data["digest"], data["context"]) == (
+        "data/train.csv",
+        challenger.train.md5,
+        "training",
+    )
+    assert data["source"]["committed"] is False
+    with pytest.raises(ModelVersionNotFound, match=f"Model '{name}' has no version 99"):
+        gw.describe_version(name, 99)
