@@ -81,15 +81,17 @@ def mount(
     ui.add_exception_handler(RequestValidationError, _invalid_page)  # type: ignore[arg-type]
     app.mount(prefix, ui, name="ui")
     if not any(getattr(r, "path", None) == "/favicon.ico" for r in app.routes):
-        app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
+        # a static mount like /ui/static: public, and not an API route of the permission table
+        app.mount("/favicon.ico", _favicon, name="favicon")
     return ui
 
 
-def _favicon():
-    """The pages' icon at the address browsers ask for on their own."""
-    from fastapi.responses import FileResponse
+async def _favicon(scope: dict, receive: object, send: object) -> None:
+    """The pages' icon at the address browsers ask for on their own (``/favicon.ico``)."""
+    from starlette.responses import FileResponse
 
-    return FileResponse(_STATIC / "favicon.svg", media_type="image/svg+xml")
+    response = FileResponse(_STATIC / "favicon.svg", media_type="image/svg+xml")
+    await response(scope, receive, send)  # type: ignore[arg-type]
 
 
 def _page(request: Request, status: int, code: str, message: str, hint: str) -> Response:
