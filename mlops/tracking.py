@@ -4,7 +4,9 @@
 ``mlflow.sklearn.log_model`` inside the block land in it) and records every
 :class:`~mlops.data.DatasetVersion` twice: as an MLflow dataset input (digest = the DVC
 md5, source = ``path@rev`` plus the remote) and as ``mlops.dataset.<i>.*`` tags, next to
-``mlops.git_commit``.
+``mlops.git_commit``, ``mlops.git_dirty`` (uncommitted changes to tracked files) and, inside
+``dvc exp run``, ``mlops.dvc.exp_name`` / ``mlops.dvc.exp_baseline``. :func:`log_model_class`
+tags the class of the model trained in the run (``mlops.model.class``).
 
 Nesting is refused: while a run is active in this context, :func:`start_run` raises
 :class:`~mlops.errors.TrackingError`, and so does an MLflow run opened directly with
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import html
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -33,11 +36,15 @@ from typing import Any
 from mlops.data import DatasetVersion, _git_head
 from mlops.errors import ConfigError, TrackingError
 
-__all__ = ["Run", "active_run", "configure", "start_run"]
+__all__ = ["Run", "active_run", "configure", "log_model_class", "start_run"]
 
 TAG_PREFIX = "mlops.dataset"
 TAG_COUNT = "mlops.dataset.count"
 TAG_GIT_COMMIT = "mlops.git_commit"
+TAG_GIT_DIRTY = "mlops.git_dirty"
+TAG_MODEL_CLASS = "mlops.model.class"
+#: run tag <- environment variable that ``dvc exp run`` sets for the stage commands
+EXP_TAGS = {"mlops.dvc.exp_name": "DVC_EXP_NAME", "mlops.dvc.exp_baseline": "DVC_EXP_BASELINE_REV"}
 _DATASET_FIELDS = ("path", "md5", "rev", "remote", "repo", "size", "nfiles")
 
 _ACTIVE: ContextVar[Run | None] = ContextVar("mlops_active_run", default=None)
@@ -251,17 +258,67 @@ def _lineage_tags(datasets: tuple[DatasetVersion, ...]) -> dict[str, str]:
                 tags[f"{TAG_PREFIX}.{i}.{key}"] = str(value)
         if not ds.committed:  # only uncommitted records say so, as DatasetVersion.to_dict
             tags[f"{TAG_PREFIX}.{i}.committed"] = "False"
-    commit = _git_head(datasets[0].repo) if datasets else _code_commit()
+    where = datasets[0].repo if datasets else _code_root()
+    commit = _git_head(where)
     if commit:
         tags[TAG_GIT_COMMIT] = commit
+        dirty = _git_dirty(where)
+        if dirty is not None:
+            tags[TAG_GIT_DIRTY] = str(dirty).lower()
+    for tag, env in EXP_TAGS.items():
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
     return tags
 
 
-def _code_commit() -> str | None:
+def _git_dirty(where: str | Path | None) -> bool | None:
+    """Whether tracked files differ from ``HEAD`` in the repository holding ``where``.
+
+    Untracked files do not count (DVC-tracked data lives in ``.dvc`` files and
+    ``dvc.lock``, which are tracked); ``None`` if git cannot tell.
+    """
+    from mlops._dvc_files import _git
+
+    root = Path(where) if where is not None else Path.cwd()
+    if root.is_file():
+        root = root.parent
+    if not root.is_dir():
+        return None
+    res = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return bool(res.stdout.strip()) if res.returncode == 0 else None
+
+
+def log_model_class(model: Any) -> str:
+    """Tag the active :func:`start_run` run with the class of ``model``; returns the name.
+
+    MLflow's flavors record how to load a model, not what it is; reviewers compare
+    ``mlops.model.class`` (e.g. ``sklearn.svm._classes.SVC``) between a candidate and the
+    champion.
+
+    Example:
+        >>> with start_run(datasets=[ds]) as run:                   # doctest: +SKIP
+        ...     log_model_class(model)
+        'sklearn.linear_model._logistic.LogisticRegression'
+    """
+    run = _ACTIVE.get()
+    if run is None:
+        raise TrackingError(
+            "log_model_class() needs an active run.",
+            hint="Call it inside `with mlops.start_run(...):`.",
+        )
+    from mlops._optional import require
+
+    cls = type(model)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    require("mlflow").MlflowClient().set_tag(run.run_id, TAG_MODEL_CLASS, name)
+    return name
+
+
+def _code_root() -> Path | None:
     from mlops.config import load_settings
 
     root = load_settings().dvc_root
-    return _git_head(root) if root else _git_head()
+    return Path(root) if root else None
 
 
 def _datasets_from_tags(tags: Mapping[str, str]) -> tuple[DatasetVersion, ...]:

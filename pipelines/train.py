@@ -87,11 +87,13 @@ def train_and_register(
     from mlflow.models import infer_signature
 
     import mlops
+    from mlops.tracking import log_model_class
 
     hyper = {k: v for k, v in sorted(p.items()) if k != "name"}
     with mlops.start_run("train", datasets=[dataset], params=hyper) as run:
         model, accuracy = fit(frame, make_estimator(p), target=target)
         mlflow.log_metric("train.accuracy", accuracy)
+        log_model_class(model)
         features = frame.drop(columns=[target])
         mlflow.sklearn.log_model(
             model,

@@ -11,9 +11,10 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ from mlops.errors import (
     RegistryUnavailable,
 )
 
-__all__ = ["EVIDENCE_DIGEST_TAG", "EVIDENCE_PATH_TAG", "EvidenceArtifact", "MlflowGateway"]
+__all__ = [
+    "EVIDENCE_DIGEST_TAG",
+    "EVIDENCE_PATH_TAG",
+    "EvidenceArtifact",
+    "MlflowGateway",
+    "VersionRun",
+]
 
 log = logging.getLogger("registry_server.mlflow")
 
@@ -42,6 +49,32 @@ class EvidenceArtifact:
     run_id: str = ""
     #: (path, md5) of each dataset the version's run recorded (``mlops.dataset.<i>.*`` tags)
     run_datasets: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class VersionRun:
+    """What MLflow knows about the run and the logged model behind one model version.
+
+    ``tags`` keeps the ``mlops.*`` run tags and MLflow's own source/estimator tags;
+    ``datasets`` the run's dataset inputs; ``flavors`` and ``signature`` come from the
+    logged model's ``MLmodel`` file (empty if it cannot be read).
+    """
+
+    name: str
+    version: int
+    run_id: str | None
+    experiment_id: str | None = None
+    experiment_name: str | None = None
+    run_name: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    datasets: tuple[dict[str, Any], ...] = ()
+    flavors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signature: tuple[dict[str, Any], ...] = ()
+    model_id: str | None = None
+
+
+_RUN_TAGS = ("mlops.", "estimator_", "mlflow.source.git.", "mlflow.runName")
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -186,3 +219,102 @@ class MlflowGateway:
                     hint="Check the artifact store, or record the evidence again.",
                 ) from exc
             return Path(local).read_bytes()
+
+    # --- read-only views for the reviewer pages -------------------------------------------
+    def describe_version(self, name: str, version: int) -> VersionRun:
+        """The run (params, tags, dataset inputs) and logged model (flavors, signature)
+        behind ``name`` version ``version``.
+
+        Example:
+            >>> gw.describe_version("churn", 3).params                  # doctest: +SKIP
+            {'C': '0.5', 'model': 'svc'}
+        """
+        from mlflow.exceptions import MlflowException
+
+        mv = self._version(name, version)
+        model_id = getattr(mv, "model_id", None) or _model_id(mv.source or "")
+        if not mv.run_id:
+            return VersionRun(name, version, None, model_id=model_id)
+        try:
+            run = self.client.get_run(mv.run_id)
+            experiment = self.client.get_experiment(run.info.experiment_id)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                return VersionRun(name, version, mv.run_id, model_id=model_id)
+            raise self._unavailable(exc) from exc
+        tags = {k: v for k, v in run.data.tags.items() if k.startswith(_RUN_TAGS)}
+        flavors, signature = self._model_file(model_id, mv.source or "")
+        return VersionRun(
+            name,
+            version,
+            mv.run_id,
+            experiment_id=run.info.experiment_id,
+            experiment_name=experiment.name if experiment else None,
+            run_name=run.info.run_name,
+            params=dict(run.data.params),
+            tags=tags,
+            datasets=tuple(_dataset_input(i) for i in (run.inputs.dataset_inputs or ())),
+            flavors=flavors,
+            signature=signature,
+            model_id=model_id,
+        )
+
+    def _model_file(
+        self, model_id: str | None, source: str
+    ) -> tuple[dict[str, dict[str, Any]], tuple[dict[str, Any], ...]]:
+        """Flavors and input signature from the logged model's MLmodel ({} if unreadable)."""
+        import yaml
+        from mlflow.artifacts import download_artifacts
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if model_id:
+                location = self.client.get_logged_model(model_id).artifact_location
+            elif source and not source.startswith("models:/"):
+                location = source
+            else:
+                return {}, ()
+            with tempfile.TemporaryDirectory() as tmp:
+                local = download_artifacts(
+                    artifact_uri=f"{location.rstrip('/')}/MLmodel",
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
+                meta = yaml.safe_load(Path(local).read_text()) or {}
+        except (MlflowException, OSError, yaml.YAMLError) as exc:
+            log.warning("cannot read the MLmodel of %s: %s", model_id or source, exc)
+            return {}, ()
+        raw = (meta.get("signature") or {}).get("inputs") or "[]"
+        try:
+            inputs = tuple(c for c in json.loads(raw) if isinstance(c, dict))
+        except ValueError:
+            inputs = ()
+        return dict(meta.get("flavors") or {}), inputs
+
+
+def _model_id(source: str) -> str | None:
+    """The logged model id of a ``models:/m-...`` source (MLflow 3), else None."""
+    rest = source.removeprefix("models:/")
+    return rest if rest != source and rest.startswith("m-") and "/" not in rest else None
+
+
+def _dataset_input(item: Any) -> dict[str, Any]:
+    """One MLflow dataset input as plain values (its DVC source parsed when it is one)."""
+    ds = item.dataset
+    try:
+        source = json.loads(ds.source) if ds.source else {}
+    except ValueError:
+        source = {"uri": ds.source}
+    try:
+        schema = json.loads(ds.schema) if ds.schema else None
+    except ValueError:
+        schema = None
+    context = next((t.value for t in item.tags or () if t.key == "mlflow.data.context"), None)
+    return {
+        "name": ds.name,
+        "digest": ds.digest,
+        "source_type": ds.source_type,
+        "source": source if isinstance(source, dict) else {"uri": str(source)},
+        "schema": schema,
+        "context": context,
+    }

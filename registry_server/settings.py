@@ -82,6 +82,11 @@ class RegistrySettings(BaseSettings):
         description="Test only: kill the process at this point of an alias move "
         "(after_intent, after_mlflow_set, after_final).",
     )
+    mlflow_ui_url: str | None = Field(
+        default=None,
+        description="Address of the MLflow web UI (e.g. http://mlflow.internal:5000); the "
+        "reviewer pages link runs and model versions there.",
+    )
     log_level: str = Field(default="warning", description="Uvicorn log level.")
     ui: bool = Field(default=True, description="Serve the reviewer pages under /ui.")
     session_secret: str | None = Field(

@@ -78,6 +78,36 @@ def test_run_without_datasets_tags_the_code_commit(dvc_repo, mlflow_home):
     assert tags["mlops.git_commit"] == dvc_repo.git("rev-parse", "HEAD")
 
 
+def test_run_tags_a_dirty_tree_the_dvc_experiment_and_the_model_class(
+    train_ds, dvc_repo, monkeypatch
+):
+    from sklearn.svm import SVC
+
+    with mlops.start_run(datasets=[train_ds]) as clean:
+        assert tracking.log_model_class(SVC()) == "sklearn.svm._classes.SVC"
+    (dvc_repo.root / "params.yaml").write_text("C: 1\n")
+    dvc_repo.commit("params")
+    (dvc_repo.root / "params.yaml").write_text("C: 2\n")  # what `dvc exp run -S` does
+    monkeypatch.setenv("DVC_EXP_NAME", "lusty-bass")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", dvc_repo.git("rev-parse", "HEAD"))
+    with mlops.start_run(datasets=[train_ds]) as exp:
+        pass
+    before = _client().get_run(clean.run_id).data.tags
+    assert before["mlops.git_dirty"] == "false"
+    assert before["mlops.model.class"] == "sklearn.svm._classes.SVC"
+    assert "mlops.dvc.exp_name" not in before
+    after = _client().get_run(exp.run_id).data.tags
+    assert after["mlops.git_dirty"] == "true"
+    assert after["mlops.dvc.exp_name"] == "lusty-bass"
+    assert after["mlops.dvc.exp_baseline"] == dvc_repo.git("rev-parse", "HEAD")
+    assert "mlops.model.class" not in after
+
+
+def test_model_class_needs_an_active_run():
+    with pytest.raises(TrackingError, match=r"log_model_class\(\) needs an active run"):
+        tracking.log_model_class(object())
+
+
 def test_failed_block_marks_run_failed_and_clears_active(train_ds):
     with pytest.raises(ZeroDivisionError), mlops.start_run(datasets=[train_ds]) as run:
         1 / 0  # noqa: B018

@@ -64,6 +64,7 @@ def mount(
     app.state.ui = ui
     ui.state.parent = app
     ui.state.prefix = prefix
+    ui.state.mlflow_ui_url = (getattr(settings, "mlflow_ui_url", None) or "").rstrip("/") or None
     ui.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(secret_key, settings=settings),
@@ -79,7 +80,18 @@ def mount(
     ui.add_exception_handler(StarletteHTTPException, _http_error_page)  # type: ignore[arg-type]
     ui.add_exception_handler(RequestValidationError, _invalid_page)  # type: ignore[arg-type]
     app.mount(prefix, ui, name="ui")
+    if not any(getattr(r, "path", None) == "/favicon.ico" for r in app.routes):
+        # a static mount like /ui/static: public, and not an API route of the permission table
+        app.mount("/favicon.ico", _favicon, name="favicon")
     return ui
+
+
+async def _favicon(scope: dict, receive: object, send: object) -> None:
+    """The pages' icon at the address browsers ask for on their own (``/favicon.ico``)."""
+    from starlette.responses import FileResponse
+
+    response = FileResponse(_STATIC / "favicon.svg", media_type="image/svg+xml")
+    await response(scope, receive, send)  # type: ignore[arg-type]
 
 
 def _page(request: Request, status: int, code: str, message: str, hint: str) -> Response:

@@ -15,24 +15,23 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from mlops.errors import AliasNotFound, EvidenceError, MlopsError, NotFoundError
 from mlops.policy import active_freeze, check
-from registry_server.db.models import AuditEvent
-from registry_server.services import aliases, audit, promotions
+from registry_server.services import aliases, promotions
 from registry_server.services.context import Caller, ServerContext
 from registry_server.services.evidence import current_evidence
 from registry_server.web._charts import metric_bars
+from registry_server.web._compare import compare
 
 __all__ = [
     "age",
     "alias_page",
-    "audit_page",
     "data_docs",
+    "headline_metric",
     "may_approve",
     "pending_page",
     "request_page",
+    "summary",
 ]
 
 _SUITE = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -52,12 +51,64 @@ def _age_of(ctx: ServerContext, iso: str) -> str:
     return age(ctx.now() - datetime.fromisoformat(iso))
 
 
-def pending_page(ctx: ServerContext, *, state: str | None = "pending") -> dict[str, Any]:
-    """Requests in ``state`` (all states if ``None``), newest first, with their age."""
-    page = promotions.list_requests(ctx, state=state, limit=200)
+PAGE_SIZE = 25
+
+
+def pending_page(
+    ctx: ServerContext, *, state: str | None = "pending", offset: int = 0, limit: int = PAGE_SIZE
+) -> dict[str, Any]:
+    """Requests in ``state`` (all states if ``None``), newest first, one page of them, each
+    with its age, live checks, headline metric against the champion and what blocks it."""
+    page = promotions.list_requests(ctx, state=state, limit=limit, offset=offset)
     for item in page["items"]:
         item["age"] = _age_of(ctx, item["created_at"])
+        item["summary"] = summary(ctx, item)
+    page["next"] = offset + limit if offset + limit < page["total"] else None
+    page["previous"] = max(offset - limit, 0) if offset > 0 else None
     return page
+
+
+def headline_metric(ctx: ServerContext, target: str, candidate: dict[str, Any]) -> str | None:
+    """The policy's first metric rule for ``target``, else the candidate's first metric."""
+    tp = ctx.policy.targets.get(target)
+    if tp is not None and tp.checks.metrics:
+        return next(iter(tp.checks.metrics))
+    return min(candidate, default=None)
+
+
+def summary(ctx: ServerContext, req: dict[str, Any]) -> dict[str, Any]:
+    """Checks (live, from the evidence), headline metric and delta, champion, blockers."""
+    out: dict[str, Any] = {"error": None, "checks": None, "failed": [], "metric": None}
+    out["blocked_by"] = list(req.get("blocked_by") or [])
+    try:
+        bundle, digest = current_evidence(ctx.gateway, req["model"], req["version"])
+    except MlopsError as exc:
+        out["error"] = f"evidence unreadable ({exc.code})"
+        out["blocked_by"].append(out["error"])
+        return out
+    verdict = check(bundle, ctx.policy, req["target"], now=ctx.now())
+    checks = [r for r in verdict.rules if r.rule.startswith("checks.")]
+    out["failed"] = [r.rule.removeprefix("checks.") for r in checks if not r.passed]
+    out["checks"] = {"passed": not out["failed"], "count": len(checks)}
+    if digest != req["evidence_digest"]:
+        out["blocked_by"].append("evidence changed since the request")
+    if req["state"] == "pending":
+        out["blocked_by"] += [f"check failed: {name}" for name in out["failed"]]
+    evaluation = bundle.get("evaluation") or {}
+    metrics = evaluation.get("metrics") or {}
+    cand, champ = metrics.get("candidate") or {}, metrics.get("champion") or {}
+    name = headline_metric(ctx, req["target"], cand)
+    if name is not None:
+        c, h = cand.get(name), champ.get(name)
+        number = isinstance(c, int | float) and isinstance(h, int | float)
+        delta = c - h if number else None
+        tp = ctx.policy.targets.get(req["target"])
+        rule = tp.checks.metrics.get(name) if tp is not None else None
+        higher = rule.greater_is_better if rule is not None else True
+        better = None if not delta else (delta > 0) == higher
+        out["metric"] = {"name": name, "candidate": c, "delta": delta, "better": better}
+    out["champion"] = evaluation.get("champion_version")
+    return out
 
 
 def may_approve(ctx: ServerContext, caller: Caller, req: dict[str, Any]) -> tuple[bool, str]:
@@ -113,7 +164,9 @@ def _evaluation(bundle: dict[str, Any]) -> dict[str, Any] | None:
     return {"report": evaluation, "rows": rows, "chart": chart}
 
 
-def _evidence(ctx: ServerContext, req: dict[str, Any]) -> dict[str, Any]:
+def _evidence(
+    ctx: ServerContext, req: dict[str, Any], *, mlflow_ui: str | None = None
+) -> dict[str, Any]:
     try:
         bundle, digest = current_evidence(ctx.gateway, req["model"], req["version"])
     except MlopsError as exc:
@@ -127,18 +180,22 @@ def _evidence(ctx: ServerContext, req: dict[str, Any]) -> dict[str, Any]:
         "verdict": verdict.to_dict(),
         "evaluation": _evaluation(bundle),
         "has_run": bool((bundle.get("model") or {}).get("run_id")),
+        "compare": compare(ctx, req["model"], req["version"], bundle, mlflow_ui=mlflow_ui),
     }
 
 
-def request_page(ctx: ServerContext, caller: Caller, request_id: int) -> dict[str, Any]:
-    """One request with its evidence, the live policy verdict and what the caller may do."""
+def request_page(
+    ctx: ServerContext, caller: Caller, request_id: int, *, mlflow_ui: str | None = None
+) -> dict[str, Any]:
+    """One request with its evidence, the live policy verdict, what changed against the
+    champion (links into the MLflow UI at ``mlflow_ui``) and what the caller may do."""
     req = promotions.get(ctx, request_id)
     req["age"] = _age_of(ctx, req["created_at"])
     can, why = may_approve(ctx, caller, req)
     can_cancel = req["state"] == "pending" and (caller.user == req["requester"] or caller.is_admin)
     return {
         "req": req,
-        "evidence": _evidence(ctx, req),
+        "evidence": _evidence(ctx, req, mlflow_ui=mlflow_ui),
         "can_decide": can,
         "why_not": why,
         "can_cancel": can_cancel,
@@ -176,15 +233,6 @@ def alias_page(ctx: ServerContext, caller: Caller, model: str, alias: str) -> di
         "can_rollback": not why,
         "why_not": why,
     }
-
-
-def audit_page(ctx: ServerContext, *, last: int = 50) -> dict[str, Any]:
-    """The chain's verification and the ``last`` events, newest first."""
-    with ctx.db.read_sessions() as s:
-        result = audit.verify(s)
-        top = s.scalar(select(func.max(AuditEvent.id))) or 0
-        events = audit.list_events(s, after=max(top - last, 0), limit=last)
-    return {"verify": result, "events": list(reversed(events))}
 
 
 def data_docs(ctx: ServerContext, model: str, version: int, suite: str) -> bytes:

@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from mlops.errors import AuthenticationError
 from registry_server.services import aliases, promotions
 from registry_server.services.context import Caller, ServerContext
-from registry_server.web import _queries
+from registry_server.web import _audit, _queries
 from registry_server.web._session import (
     SignInRequired,
     caller_for,
@@ -172,9 +172,10 @@ def requests_list(
     ctx: ContextDep,
     caller: CallerDep,
     state: Annotated[str, Query(pattern="^(all|" + "|".join(_STATES) + ")$")] = "pending",
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> HTMLResponse:
-    """Requests in one state (pending by default), newest first."""
-    page = _queries.pending_page(ctx, state=None if state == "all" else state)
+    """Requests in one state (pending by default), newest first, a page at a time."""
+    page = _queries.pending_page(ctx, state=None if state == "all" else state, offset=offset)
     context = {"page": page, "state": state, "states": ("all", *_STATES)}
     return render(request, "requests.html", context, caller=caller)
 
@@ -184,7 +185,8 @@ def request_detail(
     request: Request, request_id: int, ctx: ContextDep, caller: CallerDep
 ) -> HTMLResponse:
     """One request with its evidence, verdict, approvals and the decision form."""
-    context = _queries.request_page(ctx, caller, request_id)
+    ui = request.app.state.mlflow_ui_url
+    context = _queries.request_page(ctx, caller, request_id, mlflow_ui=ui)
     return render(request, "request.html", context, caller=caller)
 
 
@@ -265,6 +267,21 @@ def rollback(
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_log(request: Request, ctx: ContextDep, caller: CallerDep) -> HTMLResponse:
-    """The audit chain's verification and its latest events."""
-    return render(request, "audit.html", _queries.audit_page(ctx), caller=caller)
+def audit_log(
+    request: Request,
+    ctx: ContextDep,
+    caller: CallerDep,
+    model: Annotated[str, Query(max_length=200)] = "",
+    actor: Annotated[str, Query(max_length=200)] = "",
+    action: Annotated[str, Query(pattern="^[a-z_]{0,60}$")] = "",
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    """The audit chain's verification and its events, newest first, filtered and paged."""
+    page = _audit.events_page(
+        ctx, model=model.strip(), actor=actor.strip(), action=action, before=before
+    )
+    ui, mlflow_ui = request.app.state.prefix, request.app.state.mlflow_ui_url
+    for event in page["events"]:
+        event["line"] = _audit.sentence(event, ui=ui, mlflow_ui=mlflow_ui)
+        event["kind"] = _audit.KINDS.get(event["action"], "event")
+    return render(request, "audit.html", page, caller=caller)

@@ -335,3 +335,25 @@ def test_summary_of_a_submitted_request_carries_the_server_state() -> None:
         MODEL, target="production", digest="e" * 64, verdict=verdict, promotion=None
     )
     assert unsent["state"] == "not_submitted" and unsent["blocked_by"] == []
+
+
+def test_train_records_model_class_params_and_the_dvc_experiment(
+    dvc_repo, mlflow_home, iris: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    import mlops
+
+    (dvc_repo.root / "data").mkdir()
+    iris.to_csv(dvc_repo.root / "data" / "train.csv", index=False)
+    dvc_repo.dvc("add", "-q", "data/train.csv")
+    dvc_repo.commit("train split")
+    ds = mlops.data.version("data/train.csv")
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-svc")  # as `dvc exp run` sets it for the stage
+    params = {"name": f"stage-{dvc_repo.root.parent.name}", "model": "svc", "C": 0.5, "seed": 1}
+    out = train.train_and_register(iris, ds, params)
+    run = MlflowClient().get_run(out["run_id"])
+    assert run.data.tags["mlops.model.class"] == "sklearn.svm._classes.SVC"
+    assert run.data.tags["mlops.dvc.exp_name"] == "brisk-svc"
+    assert run.data.tags["mlops.git_dirty"] == "false"
+    assert run.data.params == {"C": "0.5", "model": "svc", "seed": "1"}

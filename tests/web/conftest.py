@@ -19,7 +19,7 @@ from registry_server.settings import RegistrySettings
 from registry_server.tokens import create_token
 from registry_server.web import mount
 from tests import _evidence
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import DvcRepo, free_port, wait_for_http, write_iris
 from tests.server import conftest as _server
 from tests.server.conftest import USERS, MlflowModel
 
@@ -28,6 +28,9 @@ mlflow_model = _server.mlflow_model
 policy_file = _server.policy_file
 
 SECRET = "web-tests-session-secret"
+MLFLOW_UI = "http://mlflow.example:5000"
+# the server tests' database parametrisation: a fresh SQLite file, or PostgreSQL emptied
+database_url = _server.database_url
 
 
 def rich_bundle(
@@ -71,6 +74,7 @@ def web_app(database_url: str, policy: Path, tracking_uri: str, *, clock: Any = 
         policy_path=policy,
         tracking_uri=tracking_uri,
         reconcile_interval=0,
+        mlflow_ui_url=MLFLOW_UI + "/",
     )
     app = create_app(settings, clock=clock)
     mount(app, settings, secret_key=SECRET)
@@ -107,6 +111,107 @@ def register(model: MlflowModel, name: str) -> int:
 def new_candidate(model: MlflowModel, name: str, **kw: Any) -> Candidate:
     version = register(model, name)
     digest = record(model, rich_bundle(name, version, model.run_id, **kw))
+    return Candidate(name, version, digest)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A real ``mlops.start_run`` training run: its model, data and params."""
+
+    model: MlflowModel
+    train: Any  # mlops.data.DatasetVersion
+    evaluation: Any
+    rows: int
+    params: dict[str, Any]
+
+
+def _train(
+    repo: DvcRepo, estimator: Any, params: dict[str, Any], train: Any, evaluation: Any
+) -> TrainedRun:
+    """Train ``estimator`` in ``mlops.start_run`` (lineage, params, model class tags)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    import mlops
+    from mlops.tracking import log_model_class
+
+    frame = mlops.data.read_dataframe(train)
+    x, y = frame.drop(columns=["target"]), frame["target"]
+    with mlops.start_run("web-train", datasets=[train], params=params) as run:
+        estimator.fit(x, y)
+        log_model_class(estimator)
+        info = mlflow.sklearn.log_model(estimator, name="model", signature=infer_signature(x, y))
+    model = MlflowModel(run.tracking_uri, run.run_id, info.model_uri, info.model_id)
+    return TrainedRun(model, train, evaluation, len(frame), params)
+
+
+@pytest.fixture(scope="session")
+def champion_and_challenger(
+    mlflow_home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TrainedRun, TrainedRun]:
+    """Two real runs in one git + DVC repository: the champion, a logistic regression
+    (C=1.0) on all 150 iris rows at a clean commit; the challenger, an SVC (C=0.5) on 120
+    rows recorded only in the workspace, inside ``dvc exp run`` (DVC_EXP_NAME set), so it
+    shares the champion's commit but its tree is dirty."""
+    import os
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+
+    import mlops
+
+    base = tmp_path_factory.mktemp("web-lineage")
+    repo = DvcRepo(root=base / "repo", remote=base / "dvc-remote")
+    repo.root.mkdir()
+    repo.remote.mkdir()
+    repo.git("init", "-q", "-b", "main")
+    repo.dvc("init", "-q")
+    repo.dvc("config", "core.analytics", "false")
+    repo.dvc("remote", "add", "-d", "local", str(repo.remote))
+    write_iris(repo.root / "data" / "train.csv")
+    write_iris(repo.root / "data" / "eval.csv")
+    repo.dvc("add", "-q", "data/train.csv", "data/eval.csv")
+    repo.commit("track iris")
+    repo.dvc("push", "-q")
+    train = mlops.data.version("data/train.csv", repo=repo.root)
+    evaluation = mlops.data.version("data/eval.csv", repo=repo.root)
+    champion = _train(
+        repo, LogisticRegression(C=1.0, max_iter=500), {"C": 1.0, "seed": 42}, train, evaluation
+    )
+
+    csv = repo.root / "data" / "train.csv"
+    csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:121]))  # header + 120
+    repo.dvc("add", "-q", "data/train.csv")  # recorded in the workspace, not committed
+    smaller = mlops.data.version("data/train.csv", repo=repo.root, workspace=True)
+    os.environ["DVC_EXP_NAME"] = "spiky-svc"
+    try:
+        challenger = _train(repo, SVC(C=0.5), {"C": 0.5, "seed": 42}, smaller, evaluation)
+    finally:
+        del os.environ["DVC_EXP_NAME"]
+    return champion, challenger
+
+
+def lineage_bundle(
+    name: str,
+    version: int,
+    trained: TrainedRun,
+    *,
+    accuracy: float,
+    champion: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """:func:`rich_bundle` whose lineage, validation and evaluation name the run's data."""
+    bundle = rich_bundle(name, version, trained.model.run_id, accuracy=accuracy, champion=champion)
+    train, evaluation = trained.train.to_dict(), trained.evaluation.to_dict()
+    bundle["lineage"] = {"git_commit": trained.train.rev, "datasets": [train]}
+    bundle["validation"][0].update(dataset=train, rows=trained.rows)
+    bundle["evaluation"].update(dataset=evaluation, rows=150)
+    return bundle
+
+
+def new_lineage_candidate(trained: TrainedRun, name: str, **kw: Any) -> Candidate:
+    """Register ``trained``'s model under ``name`` and record evidence naming its data."""
+    version = register(trained.model, name)
+    digest = record(trained.model, lineage_bundle(name, version, trained, **kw))
     return Candidate(name, version, digest)
 
 

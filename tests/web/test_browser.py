@@ -10,7 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.web.conftest import LiveServer, MlflowModel, new_candidate
+from tests.web.conftest import (
+    LiveServer,
+    MlflowModel,
+    TrainedRun,
+    new_candidate,
+    new_lineage_candidate,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -187,7 +193,11 @@ def test_review_approve_promote_rollback_audit(
     # the audit chain verifies and shows the rollback
     page.get_by_role("link", name="Audit").click()
     expect(page.locator("#verify")).to_contain_text("The hash chain verifies")
-    expect(page.locator("#events tbody tr").first).to_contain_text("rolled_back")
+    latest = page.locator("#events li").first
+    expect(latest).to_contain_text("alias move: rolled back")
+    expect(latest).to_contain_text(
+        f"bob rolled back {name}@production from v{cand.version} to v{champion}"
+    )
     bob.shot("08-audit-verifies")
 
     page.get_by_role("button", name="Sign out").click()
@@ -195,3 +205,84 @@ def test_review_approve_promote_rollback_audit(
     page.goto("/ui/audit")
     assert "/ui/login" in page.url
     bob.close()
+
+
+def _request_against_champion(
+    server: LiveServer, runs: tuple[TrainedRun, TrainedRun], name: str
+) -> tuple[int, int]:
+    """The champion run promoted over REST, then a request for the challenger; its id."""
+    champion_run, challenger_run = runs
+    champ = new_lineage_candidate(champion_run, name, accuracy=0.93)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        body = {"model": name, "version": champ.version, "target": "production"}
+        res = http.post(
+            "/v1/promotions",
+            json=body | {"evidence_digest": champ.digest},
+            headers=server.h("rita"),
+        )
+        champ_rid = res.json()["id"]
+        for user in ("ann", "bob"):
+            res = http.post(f"/v1/promotions/{champ_rid}/approve", json={}, headers=server.h(user))
+        assert res.json()["state"] == "promoted", res.text
+        metrics = {"accuracy": 0.93, "f1_macro": 0.92}
+        cand = new_lineage_candidate(
+            challenger_run,
+            name,
+            accuracy=0.97,
+            champion={"version": champ.version, "metrics": metrics},
+        )
+        body = {"model": name, "version": cand.version, "target": "production"}
+        res = http.post(
+            "/v1/promotions", json=body | {"evidence_digest": cand.digest}, headers=server.h("rita")
+        )
+        assert res.status_code == 201, res.text
+    return champ.version, res.json()["id"]
+
+
+def _fits(page: Any) -> tuple[int, int]:
+    return page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+
+
+def test_request_page_names_what_changed_and_fits_420_and_1280_px(
+    browser: Any,
+    live_server: LiveServer,
+    champion_and_challenger: tuple[TrainedRun, TrainedRun],
+    name: str,
+) -> None:
+    from playwright.sync_api import expect
+
+    champion_run, challenger_run = champion_and_challenger
+    champ, rid = _request_against_champion(live_server, champion_and_challenger, name)
+    ann = Reviewer(browser, live_server, "ann")
+    missing: list[str] = []
+    ann.page.on("response", lambda r: missing.append(r.url) if r.status >= 400 else None)
+    page = ann.sign_in(f"/ui/requests/{rid}")
+    changes = page.locator("#changes")
+    expect(changes).to_contain_text("Model class: LogisticRegression (champion) → SVC (candidate)")
+    expect(changes).to_contain_text("Parameter C: 1.0 → 0.5")
+    old, new = champion_run.train.md5[:8], challenger_run.train.md5[:8]
+    expect(changes).to_contain_text(
+        f"Training data data/train.csv: md5 {old} → {new}, rows 150 → 120"
+    )
+    expect(changes).to_contain_text("the candidate ran with uncommitted changes")
+    expect(changes).to_contain_text("DVC experiment: none → spiky-svc")
+    expect(page.locator("#params tr.differs")).to_have_count(1)
+    expect(page.locator("#params tr.differs")).to_contain_text("changed")
+    expect(page.locator("#model")).to_contain_text("SVC")
+    expect(page.get_by_role("link", name=f"v{champ} in MLflow")).to_be_visible()
+
+    for shot, url in (
+        ("10-request", f"/ui/requests/{rid}"),
+        ("11-pending", "/ui/requests"),
+        ("12-audit", f"/ui/audit?model={name}"),
+    ):
+        for width in (1280, 420):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(url)
+            scroll, inner = _fits(page)
+            ann.shot(f"{shot}-{width}px")
+            assert inner == width and scroll <= inner, (url, width, scroll)
+    expect(page.locator("#events li").nth(0)).to_contain_text(f"rita requested request #{rid}")
+    expect(page.locator("#events li").nth(1)).to_contain_text("alias move: promoted")
+    assert not [u for u in missing if "favicon" in u], missing
+    ann.close()

@@ -215,7 +215,9 @@ def test_freeze_window_fails_the_live_verdict_and_blocks_decisions(
     site.login("ann")
     page = site.client.get(f"/ui/requests/{rid}").text
     failed = re.search(
-        r'<tr class="failed"><th scope="row"><code>([^<]+)</code>.*?<td>([^<]+)</td>', page
+        r'<tr class="failed"><th scope="row"><code>([^<]+)</code>'
+        r'.*?<td data-label="Why">([^<]+)</td>',
+        page,
     )
     assert failed and failed.groups() == (
         "freeze",
