@@ -277,7 +277,7 @@ def _git_dirty(where: str | Path | None) -> bool | None:
     Untracked files do not count (DVC-tracked data lives in ``.dvc`` files and
     ``dvc.lock``, which are tracked); ``None`` if git cannot tell.
     """
-    from mlops._dvc_files import _git
+    from mlops.data import _git
 
     root = Path(where) if where is not None else Path.cwd()
     if root.is_file():
