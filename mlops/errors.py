@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "AliasHolderMissing",
     "AliasNotFound",
     "AuthenticationError",
     "ConfigError",
@@ -214,6 +215,14 @@ class FreezeWindowError(GateError):
 class ConflictError(MlopsError, RuntimeError):
     code = "conflict"
     default_hint = "Reload the resource; its state changed."
+
+
+class AliasHolderMissing(ConflictError):
+    code = "alias_holder_missing"
+    default_hint = (
+        "The version the journal recorded is gone or changed in MLflow; the server wrote "
+        "nothing. Promote an approved version (POST /v1/promotions) to settle the alias."
+    )
 
 
 class AuthenticationError(MlopsError, PermissionError):

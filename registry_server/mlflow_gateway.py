@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,15 @@ from mlops.errors import (
     RegistryUnavailable,
 )
 
-__all__ = ["EVIDENCE_DIGEST_TAG", "EVIDENCE_PATH_TAG", "EvidenceArtifact", "MlflowGateway"]
+__all__ = [
+    "ALIAS_EVENTS",
+    "EVIDENCE_DIGEST_TAG",
+    "EVIDENCE_PATH_TAG",
+    "EvidenceArtifact",
+    "MlflowGateway",
+    "ModelAliases",
+    "VersionIdentity",
+]
 
 log = logging.getLogger("registry_server.mlflow")
 
@@ -42,6 +51,43 @@ class EvidenceArtifact:
     run_id: str = ""
     #: (path, md5) of each dataset the version's run recorded (``mlops.dataset.<i>.*`` tags)
     run_datasets: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class VersionIdentity:
+    """Who a registered version is, beyond its number.
+
+    ``model_created_ms`` and ``version_created_ms`` are MLflow's own creation times of
+    the registered model and of the version: a name deleted and registered again, or a
+    version deleted and its number reused, gets new ones even from the same run.
+    """
+
+    run_id: str | None
+    evidence_digest: str | None
+    model_created_ms: int | None
+    version_created_ms: int | None
+
+
+@dataclass(frozen=True)
+class ModelAliases:
+    """One registered model as a page of the alias sweep sees it."""
+
+    name: str
+    created_ms: int | None
+    aliases: dict[str, int]
+
+
+#: modules the server's MLflow calls import lazily: loaded once, before readiness
+_PRELOAD = (
+    "mlflow",
+    "mlflow.exceptions",
+    "mlflow.tracking",
+    "mlflow.artifacts",
+    "mlflow.store.artifact.artifact_repository_registry",
+)
+
+#: MLflow webhook events the server subscribes to (alias set and alias deleted)
+ALIAS_EVENTS = ("model_version_alias.created", "model_version_alias.deleted")
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -82,6 +128,132 @@ class MlflowGateway:
             f"MLflow at {self.tracking_uri} failed: {exc}",
             hint="Check that the MLflow tracking server/store is reachable; the move is retried.",
         )
+
+    def preload(self) -> None:
+        """Import MLflow and build the client and its store now, in one thread.
+
+        Called before the server reports ready, so request threads and background loops
+        never race each other through MLflow's first import ("partially initialized
+        module"). Reaching the store is not required: an outage is retried later.
+        """
+        import importlib
+
+        for module in _PRELOAD:
+            importlib.import_module(module)
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            client.search_registered_models(max_results=1)
+        except (MlflowException, OSError) as exc:
+            log.warning("MLflow at %s not reachable at start: %s", self.tracking_uri, exc)
+
+    def identity(self, name: str, version: int) -> VersionIdentity | None:
+        """Who ``name`` version ``version`` is in MLflow now; ``None`` if it does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(name)
+            mv = self.client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                return None
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        return VersionIdentity(
+            run_id=mv.run_id or None,
+            evidence_digest=dict(mv.tags or {}).get(EVIDENCE_DIGEST_TAG),
+            model_created_ms=model.creation_timestamp,
+            version_created_ms=mv.creation_timestamp,
+        )
+
+    def model_aliases(self, name: str) -> ModelAliases | None:
+        """The aliases of one registered model; ``None`` if the model does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                return None
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        return _model_aliases(model)
+
+    def alias_pages(self, page_size: int = 500) -> Iterator[list[ModelAliases]]:
+        """Every registered model with its aliases, one page (one MLflow call) at a time."""
+        from mlflow.exceptions import MlflowException
+
+        token = None
+        while True:
+            try:
+                page = self.client.search_registered_models(max_results=page_size, page_token=token)
+            except MlflowException as exc:
+                raise self._unavailable(exc) from exc
+            except OSError as exc:
+                raise self._unavailable(exc) from exc
+            yield [_model_aliases(m) for m in page]
+            token = page.token
+            if not token:
+                return
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` from ``name`` (idempotent: a missing alias or model is fine)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as exc:
+            if not _is_not_found(exc):
+                raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        log.info("mlflow alias deleted: %s@%s", name, alias)
+
+    def ensure_alias_webhook(self, *, name: str, url: str, secret: str) -> str:
+        """Subscribe ``url`` to MLflow's alias events with ``secret``; the webhook id.
+
+        An existing webhook with the same name is updated (url, events, secret, active),
+        so a restart or a new secret never leaves two subscriptions behind.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            existing = [w for w in self._webhooks() if w.name == name]
+            if existing:
+                hook = self.client.update_webhook(
+                    existing[0].webhook_id,
+                    url=url,
+                    events=list(ALIAS_EVENTS),
+                    secret=secret,
+                    status="ACTIVE",
+                )
+                for extra in existing[1:]:
+                    self.client.delete_webhook(extra.webhook_id)
+            else:
+                hook = self.client.create_webhook(
+                    name,
+                    url,
+                    list(ALIAS_EVENTS),
+                    description="mlops registry: alias drift",
+                    secret=secret,
+                )
+        except MlflowException as exc:
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        return hook.webhook_id
+
+    def _webhooks(self) -> list[Any]:
+        hooks, token = [], None
+        while True:
+            page = self.client.list_webhooks(max_results=100, page_token=token)
+            hooks.extend(page)
+            token = page.token
+            if not token:
+                return hooks
 
     def version_exists(self, name: str, version: int) -> bool:
         """True if the registered model version exists."""
@@ -186,3 +358,14 @@ class MlflowGateway:
                     hint="Check the artifact store, or record the evidence again.",
                 ) from exc
             return Path(local).read_bytes()
+
+
+def _model_aliases(model: Any) -> ModelAliases:
+    raw = model.aliases or {}
+    if not isinstance(raw, dict):  # older clients hand back a list of alias objects
+        raw = {a.alias: a.version for a in raw}
+    return ModelAliases(
+        name=model.name,
+        created_ms=model.creation_timestamp,
+        aliases={alias: int(version) for alias, version in raw.items()},
+    )
