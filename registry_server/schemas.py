@@ -194,6 +194,7 @@ WebhookEvent = Literal[
     "expired",
     "superseded",
     "evidence_changed",
+    "evidence_tampered",
     "rolled_back",
     "alias_drift_restored",
     "token_created",

@@ -35,11 +35,18 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """A person known to the server (created with their first token)."""
+    """A person known to the server (created with their first token).
+
+    ``identity`` is the normalised name (:func:`mlops.identity.normalise_identity`), unique:
+    ``NULL`` only for a legacy row that collided with an older user (migration 0005).
+    """
 
     __tablename__ = "users"
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(TS)
+    identity: Mapped[str | None] = mapped_column(
+        String(200), nullable=True, unique=True, index=True
+    )
 
 
 class Token(Base):

@@ -24,7 +24,7 @@ from registry_server.db.models import Outbox, PromotionRequest
 from registry_server.services._rows import lock_request, lock_target, record_event, set_state
 from registry_server.services.aliases import move_alias
 from registry_server.services.context import ServerContext
-from registry_server.services.evidence import current_evidence
+from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 
 __all__ = ["INTENT", "apply_intents", "pending_aliases", "record_alias_intent"]
@@ -122,7 +122,7 @@ def _evidence_unchanged(ctx: ServerContext, payload: dict) -> bool:
     if not digest:
         return True
     try:
-        _, current = current_evidence(ctx.gateway, payload["model"], payload["version"])
+        _, current = checked_evidence(ctx, "system", payload["model"], payload["version"])
     except EvidenceMismatch:
         return False
     return current == digest

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -27,6 +28,7 @@ from mlops.errors import (
     PolicyViolation,
     RegistryUnavailable,
 )
+from mlops.identity import same_person
 from mlops.policy import TargetPolicy, active_freeze, check
 from registry_server.db.models import Approval, Outbox, PromotionRequest
 from registry_server.services._rows import (
@@ -37,7 +39,7 @@ from registry_server.services._rows import (
     set_state,
 )
 from registry_server.services.context import Caller, ServerContext, utc
-from registry_server.services.evidence import current_evidence
+from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 from registry_server.services.outbox import apply_intents, record_alias_intent
 from registry_server.services.views import promotion_view
@@ -87,7 +89,7 @@ def create(
     """Open a request after checking version, evidence digest and policy verdict."""
     _require(caller, ("requester", "admin"), "request a promotion")
     tp = _target(ctx, target)
-    bundle, digest = current_evidence(ctx.gateway, model, version)
+    bundle, digest = checked_evidence(ctx, caller.user, model, version)
     if evidence_digest != digest:
         raise EvidenceMismatch(
             f"Request names evidence {evidence_digest}, but {model!r} v{version} has {digest}.",
@@ -109,7 +111,8 @@ def create(
                 PromotionRequest.target == target,
                 PromotionRequest.state == "pending",
             )
-        )
+        ).all()
+        _may_supersede(caller, older, model, target)
         req = PromotionRequest(
             model=model,
             version=version,
@@ -121,7 +124,7 @@ def create(
             created_at=now,
             updated_at=now,
         )
-        for old in list(older):
+        for old in older:
             set_state(ctx, old, "superseded")
             record_event(s, ctx, caller.user, "superseded", old, by_version=version)
         s.add(req)
@@ -134,6 +137,22 @@ def create(
         crash_here(ctx, "after_intent")
         apply_intents(ctx, request_id=request_id)
     return get(ctx, request_id)
+
+
+def _may_supersede(
+    caller: Caller, older: Sequence[PromotionRequest], model: str, target: str
+) -> None:
+    """Only a pending request's own requester (same identity) or an admin may supersede it."""
+    foreign = [r for r in older if not same_person(r.requester, caller.user)]
+    if foreign and not caller.is_admin:
+        other = foreign[0]
+        raise ConflictError(
+            f"Request {other.id} of {other.requester!r} to move {model!r} to {target!r} is "
+            f"pending; user {caller.user!r} may not supersede it (only its requester or an "
+            "admin can).",
+            hint=f"Wait for a decision on request {other.id}, or ask {other.requester!r} or "
+            f"an admin to cancel it (POST /v1/promotions/{other.id}/cancel).",
+        )
 
 
 # --- decisions -------------------------------------------------------------------------------
@@ -156,12 +175,12 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
             f"{req.target!r} is frozen until {window.end.isoformat()} ({window.reason}).",
         )
     _require(caller, tp.approvals.roles, f"approve promotions to {req.target!r}")
-    if tp.approvals.exclude_requester and caller.user == req.requester:
+    if tp.approvals.exclude_requester and same_person(caller.user, req.requester):
         raise PermissionDenied(
             f"User {caller.user!r} requested promotion {request_id} and may not approve it.",
             hint="Ask another approver.",
         )
-    digest, verified = _approval_digest(ctx, req)
+    digest, verified = _approval_digest(ctx, caller, req)
     if digest != req.evidence_digest:
         _record_stale(ctx, caller, request_id, digest)
         raise EvidenceMismatch(
@@ -174,7 +193,9 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
         req = lock_request(s, request_id)
         _pending(ctx, s, req, tp)
         before = promotion_view(req, tp, ctx.now())
-        mine = [a for a in before["approvals"] if a["user"] == caller.user and a["counts"]]
+        mine = [
+            a for a in before["approvals"] if same_person(a["user"], caller.user) and a["counts"]
+        ]
         if mine and tp.approvals.distinct:
             raise ConflictError(
                 f"User {caller.user!r} already approved promotion {request_id}.",
@@ -212,7 +233,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
     return get(ctx, request_id)
 
 
-def _approval_digest(ctx: ServerContext, req: PromotionRequest) -> tuple[str, bool]:
+def _approval_digest(ctx: ServerContext, caller: Caller, req: PromotionRequest) -> tuple[str, bool]:
     """The evidence digest now, and whether MLflow could be asked.
 
     If MLflow is unreachable the approval binds to the request's digest and the alias move
@@ -220,7 +241,7 @@ def _approval_digest(ctx: ServerContext, req: PromotionRequest) -> tuple[str, bo
     the move but neither loses the approval nor lets changed evidence through.
     """
     try:
-        return current_evidence(ctx.gateway, req.model, req.version)[1], True
+        return checked_evidence(ctx, caller.user, req.model, req.version)[1], True
     except RegistryUnavailable:
         return req.evidence_digest, False
 
