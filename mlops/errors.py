@@ -20,6 +20,7 @@ __all__ = [
     "AliasHolderMissing",
     "AliasNotFound",
     "AuthenticationError",
+    "ChampionChanged",
     "ConfigError",
     "ConflictError",
     "DataError",
@@ -35,6 +36,7 @@ __all__ = [
     "ModelVersionNotFound",
     "NotFoundError",
     "NotInRepoError",
+    "NothingToRollBack",
     "PackagingError",
     "PermissionDenied",
     "PolicyError",
@@ -222,6 +224,22 @@ class AliasHolderMissing(ConflictError):
     default_hint = (
         "The version the journal recorded is gone or changed in MLflow; the server wrote "
         "nothing. Promote an approved version (POST /v1/promotions) to settle the alias."
+    )
+
+
+class ChampionChanged(ConflictError):
+    code = "champion_changed"
+    default_hint = (
+        "The alias holder the evidence was judged against moved: evaluate the version again "
+        "against the current holder and open a new request."
+    )
+
+
+class NothingToRollBack(ConflictError):
+    code = "nothing_to_roll_back"
+    default_hint = (
+        "Rollback only goes back to an earlier approved holder; to put another version in "
+        "the alias, open a promotion request for it."
     )
 
 

@@ -31,6 +31,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "model_version_not_found": 404,
     "alias_not_found": 404,
     "conflict": 409,
+    "champion_changed": 409,
+    "nothing_to_roll_back": 409,
     "alias_holder_missing": 409,
     "evidence_mismatch": 409,
     "freeze_window": 409,

@@ -31,7 +31,9 @@ __all__ = [
 
 MAX_INT = 2**31 - 1  # ids and versions are 32-bit integers in the database
 
-State = Literal["pending", "approved", "promoted", "rejected", "cancelled", "expired", "superseded"]
+State = Literal[
+    "pending", "approved", "promoted", "rejected", "cancelled", "expired", "superseded", "stale"
+]
 Role = Literal["requester", "approver", "admin"]
 
 
@@ -93,6 +95,11 @@ class QuorumOut(BaseModel):
     need: int
 
 
+class ChampionOut(BaseModel):
+    version: int | None
+    run_id: str | None
+
+
 class PromotionOut(BaseModel):
     id: int
     model: str
@@ -107,6 +114,11 @@ class PromotionOut(BaseModel):
     verdict: VerdictOut
     quorum: QuorumOut
     blocked_by: list[str]
+    champion: ChampionOut | None = Field(
+        default=None,
+        description="The alias holder the verdict was judged against (version null: none); "
+        "null when the target's verdict does not depend on it.",
+    )
 
 
 class PromotionPage(BaseModel):
@@ -195,7 +207,10 @@ WebhookEvent = Literal[
     "superseded",
     "evidence_changed",
     "evidence_tampered",
+    "champion_changed",
+    "rollback_requested",
     "rolled_back",
+    "rollback_void",
     "alias_drift_restored",
     "token_created",
     "token_revoked",

@@ -76,6 +76,9 @@ class PromotionRequest(Base):
     previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(TS)
     updated_at: Mapped[datetime] = mapped_column(TS)
+    #: the champion the verdict was judged against, ``{"version", "run_id"}`` (version
+    #: null: no holder); null when the target's verdict does not depend on the holder
+    champion: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     approvals: Mapped[list[Approval]] = relationship(
         back_populates="request", order_by="Approval.id", lazy="selectin"
     )

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mlops.errors import (
+    ChampionChanged,
     ConflictError,
     EvidenceMismatch,
     FreezeWindowError,
@@ -31,6 +32,7 @@ from mlops.errors import (
 from mlops.identity import same_person
 from mlops.policy import TargetPolicy, active_freeze, check
 from registry_server.db.models import Approval, Outbox, PromotionRequest
+from registry_server.services import champion
 from registry_server.services._rows import (
     lock_request,
     lock_target,
@@ -102,9 +104,11 @@ def create(
             f"{model!r} v{version} may not go to {target!r}: {failed}.",
             rules=[r.to_dict() for r in verdict.failures],
         )
+    bound = champion.bind(ctx, bundle, model, target, tp)
     now = ctx.now()
     with ctx.db.session() as s:
         lock_target(s, model, target)
+        champion.check_create(s, model, target, bound)
         older = s.scalars(
             select(PromotionRequest).where(
                 PromotionRequest.model == model,
@@ -123,6 +127,7 @@ def create(
             verdict={"passed": verdict.passed, "rules": [r.to_dict() for r in verdict.rules]},
             created_at=now,
             updated_at=now,
+            champion=bound.to_dict() if bound is not None else None,
         )
         for old in older:
             set_state(ctx, old, "superseded")
@@ -189,6 +194,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
             "approvals of the old evidence no longer count.",
             hint="Open a new promotion request for the current evidence.",
         )
+    _end_if_champion_moved(ctx, caller, request_id, tp)
     with ctx.db.session() as s:
         req = lock_request(s, request_id)
         _pending(ctx, s, req, tp)
@@ -244,6 +250,29 @@ def _approval_digest(ctx: ServerContext, caller: Caller, req: PromotionRequest) 
         return checked_evidence(ctx, caller.user, req.model, req.version)[1], True
     except RegistryUnavailable:
         return req.evidence_digest, False
+
+
+def _end_if_champion_moved(
+    ctx: ServerContext, caller: Caller, request_id: int, tp: TargetPolicy
+) -> None:
+    """End a pending request ``stale`` if its champion left the alias; then refuse."""
+    with ctx.db.session() as s:
+        req = lock_request(s, request_id)
+        lock_target(s, req.model, req.target)
+        why = champion.moved(s, req, tp) if req.state == "pending" else None
+        if why is not None:
+            set_state(ctx, req, "stale")
+            record_event(
+                s, ctx, caller.user, "champion_changed", req, reason=why, at_stage="approval"
+            )
+            model, target = req.model, req.target
+    if why is not None:
+        raise ChampionChanged(
+            f"Promotion request {request_id} was {why}; it is now stale and its approvals "
+            "no longer count.",
+            hint=f"Evaluate {model!r} again against the current {target!r} holder, record the "
+            "evidence and open a new request (POST /v1/promotions).",
+        )
 
 
 def _record_stale(ctx: ServerContext, caller: Caller, request_id: int, digest: str) -> None:

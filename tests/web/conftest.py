@@ -102,6 +102,7 @@ def rich_bundle(
             "candidate_version": version,
             "champion_alias": "production",
             "champion_version": champion["version"] if champion else None,
+            "champion_run_id": champion.get("run_id", run_id) if champion else None,
             "task": "classification",
             "dataset": dataset,
             "rows": 150,
