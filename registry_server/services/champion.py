@@ -9,7 +9,9 @@ against the journal; a request whose champion moved ends ``stale``.
 
 Evidence without champion information (no ``champion_alias``/``champion_version``, or a
 champion version without ``champion_run_id``, as bundles written before the run id was
-recorded) is refused for such targets: evaluate again. "No champion" needs no run id.
+recorded) is refused for such targets: evaluate again. "No champion" needs no run id. A
+bundle naming a champion but no champion metrics is refused too: the policy would read it
+as "no champion holds the alias yet".
 
 Example:
     >>> Champion(None, None).describe("churn", "production")
@@ -96,6 +98,12 @@ def claimed(bundle: dict[str, Any], model: str, target: str) -> Champion:
         raise EvidenceError(
             f"The evidence names champion v{version} of {model!r} but not its run "
             "(evidence recorded before champions were bound by run id).",
+            hint=hint,
+        )
+    if version is not None and not (evaluation.get("metrics") or {}).get("champion"):
+        raise EvidenceError(
+            f"The evidence names champion v{version} of {model!r} but holds no champion "
+            "metrics: the comparison with it was never made.",
             hint=hint,
         )
     return Champion(version, run_id)

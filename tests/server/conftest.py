@@ -145,6 +145,8 @@ def evidence_bundle(
     suite_ok: bool = True,
     smoke_ok: bool = True,
 ) -> dict[str, Any]:
+    if champion is None and champion_version is not None:  # evaluate scores the holder too
+        champion = round(accuracy - 0.01, 4)
     champ = {"accuracy": champion} if champion is not None else None
     return {
         "schema": 1,

@@ -161,3 +161,25 @@ def test_request_opened_before_binding_ends_stale(server: Server, name: str) -> 
     assert res.status_code == 409 and res.json()["code"] == "champion_changed"
     assert "opened before champions were bound" in res.json()["message"]
     assert server.client.get(f"/v1/promotions/{rid}").json()["state"] == "stale"
+
+
+def test_evidence_naming_the_champion_without_its_scores_is_refused(
+    server: Server, name: str
+) -> None:
+    champ = _promote(server, name)
+    version = server.model.register(name)
+    bundle = evidence_bundle(
+        name,
+        version,
+        server.model.run_id,
+        champion_version=champ,
+        champion_run_id=server.model.run_id,
+    )
+    bundle["evaluation"]["metrics"]["champion"] = None  # "no champion holds the alias yet"
+
+    res = server.request(name, version, _record_bundle(server, name, version, bundle))
+
+    assert res.status_code == 422 and res.json()["code"] == "evidence_error"
+    assert f"names champion v{champ}" in res.json()["message"]
+    assert "no champion metrics" in res.json()["message"]
+    assert _mlflow_holder(server, name) == champ
