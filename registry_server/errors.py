@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI, Request
 
 __all__ = ["STATUS_BY_CODE", "install_error_handlers", "status_for"]
+
+log = logging.getLogger("registry_server")
 
 STATUS_BY_CODE: dict[str, int] = {
     "unauthenticated": 401,
@@ -43,6 +46,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_request": 422,
     "registry_unavailable": 503,
     "registry_error": 502,
+    "internal_error": 500,
 }
 
 
@@ -105,8 +109,20 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: logged with its traceback, answered with our body, never text."""
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = _body(
+        "internal_error",
+        f"The server failed on {request.method} {request.url.path}: {type(exc).__name__}.",
+        "Retry; if it persists, check the server log and GET /readyz.",
+    )
+    return JSONResponse(body, status_code=500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(MlopsError, _mlops_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

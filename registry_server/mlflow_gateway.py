@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,8 @@ class ModelAliases:
     name: str
     created_ms: int | None
     aliases: dict[str, int]
+    #: MLflow's last-updated time of the model (moves when versions are added or deleted)
+    updated_ms: int | None = None
 
 
 #: modules the server's MLflow calls import lazily: loaded once, before readiness
@@ -101,6 +104,8 @@ class MlflowGateway:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
         self._client: Any = None
+        self._loaded: str | None = None  # "ok", or why MLflow cannot be used here
+        self._load_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
@@ -118,24 +123,37 @@ class MlflowGateway:
         except MlflowException as exc:
             if _is_not_found(exc):
                 raise ModelVersionNotFound(
-                    f"Model {name!r} has no version {version} in MLflow at {self.tracking_uri}.",
+                    f"Model {name!r} has no version {version} in MLflow.",
                     hint="Register the version first (`mlops.register`) or fix name/version.",
                 ) from exc
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: Exception) -> RegistryUnavailable:
+        log.warning("MLflow at %s failed: %s", self.tracking_uri, exc)  # the log keeps where
         return RegistryUnavailable(
-            f"MLflow at {self.tracking_uri} failed: {exc}",
+            f"MLflow failed ({type(exc).__name__}); the server log has the details.",
             hint="Check that the MLflow tracking server/store is reachable; the move is retried.",
         )
 
     def preload(self) -> None:
-        """Import MLflow and build the client and its store now, in one thread.
+        """Import MLflow and build the client and its store now, once, in one thread.
 
         Called before the server reports ready, so request threads and background loops
         never race each other through MLflow's first import ("partially initialized
         module"). Reaching the store is not required: an outage is retried later.
+        Raises what the import raised; :meth:`usable` reports it afterwards.
         """
+        with self._load_lock:
+            if self._loaded is not None:
+                return
+            try:
+                self._load()
+            except Exception as exc:
+                self._loaded = f"unusable: {type(exc).__name__}: {exc}"[:500]
+                raise
+            self._loaded = "ok"
+
+    def _load(self) -> None:
         import importlib
 
         for module in _PRELOAD:
@@ -147,6 +165,15 @@ class MlflowGateway:
             client.search_registered_models(max_results=1)
         except (MlflowException, OSError) as exc:
             log.warning("MLflow at %s not reachable at start: %s", self.tracking_uri, exc)
+
+    def usable(self) -> str:
+        """``"ok"`` once MLflow is loaded in this process, else why not (loads it if needed)."""
+        if self._loaded is None:
+            try:
+                self.preload()
+            except Exception:  # reported, not raised: readiness says why
+                log.exception("MLflow could not be loaded")
+        return self._loaded or "unusable: not loaded"
 
     def identity(self, name: str, version: int) -> VersionIdentity | None:
         """Who ``name`` version ``version`` is in MLflow now; ``None`` if it does not exist."""
@@ -368,4 +395,5 @@ def _model_aliases(model: Any) -> ModelAliases:
         name=model.name,
         created_ms=model.creation_timestamp,
         aliases={alias: int(version) for alias, version in raw.items()},
+        updated_ms=model.last_updated_timestamp,
     )

@@ -134,6 +134,11 @@ class AliasOut(BaseModel):
     version: int
     since: str
     request_id: int | None
+    attention: str | None = Field(
+        default=None,
+        description="Why a person must decide, e.g. 'alias_holder_missing': the recorded "
+        "holder is gone or changed in MLflow and the server wrote nothing.",
+    )
 
 
 class AliasHistoryItem(BaseModel):
@@ -212,6 +217,8 @@ WebhookEvent = Literal[
     "rolled_back",
     "rollback_void",
     "alias_drift_restored",
+    "alias_holder_missing",
+    "alias_unbacked_removed",
     "token_created",
     "token_revoked",
     "webhook_created",

@@ -32,12 +32,12 @@ from registry_server.services._rows import lock_target
 from registry_server.services.context import Caller, ServerContext, utc
 from registry_server.services.faults import crash_here
 from registry_server.services.holders import check_holder
-from registry_server.services.journal import move_alias, pending_aliases
+from registry_server.services.journal import move_alias
 
 if TYPE_CHECKING:
     from registry_server.db.engine import Database
 
-__all__ = ["AliasReader", "current", "history", "move_alias", "reconcile_protected", "rollback"]
+__all__ = ["AliasReader", "current", "history", "move_alias", "rollback"]
 
 
 def _not_found(model: str, alias: str) -> AliasNotFound:
@@ -48,7 +48,7 @@ def _not_found(model: str, alias: str) -> AliasNotFound:
 
 
 _CURRENT_SQL = (
-    "SELECT version, from_at, request_id FROM alias_journal "
+    "SELECT version, from_at, request_id, attention FROM alias_journal "
     "WHERE model = {m} AND alias = {a} AND to_at IS NULL ORDER BY id DESC LIMIT 1"
 )
 
@@ -84,7 +84,7 @@ class AliasReader:
         self._local = threading.local()
 
     def current(self, model: str, alias: str) -> dict[str, Any]:
-        """``{"model", "alias", "version", "since", "request_id"}`` of the holder now."""
+        """``{"model", "alias", "version", "since", "request_id", "attention"}`` now."""
         if self._path is not None:
             row = (
                 self._sqlite().execute(_CURRENT_SQL.format(m="?", a="?"), (model, alias)).fetchone()
@@ -106,11 +106,16 @@ def _holder(model: str, alias: str, row: Any) -> dict[str, Any]:
         "version": row[0],
         "since": utc(since).isoformat(),
         "request_id": row[2],
+        "attention": row[3],  # e.g. "alias_holder_missing": a person must decide
     }
 
 
 def current(db: Database, model: str, alias: str) -> dict[str, Any]:
-    """The current holder: ``{"model", "alias", "version", "since", "request_id"}``."""
+    """The holder now: ``{"model", "alias", "version", "since", "request_id", "attention"}``.
+
+    ``attention`` is ``None``, or why a person must decide (the recorded holder is gone or
+    changed in MLflow, see :mod:`registry_server.services.drift`).
+    """
     sql = text(_CURRENT_SQL.format(m=":m", a=":a"))
     with db.read_engine.connect() as conn:
         row = conn.execute(sql, {"m": model, "a": alias}).first()
@@ -260,57 +265,3 @@ def _rollback_outcome(
             hint=f"No need to roll back again: GET /v1/aliases/{cur.model}/{cur.alias} shows "
             "the holder once it is applied.",
         )
-
-
-def reconcile_protected(ctx: ServerContext) -> int:
-    """Put back protected aliases moved in MLflow behind the server's back; count them.
-
-    Each restore runs under the model+alias lock and re-reads the journal and the pending
-    alias moves first, so a promotion finishing at the same moment is never undone.
-    """
-    protected = [name for name, tp in ctx.policy.targets.items() if tp.protected]
-    if not protected:
-        return 0
-    with ctx.db.read_sessions() as s:
-        rows = list(
-            s.scalars(
-                select(AliasJournal).where(
-                    AliasJournal.alias.in_(protected), AliasJournal.to_at.is_(None)
-                )
-            )
-        )
-    fixed = 0
-    for row in rows:
-        if ctx.gateway.get_alias(row.model, row.alias) != row.version:
-            fixed += _restore(ctx, row.id, row.model, row.alias)
-    return fixed
-
-
-def _restore(ctx: ServerContext, row_id: int, model: str, alias: str) -> bool:
-    with ctx.db.session() as s:
-        lock_target(s, model, alias)
-        holder = s.scalar(
-            select(AliasJournal).where(
-                AliasJournal.model == model,
-                AliasJournal.alias == alias,
-                AliasJournal.to_at.is_(None),
-            )
-        )
-        if holder is None or holder.id != row_id or (model, alias) in pending_aliases(s):
-            return False  # the server itself is moving it: not drift
-        seen = ctx.gateway.describe_alias(model, alias)
-        if seen.get("version") == holder.version:
-            return False
-        ctx.gateway.set_alias(model, alias, holder.version)
-        payload = {
-            "model": model,
-            "alias": alias,
-            "found_version": seen.get("version"),
-            "restored_version": holder.version,
-            "seen": seen,
-            "where": ctx.gateway.registry_uri,
-        }
-        audit.append(
-            s, actor="system", action="alias_drift_restored", payload=payload, at=ctx.now()
-        )
-    return True

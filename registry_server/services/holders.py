@@ -36,7 +36,8 @@ __all__ = [
 #: the audit action and attention reason when a recorded holder is gone or changed
 HOLDER_MISSING = "alias_holder_missing"
 
-_FIELDS = ("run_id", "evidence_digest", "model_created_ms", "version_created_ms")
+# MLflow's own identity first: it names the sharpest reason ("a different model")
+_FIELDS = ("model_created_ms", "version_created_ms", "run_id", "evidence_digest")
 _LABELS = {
     "run_id": "run id",
     "evidence_digest": "evidence digest",
