@@ -39,6 +39,7 @@ def create_app(
     from registry_server.errors import install_error_handlers
     from registry_server.limits import BodySizeLimit
     from registry_server.mlflow_gateway import MlflowGateway
+    from registry_server.openapi import describe_policy
     from registry_server.routers import (
         aliases,
         audit,
@@ -92,6 +93,7 @@ def create_app(
     app.state.mlflow_webhook = {"subscribed": False, "error": None}
     for module in (health, promotions, aliases, audit, tokens, webhooks, mlflow_hooks):
         app.include_router(module.router)
+    describe_policy(app)
     if settings.ui:
         from registry_server.web import mount
 

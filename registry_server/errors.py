@@ -19,11 +19,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops.errors import MlopsError
+from registry_server.redact import locations, redact_body
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
 
-__all__ = ["STATUS_BY_CODE", "install_error_handlers", "status_for"]
+__all__ = ["STATUS_BY_CODE", "install_error_handlers", "public_body", "status_for"]
 
 log = logging.getLogger("registry_server")
 
@@ -66,8 +67,27 @@ def _body(code: str, message: str, hint: str, details: dict | None = None) -> di
     return body
 
 
-async def _mlops_error(_request: Request, exc: MlopsError) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=status_for(exc))
+def public_body(request: Request, exc: MlopsError) -> dict:
+    """``exc.to_dict()`` without the server's locations (MLflow URIs, database URL, their
+    file paths): any caller reads error bodies; the server log keeps the full message."""
+    state = request.app.state
+    parent = getattr(state, "parent", None)  # the pages are a sub-application
+    ctx = getattr(state, "ctx", None) or getattr(getattr(parent, "state", None), "ctx", None)
+    gateway, db = getattr(ctx, "gateway", None), getattr(ctx, "db", None)
+    hidden = locations(
+        getattr(gateway, "tracking_uri", None),
+        getattr(gateway, "registry_uri", None),
+        getattr(db, "url", None),
+    )
+    body = exc.to_dict()
+    public = redact_body(body, hidden)
+    if public != body:
+        log.warning("%s on %s %s: %s", exc.code, request.method, request.url.path, exc.message)
+    return public
+
+
+async def _mlops_error(request: Request, exc: MlopsError) -> JSONResponse:
+    return JSONResponse(public_body(request, exc), status_code=status_for(exc))
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -84,6 +104,19 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
     return JSONResponse(body, status_code=422)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of every route whose path matches the request's."""
+    from fastapi.routing import iter_route_contexts  # included routers, flattened
+
+    path = request.scope.get("path", request.url.path)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and route.methods and regex.match(path):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 404:
         body = _body(
@@ -92,11 +125,15 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
             "See the API at /docs; routes live under /v1.",
         )
     elif exc.status_code == 405:
+        allowed = _allowed_methods(request)
         body = _body(
             "method_not_allowed",
-            f"Method {request.method} is not allowed on {request.url.path}.",
+            f"Method {request.method} is not allowed on {request.url.path}"
+            + (f" (allowed: {', '.join(allowed)})." if allowed else "."),
             "See the API at /docs for the methods of this route.",
         )
+        if allowed:  # every route on this path, not only the first one Starlette tried
+            return JSONResponse(body, status_code=405, headers={"Allow": ", ".join(allowed)})
     elif exc.status_code == 400:  # e.g. a body that is not JSON: same answer as bad fields
         body = _body(
             "invalid_request",
