@@ -46,30 +46,44 @@ def _wait(predicate: Any, timeout: float = 30.0) -> bool:
 def test_promotion_right_after_ready_does_not_break_the_server(
     database_url: str, policy_file: Path, mlflow_model: MlflowModel, tmp_path: Path, name: str
 ) -> None:
-    """The finding: the first request and the first reconcile pass imported mlflow at the
-    same time ("partially initialized module"), the loop died and every MLflow route
-    answered a plain-text 500 while /readyz said ok. Three fresh starts, each probed at once."""
+    """The finding: after a restart, the first request and the first reconcile pass (which
+    reads MLflow for the journal's aliases) imported mlflow at the same time ("partially
+    initialized module"), the loop died and every MLflow route answered a plain-text 500
+    while /readyz said ok. A server with a journal, restarted three times, probed at once."""
+    common = {
+        "database_url": database_url,
+        "tracking_uri": mlflow_model.tracking_uri,
+        "policy_file": policy_file,
+        "reconcile_interval": 0.2,
+        "governed_models": f"{name}*",
+    }
+    version = mlflow_model.register(name)
+    digest = mlflow_model.record(name, version)
+    first = start_registry(tmp_path, log_name="registry-first.log", **common)
+    try:
+        with first.api() as api:
+            h = tokens(api, {"rita": "requester", "ann": "approver", "bob": "approver"})
+            body = {"model": name, "version": version, "target": "production"}
+            rid = api.post(
+                "/v1/promotions", json={**body, "evidence_digest": digest}, headers=h["rita"]
+            ).json()["id"]
+            api.post(f"/v1/promotions/{rid}/approve", headers=h["ann"])
+            res = api.post(f"/v1/promotions/{rid}/approve", headers=h["bob"])
+            assert res.json()["state"] == "promoted", res.text
+    finally:
+        first.stop()
     for attempt in range(3):
         model_name = f"{name}-{attempt}"
-        version = mlflow_model.register(model_name)
-        digest = mlflow_model.record(model_name, version)
-        registry = start_registry(
-            tmp_path,
-            database_url=database_url,
-            tracking_uri=mlflow_model.tracking_uri,
-            policy_file=policy_file,
-            log_name=f"registry-{attempt}.log",
-            reconcile_interval=0.2,
-            governed_models=f"{name}*",
-        )
+        new_version = mlflow_model.register(model_name)
+        new_digest = mlflow_model.record(model_name, new_version)
+        registry = start_registry(tmp_path, log_name=f"registry-{attempt}.log", **common)
         try:
             with registry.api() as api:
-                h = tokens(api, {f"rita{attempt}": "requester"})
-                body = {"model": model_name, "version": version, "target": "production"}
+                body = {"model": model_name, "version": new_version, "target": "production"}
                 res = api.post(
                     "/v1/promotions",
-                    json={**body, "evidence_digest": digest},
-                    headers=h[f"rita{attempt}"],
+                    json={**body, "evidence_digest": new_digest},
+                    headers=h["rita"],
                 )
                 assert res.status_code == 201, (attempt, res.status_code, res.text)
                 ready = api.get("/readyz")
@@ -78,7 +92,8 @@ def test_promotion_right_after_ready_does_not_break_the_server(
                 assert ready.json()["loops"]["reconcile"]["alive"] is True
         finally:
             registry.stop()
-        assert "partially initialized" not in registry.log_text()
+        log = registry.log_text()
+        assert "partially initialized" not in log and "Traceback" not in log, log[-3000:]
 
 
 class _ImportFailures(FlakyGateway):
