@@ -4,10 +4,14 @@ the request is refused or ends stale, on SQLite and PostgreSQL, against real MLf
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
+import httpx
+import pytest
 from sqlalchemy import text
 
 from registry_server.services.outbox import apply_intents
+from tests.server._procs import alias_writes, start_registry, wait_until
 from tests.server.conftest import Server, canonical, evidence_bundle
 
 
@@ -183,3 +187,40 @@ def test_evidence_naming_the_champion_without_its_scores_is_refused(
     assert f"names champion v{champ}" in res.json()["message"]
     assert "no champion metrics" in res.json()["message"]
     assert _mlflow_holder(server, name) == champ
+
+
+@pytest.mark.slow
+def test_champion_moved_while_the_server_was_down_after_quorum(
+    server: Server, database_url: str, policy_file, name: str, tmp_path
+) -> None:
+    server.clock.now = datetime.now(UTC)  # the server processes below run on the real clock
+    first, d1 = _version(server, name)  # both judged while nobody held production
+    second, d2 = _version(server, name)
+    r1 = server.request(name, first, d1).json()["id"]
+    server.approve(r1, "ann")
+    common = {
+        "database_url": database_url,
+        "tracking_uri": server.model.tracking_uri,
+        "policy_file": policy_file,
+    }
+    crashing = start_registry(tmp_path, **common, fault_point="after_intent", reconcile_interval=0)
+    with crashing.api() as api, pytest.raises(httpx.TransportError):  # quorum, intent, crash
+        api.post(f"/v1/promotions/{r1}/approve", headers=server.h("bob"), json={})
+    assert crashing.proc.wait(timeout=30) == -9
+    r2 = server.request(name, second, d2).json()["id"]  # r1 is approved, not superseded
+    server.approve(r2, "ann")
+    assert server.approve(r2, "bob").json()["state"] == "promoted"
+
+    restarted = start_registry(
+        tmp_path, **common, reconcile_interval=0.3, intent_lease=1, log_name="second.log"
+    )
+    try:
+        with restarted.api() as api:
+            wait_until(lambda: api.get(f"/v1/promotions/{r1}").json()["state"] == "stale")
+    finally:
+        restarted.stop()
+    assert _mlflow_holder(server, name) == second
+    assert alias_writes(restarted.log_text()) == 0
+    (event,) = _events(server, "champion_changed", name)
+    assert event["payload"]["request_id"] == r1 and event["payload"]["at_stage"] == "alias_move"
+    assert [e["payload"]["request_id"] for e in _events(server, "promoted", name)] == [r2]
