@@ -5,6 +5,9 @@ on SQLite and PostgreSQL; migration 0005 settles names that already collide."""
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,9 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from mlops.cli import app
+from mlops.errors import ConflictError
 from registry_server.db.engine import Database, _alembic_config
 from registry_server.db.models import Token, User
-from registry_server.services.auth import hash_token
+from registry_server.services.auth import create_token, hash_token
 from tests.server.conftest import USERS, Server
 
 runner = CliRunner()
@@ -116,6 +120,33 @@ def test_cli_token_create_refuses_second_spellings(database_url: str, spelling: 
     code = "conflict" if spelling.strip() == spelling else "gate_error"
     assert bad.output.startswith(f"{code}: User name {spelling!r}"), bad.output
     assert "hint:" in bad.output
+
+
+def test_concurrent_second_spelling_is_refused(server: Server) -> None:
+    """Two admins creating ``Zed`` and ``zed`` at once: the unique identity decides."""
+    outcome: dict[str, object] = {}
+
+    def other() -> None:
+        try:
+            with server.ctx.db.session() as b:
+                create_token(b, "zed", ["approver"])
+            outcome["created"] = True
+        except ConflictError as exc:
+            outcome["error"] = exc
+
+    with server.ctx.db.session() as a:
+        create_token(a, "Zed", ["approver"])
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.5)  # the other creation runs into this uncommitted one
+    thread.join(30)
+    assert "created" not in outcome
+    error = outcome["error"]
+    assert isinstance(error, ConflictError)
+    assert re.match(
+        r"User name 'zed' collides with (the existing user 'Zed'|a user created)", error.message
+    )
+    assert _users(server) == {*USERS, "Zed"}
 
 
 # --- the rules compare identities, also for rows made by older versions ----------------------
