@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from registry_server.app import create_app
+from registry_server.app import create_app, reconcile_once
 from registry_server.redact import PLACEHOLDER, locations, redact
 from registry_server.settings import RegistrySettings
 from tests.conftest import free_port
@@ -103,6 +103,23 @@ def test_evidence_edited_in_place_is_refused_and_audited_on_request(
     (event,) = _events(server, "evidence_tampered", name)
     assert event["actor"] == "rita"
     assert server.client.get(f"/v1/promotions?model={name}").json()["total"] == 0
+
+
+def test_evidence_edited_while_the_alias_move_waits_is_audited_by_the_server(
+    server: Server, name: str
+) -> None:
+    version, digest = _new_version(server, name)
+    rid = server.request(name, version, digest).json()["id"]
+    server.approve(rid, "ann")
+    server.ctx.gateway.fail_set_alias = 1  # MLflow down when the quorum is reached
+    assert server.approve(rid, "bob").json()["state"] == "approved"
+    _edit_in_place(server.model, name, version, digest)
+    server.clock.advance(seconds=60)
+    reconcile_once(server.ctx)
+    (event,) = _events(server, "evidence_tampered", name)
+    assert event["actor"] == "system" and event["payload"]["version"] == version
+    assert server.model.client().get_registered_model(name).aliases == {}
+    assert _state(server, rid) != "promoted"
 
 
 # --- tokens and server locations never echoed ------------------------------------------------
