@@ -107,6 +107,13 @@ def test_revoked_then_recreated_name_keeps_its_identity(server: Server) -> None:
     assert again.status_code == 201 and again.json()["user"] == "eve"
 
 
+def test_cli_token_create_prints_the_stored_name(database_url: str) -> None:
+    args = ["token", "create", FULLWIDTH_CI_BOT, "-r", "approver", "--database-url"]
+    out = runner.invoke(app, [*args, database_url])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[0].endswith(" for ci-bot [approver]:")
+
+
 @pytest.mark.parametrize("spelling", ["Ci-Bot", "ci-bot "])
 def test_cli_token_create_refuses_second_spellings(database_url: str, spelling: str) -> None:
     ok = runner.invoke(
@@ -180,6 +187,21 @@ def test_second_spelling_cannot_approve_own_request(server: Server, name: str, t
     assert res.json()["message"].endswith(f"requested promotion {rid} and may not approve it.")
     assert server.approve(rid, "ann").json()["state"] == "pending"
     assert server.client.get(f"/v1/promotions/{rid}").json()["quorum"] == {"have": 1, "need": 2}
+
+
+def test_two_spellings_cannot_promote_their_own_request(server: Server, name: str) -> None:
+    """The finding as reported: tokens for ``Ci-Bot`` and ``ci-bot `` promoted ``ci-bot``'s
+    own request. Both are the requester now, and the alias does not move."""
+    _legacy_user(server, "ci-bot", "requester")
+    _legacy_user(server, "Ci-Bot", "approver")
+    _legacy_user(server, "ci-bot ", "approver")
+    rid = _request(server, name, "ci-bot")
+    for twin in ("Ci-Bot", "ci-bot "):
+        res = server.approve(rid, twin)
+        assert res.status_code == 403 and res.json()["code"] == "forbidden", res.json()
+    body = server.client.get(f"/v1/promotions/{rid}").json()
+    assert body["state"] == "pending" and body["approvals"] == []
+    assert server.model.client().get_registered_model(name).aliases == {}
 
 
 @pytest.mark.parametrize("twin", ["ANN", "ann ", f"a{ZWSP}nn"])
