@@ -117,7 +117,8 @@ def held_now(ctx: ServerContext, model: str, alias: str) -> Champion:
     """
     with ctx.db.read_sessions() as s:
         row = holder(s, model, alias)
-        journal = None if row is None else row.version
+        # a holder flagged as gone or changed (drift.py) is no champion: a person settles it
+        journal = None if row is None or row.attention else row.version
     seen = ctx.gateway.describe_alias(model, alias)
     if journal is not None and seen.get("version") != journal:
         raise ChampionChanged(
@@ -163,7 +164,7 @@ def moved(s: Session, req: PromotionRequest, tp: TargetPolicy | None) -> str | N
     if row is None:
         return None  # the server never moved the alias: nothing changed since create
     judged = Champion(bound.get("version"), bound.get("run_id"))
-    now = Champion(row.version, getattr(row, "run_id", None))
+    now = _as_champion(row)
     if judged.same(now):
         return None
     return (
@@ -179,6 +180,13 @@ def check_create(s: Session, model: str, target: str, bound: Champion | None) ->
     row = holder(s, model, target)
     if row is None:
         return
-    now = Champion(row.version, getattr(row, "run_id", None))
+    now = _as_champion(row)
     if not bound.same(now):
         raise _changed(model, target, bound, now)
+
+
+def _as_champion(row: Any) -> Champion:
+    """The journal row's holder; none if it is flagged as gone or changed (drift.py)."""
+    if getattr(row, "attention", None):
+        return Champion(None, None)
+    return Champion(row.version, getattr(row, "run_id", None))

@@ -151,3 +151,41 @@ def test_retagged_evidence_is_a_changed_holder(server: Server, name: str) -> Non
     )
     with pytest.raises(AliasHolderMissing, match=r"evidence digest 'f{64}'"):
         check_holder(server.ctx, row)
+
+
+def test_flagged_alias_stays_flagged_across_a_restart(server: Server, name: str) -> None:
+    """A restart right after the holder went missing: the new process neither forgets the
+    mark nor "repairs" the alias onto the re-registered model on its first pass."""
+    from registry_server.app import create_app
+
+    version = _promote(server, name)
+    _recreate(server, name)
+    assert reconcile_once(server.ctx)["restored"] == 1
+
+    restarted = create_app(server.client.app.state.settings, clock=server.clock)
+    try:
+        assert reconcile_once(restarted.state.ctx)["restored"] == 0
+        server.model.client().set_registered_model_alias(name, "production", str(version))
+        assert reconcile_once(restarted.state.ctx)["restored"] == 1  # removed, not kept
+    finally:
+        restarted.state.ctx.db.dispose()
+    assert _aliases(server, name) == {}
+    assert len(_events(server, "alias_holder_missing", name)) == 1
+    assert server.client.get(f"/v1/aliases/{name}/production").json()["attention"] == (
+        "alias_holder_missing"
+    )
+
+
+def test_a_new_promotion_settles_a_flagged_alias(server: Server, name: str) -> None:
+    """The person's decision: promoting an approved version of the new model clears the mark."""
+    _promote(server, name)
+    _recreate(server, name)
+    assert reconcile_once(server.ctx)["restored"] == 1
+
+    version = _promote(server, name)
+
+    alias = server.client.get(f"/v1/aliases/{name}/production").json()
+    assert (alias["version"], alias["attention"]) == (version, None)
+    assert _aliases(server, name) == {"production": version}
+    assert reconcile_once(server.ctx)["restored"] == 0
+    assert server.client.get("/readyz").json()["attention"] == []
