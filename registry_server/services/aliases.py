@@ -37,7 +37,7 @@ from registry_server.services.journal import move_alias
 if TYPE_CHECKING:
     from registry_server.db.engine import Database
 
-__all__ = ["AliasReader", "current", "history", "move_alias", "rollback"]
+__all__ = ["AliasReader", "current", "history", "move_alias", "rollback", "rollback_target"]
 
 
 def _not_found(model: str, alias: str) -> AliasNotFound:
@@ -170,6 +170,20 @@ def rollback(
     outbox.apply_intents(ctx, outbox_id=outbox_id)
     _rollback_outcome(ctx, outbox_id, cur, prev)
     return current(ctx.db, model, alias)
+
+
+def rollback_target(db: Database, model: str, alias: str) -> dict[str, Any] | None:
+    """``{"version", "request_id"}`` a rollback would go back to now; ``None``: nothing.
+
+    Example:
+        >>> rollback_target(ctx.db, "churn", "production")  # doctest: +SKIP
+        {'version': 2, 'request_id': 5}
+    """
+    with db.read_sessions() as s:
+        stack = journal.holder_stack(s, model, alias)
+    if len(stack) < 2 or stack[-1].to_at is not None:
+        return None
+    return {"version": stack[-2].version, "request_id": stack[-2].request_id}
 
 
 def _may_roll_back(ctx: ServerContext, caller: Caller, model: str, alias: str) -> None:

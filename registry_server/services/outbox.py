@@ -7,6 +7,11 @@ intent stays pending with a back-off; the next call (a request or the background
 reconciler, in any worker) finishes it. The second transaction re-checks the intent under
 a lock, so concurrent workers produce one ``promoted`` event.
 
+Right before MLflow and again in the final transaction, a promotion's champion binding is
+re-checked against the journal: if the holder moved, nothing moves and the request ends
+``stale`` (``champion_changed``). Rollbacks (:func:`record_rollback_intent`) take the same
+path and move only if the holder they roll back still holds the alias.
+
 Example:
     >>> apply_intents(ctx)  # number of alias moves completed  # doctest: +SKIP
     1

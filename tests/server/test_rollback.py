@@ -221,3 +221,19 @@ def test_crash_during_rollback_then_restart_moves_once(
     assert _journal_rows(database_url, name) == [(v1, "promote"), (v2, "promote"), (v1, "rollback")]
     assert _mlflow_holder(server, name) == v1
     assert alias_writes(second.log_text()) == (0 if point == "after_final" else 1)
+
+
+def test_the_page_offers_only_a_rollback_down_the_stack(server: Server, name: str) -> None:
+    from registry_server.services.context import Caller
+    from registry_server.web._queries import alias_page
+
+    bob = Caller("bob", ("approver",))
+    v1 = _promote(server, name)
+    _promote(server, name)
+    page = alias_page(server.ctx, bob, name, "production")
+    assert page["can_rollback"] and page["previous"]["version"] == v1
+
+    assert _rollback(server, name).status_code == 200
+    page = alias_page(server.ctx, bob, name, "production")
+    assert page["previous"] is None and not page["can_rollback"]  # not forward to v2
+    assert "nothing to roll back to" in page["why_not"]

@@ -183,6 +183,14 @@ def register(model: MlflowModel, name: str) -> int:
 
 
 def new_candidate(model: MlflowModel, name: str, **kw: Any) -> Candidate:
+    if "champion" not in kw:  # as mlops.evaluate: judged against the holder of the moment
+        held = model.champion(name)
+        if held["champion_version"] is not None:
+            kw["champion"] = {
+                "version": held["champion_version"],
+                "run_id": held["champion_run_id"],
+                "metrics": {"accuracy": 0.93, "f1_macro": 0.92},
+            }
     version = register(model, name)
     digest = record(model, rich_bundle(name, version, model.run_id, **kw))
     return Candidate(name, version, digest)
