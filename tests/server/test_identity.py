@@ -4,6 +4,8 @@ person instead. Real MLflow (SQLite store), server on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -11,7 +13,7 @@ from mlops.errors import AliasHolderMissing
 from registry_server.app import reconcile_once
 from registry_server.db.models import AliasJournal
 from registry_server.services.holders import check_holder, holder_identity_ok
-from tests.server.conftest import Server
+from tests.server.conftest import MlflowModel, Server
 
 
 def _promote(server: Server, name: str) -> int:
@@ -189,3 +191,38 @@ def test_a_new_promotion_settles_a_flagged_alias(server: Server, name: str) -> N
     assert _aliases(server, name) == {"production": version}
     assert reconcile_once(server.ctx)["restored"] == 0
     assert server.client.get("/readyz").json()["attention"] == []
+
+
+def test_alias_page_marks_an_alias_needing_attention(
+    tmp_path: Path, policy_file: Path, mlflow_model: MlflowModel, name: str
+) -> None:
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from registry_server.services.drift import check_model
+    from tests.web.conftest import issue_tokens, web_app
+
+    app = web_app(f"sqlite:///{tmp_path / 'registry.db'}", policy_file, mlflow_model.tracking_uri)
+    with TestClient(app) as client:
+        tokens = issue_tokens(app)
+        version = mlflow_model.register(name)
+        body = {"model": name, "version": version, "target": "production"}
+        body["evidence_digest"] = mlflow_model.record(name, version)
+        auth = {u: {"Authorization": f"Bearer {t}"} for u, t in tokens.items()}
+        rid = client.post("/v1/promotions", json=body, headers=auth["rita"]).json()["id"]
+        for user in ("ann", "bob"):
+            res = client.post(f"/v1/promotions/{rid}/approve", json={}, headers=auth[user])
+        assert res.json()["state"] == "promoted", res.text
+        page = client.get("/ui/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        form = {"token": tokens["ann"], "csrf_token": csrf, "next": "/ui/requests"}
+        client.post("/ui/login", data=form, follow_redirects=False)
+        assert 'id="attention"' not in client.get(f"/ui/aliases/{name}/production").text
+
+        mlflow_model.client().delete_registered_model(name)
+        mlflow_model.register(name)
+        assert check_model(app.state.ctx, name) == 1
+
+        page = client.get(f"/ui/aliases/{name}/production").text
+    assert 'id="attention"' in page and "Needs attention (alias_holder_missing)" in page
