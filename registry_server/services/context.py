@@ -41,6 +41,10 @@ class ServerContext:
     fault_point: str | None = None
     secret_box: SecretBox | None = None
     webhook_allow_private: bool = False
+    drift_page_size: int = 500
+    governed_models: str = "*"  # glob of the models whose protected aliases it guards
+    #: model name -> MLflow's last-updated time when its alias holders were last verified
+    alias_checks: dict[str, int | None] = field(default_factory=dict)
 
     def now(self) -> datetime:
         """The current time in UTC, from the injected clock."""

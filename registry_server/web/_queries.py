@@ -214,13 +214,13 @@ def alias_page(ctx: ServerContext, caller: Caller, model: str, alias: str) -> di
     except MlopsError as exc:
         in_mlflow = f"unreachable ({exc.code})"
     tp = ctx.policy.targets.get(alias)
-    previous = next((i for i in items if holder and i["version"] != holder["version"]), None)
+    previous = aliases.rollback_target(ctx.db, model, alias)  # down the stack, never forward
     if tp is None:
         why = f"{alias!r} is not a target of the promotion policy."
     elif not caller.has_any(tp.rollback.roles):
         why = f"Rolling back {alias} needs one of: {', '.join(tp.rollback.roles)}."
     elif previous is None:
-        why = "No earlier version held this alias; nothing to roll back to."
+        why = "No earlier approved holder is left on the journal; nothing to roll back to."
     else:
         why = ""
     return {
