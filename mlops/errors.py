@@ -31,6 +31,7 @@ __all__ = [
     "GateError",
     "MissingDependency",
     "MlopsError",
+    "ModelNotReady",
     "ModelVersionNotFound",
     "NotFoundError",
     "NotInRepoError",
@@ -43,6 +44,7 @@ __all__ = [
     "RevisionNotFound",
     "StaleDataError",
     "TrackingError",
+    "UntrustedModelType",
     "error_class",
 ]
 
@@ -162,6 +164,19 @@ class TrackingError(MlopsError, RuntimeError):
 class RegistryError(MlopsError, RuntimeError):
     code = "registry_error"
     default_hint = "Check the model name and version, and that the MLflow registry is reachable."
+
+
+class ModelNotReady(RegistryError, ValueError):
+    code = "model_not_ready"
+    default_hint = (
+        "Log the model again inside the run (mlops.log_model(model, name=...)) and register "
+        "the new one; a logged model that failed has no files to serve."
+    )
+
+
+class UntrustedModelType(TrackingError, TypeError):
+    code = "untrusted_model_type"
+    default_hint = "Pass the types you trust: mlops.log_model(model, ..., trusted=[...])."
 
 
 class RegistryUnavailable(RegistryError, ConnectionError):
