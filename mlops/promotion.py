@@ -173,8 +173,9 @@ def run_evaluation(
             hint="Pass target='<label column>' to promote() / run_evaluation().",
         )
     thresholds = None
-    if policy is not None and to in policy.targets:
-        rules = policy.targets[to].checks.metrics
+    tp = policy.rules(name, to) if policy is not None else None
+    if tp is not None:
+        rules = tp.checks.metrics
         thresholds = {m: MetricThreshold(**r.model_dump()) for m, r in rules.items()} or None
     return evaluate(name, version, data=data, target=target, champion=to, thresholds=thresholds)
 
@@ -242,7 +243,7 @@ def build_evidence(
     from mlops import evidence as _evidence
 
     pol = resolve_policy(policy)
-    tp = pol.target(to)
+    tp = pol.target(to, name)
     suites = tuple(suites) or tp.checks.suites
     reports = run_validation(name, version, suites=suites, data=data)
     _fail_fast_on_suites(name, version, to, reports, pol)
@@ -266,7 +267,7 @@ def _fail_fast_on_suites(
 ) -> None:
     from mlops.policy import Verdict, check
 
-    verdict = check({"validation": [r.to_dict() for r in reports]}, policy, to)
+    verdict = check({"validation": [r.to_dict() for r in reports]}, policy, to, model=name)
     early = tuple(r for r in verdict.rules if r.rule.startswith(("checks.suites.", "target.")))
     if not all(r.passed for r in early):
         raise _violation(Verdict(to, False, early), f"{name} v{version}")

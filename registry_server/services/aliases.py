@@ -167,7 +167,7 @@ def rollback(
     ctx: ServerContext, caller: Caller, model: str, alias: str, *, comment: str = ""
 ) -> dict[str, Any]:
     """Move the alias back to the holder before the current one (policy rollback roles)."""
-    tp = ctx.policy.targets.get(alias)
+    tp = ctx.policy.rules(model, alias)
     if tp is None:
         raise PolicyViolation(
             f"Alias {alias!r} is not a target of the promotion policy; cannot roll it back.",
@@ -239,7 +239,7 @@ def reconcile_protected(ctx: ServerContext) -> int:
     Each restore runs under the model+alias lock and re-reads the journal and the pending
     alias moves first, so a promotion finishing at the same moment is never undone.
     """
-    protected = [name for name, tp in ctx.policy.targets.items() if tp.protected]
+    protected = sorted(ctx.policy.protected_targets())
     if not protected:
         return 0
     with ctx.db.read_sessions() as s:
@@ -251,7 +251,7 @@ def reconcile_protected(ctx: ServerContext) -> int:
             )
         )
     fixed = 0
-    for row in rows:
+    for row in (r for r in rows if (tp := ctx.policy.rules(r.model, r.alias)) and tp.protected):
         if ctx.gateway.get_alias(row.model, row.alias) != row.version:
             fixed += _restore(ctx, row.id, row.model, row.alias)
     return fixed

@@ -62,7 +62,7 @@ def pending_page(ctx: ServerContext, *, state: str | None = "pending") -> dict[s
 
 def may_approve(ctx: ServerContext, caller: Caller, req: dict[str, Any]) -> tuple[bool, str]:
     """Whether to offer approve/reject to ``caller``, and why not (the server checks again)."""
-    tp = ctx.policy.targets.get(req["target"])
+    tp = ctx.policy.rules(req["model"], req["target"])
     if req["state"] != "pending":
         return False, f"This request is {req['state']}; only pending requests take decisions."
     if tp is None:
@@ -118,7 +118,7 @@ def _evidence(ctx: ServerContext, req: dict[str, Any]) -> dict[str, Any]:
         bundle, digest = current_evidence(ctx.gateway, req["model"], req["version"])
     except MlopsError as exc:
         return {"error": exc, "bundle": None}
-    verdict = check(bundle, ctx.policy, req["target"], now=ctx.now())
+    verdict = check(bundle, ctx.policy, req["target"], now=ctx.now(), model=req["model"])
     return {
         "error": None,
         "bundle": bundle,
@@ -156,7 +156,7 @@ def alias_page(ctx: ServerContext, caller: Caller, model: str, alias: str) -> di
         in_mlflow: int | str | None = ctx.gateway.get_alias(model, alias)
     except MlopsError as exc:
         in_mlflow = f"unreachable ({exc.code})"
-    tp = ctx.policy.targets.get(alias)
+    tp = ctx.policy.rules(model, alias)
     previous = next((i for i in items if holder and i["version"] != holder["version"]), None)
     if tp is None:
         why = f"{alias!r} is not a target of the promotion policy."

@@ -212,6 +212,21 @@ def test_make_estimator_names_an_unknown_model() -> None:
         train.make_estimator({"model": "xgboost"})
 
 
+@pytest.mark.parametrize("kind", train.MODELS)
+def test_every_train_model_choice_logs_and_registers(
+    kind: str, lineage_run, model_name: str, iris: pd.DataFrame
+) -> None:
+    """params.yaml's own ``train.model: random_forest`` used to fail at log_model."""
+    import mlops
+
+    _repo, ds, _run_id = lineage_run
+    p = {"name": model_name, "model": kind, "C": 1.0, "max_iter": 300, "n_estimators": 5}
+    out = train.train_and_register(iris, ds, {**p, "seed": 0})
+    assert (out["name"], out["version"]) == (model_name, 1)
+    loaded = mlops.registry.load_model(model_name, 1)
+    assert len(loaded.predict(iris.drop(columns=["target"]).head(4))) == 4
+
+
 def test_fit_learns_iris(iris: pd.DataFrame) -> None:
     estimator = train.make_estimator({"model": "logistic_regression", "C": 1.0, "max_iter": 200})
     model, accuracy = train.fit(iris, estimator)
