@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 DIGEST_TAG = "mlops.evidence.digest"
+#: set on a version whose promote() stopped at a failing suite: what blocked it
+BLOCKED_TAG = "mlops.evidence.blocked"
 _SAMPLE_ROWS = 5
 
 
@@ -138,17 +140,24 @@ def run_validation(
 ) -> list[ValidationReport]:
     """Validate ``data`` (default: the version's training data) with every suite.
 
+    Each report (JSON) and its Data Docs page are logged on the version's run under
+    ``mlops/validation/<suite>.*``, passed or failed, so a block can be read later.
+
     Example:
         >>> reports = run_validation("churn", 3, suites=["churn_train"])  # doctest: +SKIP
         >>> [r.success for r in reports]  # doctest: +SKIP
         [True]
     """
+    from mlops.registry import get
     from mlops.validation import validate
 
     if not suites:
         return []
     data = _training_data(name, version) if data is None else data
-    return [validate(data, suite, raise_on_failure=False, log=True) for suite in suites]
+    run_id = get(name, version).run_id  # reports and Data Docs land on the candidate's run
+    return [
+        validate(data, suite, raise_on_failure=False, log=True, run_id=run_id) for suite in suites
+    ]
 
 
 def run_evaluation(
@@ -270,7 +279,12 @@ def _fail_fast_on_suites(
     verdict = check({"validation": [r.to_dict() for r in reports]}, policy, to, model=name)
     early = tuple(r for r in verdict.rules if r.rule.startswith(("checks.suites.", "target.")))
     if not all(r.passed for r in early):
-        raise _violation(Verdict(to, False, early), f"{name} v{version}")
+        from mlops.registry import set_tag
+
+        blocked = Verdict(to, False, early)
+        why = "; ".join(f"{r.rule}: {r.reason}" for r in blocked.failures)
+        set_tag(name, version, BLOCKED_TAG, f"{to}: {why}"[:5000])
+        raise _violation(blocked, f"{name} v{version}")
 
 
 # --- the request --------------------------------------------------------------------------
@@ -312,7 +326,16 @@ def recorded_digest(name: str, version: int) -> str:
     """
     from mlops.registry import get
 
-    digest = get(name, int(version)).tags.get(DIGEST_TAG)
+    mv = get(name, int(version))
+    digest = mv.tags.get(DIGEST_TAG)
+    if not digest and mv.tags.get(BLOCKED_TAG):
+        raise EvidenceError(
+            f"Model {name!r} version {version} has no recorded evidence: promote() was "
+            f"blocked before recording it ({mv.tags[BLOCKED_TAG]}).",
+            hint=f"Read the failed expectations in run {mv.run_id} (artifacts "
+            "mlops/validation/<suite>.json and .html), fix the data or the suite, then run "
+            "mlops.promote(...) again.",
+        )
     if not digest:
         raise EvidenceError(
             f"Model {name!r} version {version} has no recorded evidence (tag {DIGEST_TAG!r}).",

@@ -159,7 +159,36 @@ def _check_suite(name: str, validations: list[Mapping[str, Any]]) -> RuleResult:
         return RuleResult(rule, True, f"suite {name!r} passed")
     stats = found[-1].get("statistics") or {}
     bad = stats.get("unsuccessful", "?")
-    return RuleResult(rule, False, f"suite {name!r} failed ({bad} expectation(s) unsuccessful)")
+    failed = [
+        _failed_expectation(r) for r in found[-1].get("results") or () if not r.get("success")
+    ]
+    detail = f": {'; '.join(failed)}" if failed else ""
+    return RuleResult(
+        rule, False, f"suite {name!r} failed ({bad} expectation(s) unsuccessful){detail}"
+    )
+
+
+def _failed_expectation(result: Mapping[str, Any]) -> str:
+    """``type`` on column ``c``: what was observed (a validation report's result dict).
+
+    Example:
+        >>> _failed_expectation({"type": "expect_column_values_to_not_be_null",
+        ...     "column": "ash", "observed": {"unexpected_count": 3}})
+        'expect_column_values_to_not_be_null on column ash: 3 unexpected'
+    """
+    where = f" on column {result['column']}" if result.get("column") else ""
+    obs = result.get("observed") or {}
+    seen = []
+    if "exception" in obs:
+        seen.append(f"error {obs['exception']}"[:200])
+    if obs.get("unexpected_count") is not None:
+        seen.append(f"{obs['unexpected_count']} unexpected")
+        sample = obs.get("partial_unexpected_list")
+        if sample:
+            seen.append(f"e.g. {sample[:3]}"[:120])
+    if "observed_value" in obs:
+        seen.append(f"observed {obs['observed_value']!r}"[:120])
+    return f"{result.get('type', '?')}{where}: {', '.join(seen) or 'failed'}"
 
 
 def _up(name: str, rule: MetricRule) -> bool:

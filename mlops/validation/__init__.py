@@ -9,7 +9,7 @@ Example:
 
 from mlops.validation._gx import SuiteError
 from mlops.validation._report import ExpectationResult, ValidationReport, standalone_html
-from mlops.validation._validate import Suite, SuiteNotFound, load_suite, validate
+from mlops.validation._validate import Suite, SuiteNotFound, load_suite, log_report, validate
 
 __all__ = [
     "ExpectationResult",
@@ -18,6 +18,7 @@ __all__ = [
     "SuiteNotFound",
     "ValidationReport",
     "load_suite",
+    "log_report",
     "standalone_html",
     "validate",
 ]

@@ -350,3 +350,26 @@ def test_summary_of_a_submitted_request_carries_the_server_state() -> None:
         MODEL, target="production", digest="e" * 64, verdict=verdict, promotion=None
     )
     assert unsent["state"] == "not_submitted" and unsent["blocked_by"] == []
+
+
+def test_recorded_evidence_puts_the_data_docs_where_the_reviewer_page_links(
+    lineage_model, iris: pd.DataFrame
+) -> None:
+    """The validate stage runs before the model exists (log=False); the request stage
+    logs its report and page on the model's run, so the Data Docs link is no 404."""
+    from mlflow.tracking import MlflowClient
+
+    from mlops.validation import validate as gx_validate
+    from registry_server.web._queries import DATA_DOCS_DIR
+
+    report = gx_validate(iris, ROOT / "suites" / "iris_train.yaml", log=False).to_dict()
+    model = {"name": lineage_model.name, "version": lineage_model.version}
+    bundle = request.record_evidence(
+        model, {"validation": report, "evaluation": None, "package": None}
+    )
+    assert bundle.validation[0]["suite"] == "iris_train"
+    client = MlflowClient()
+    files = {f.path for f in client.list_artifacts(lineage_model.run_id, DATA_DOCS_DIR)}
+    assert f"{DATA_DOCS_DIR}/iris_train.html" in files
+    page = Path(client.download_artifacts(lineage_model.run_id, f"{DATA_DOCS_DIR}/iris_train.html"))
+    assert "iris_train" in page.read_text()
