@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.client import FINAL_STATES, Promotion, RegistryClient
-from mlops.errors import ConfigError, DataError, EvidenceError, MlopsError, PolicyViolation
+from mlops.errors import (
+    ConfigError,
+    DataError,
+    EvaluationError,
+    EvidenceError,
+    MlopsError,
+    PolicyError,
+    PolicyViolation,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,7 +194,29 @@ def run_evaluation(
     if tp is not None:
         rules = tp.checks.metrics
         thresholds = {m: MetricThreshold(**r.model_dump()) for m, r in rules.items()} or None
-    return evaluate(name, version, data=data, target=target, champion=to, thresholds=thresholds)
+    try:
+        return evaluate(name, version, data=data, target=target, champion=to, thresholds=thresholds)
+    except EvaluationError as exc:
+        unknown = exc.details.get("unknown_metrics")
+        if not unknown or policy is None:
+            raise
+        raise _policy_metric_error(policy, name, to, unknown, exc) from exc
+
+
+def _policy_metric_error(
+    policy: Policy, name: str, to: str, unknown: list[str], exc: EvaluationError
+) -> PolicyError:
+    """The policy named a metric this evaluation does not compute: say where it is written."""
+    where = policy.explain(name, to).get("checks.metrics", f"targets.{to}.checks.metrics")
+    paths = [f"{where}.{metric}" for metric in unknown]
+    computed = ", ".join(exc.details.get("computed_metrics") or ())
+    return PolicyError(
+        f"The policy for {name!r} -> {to!r} names metric(s) {unknown} that the evaluation "
+        f"does not compute (it computes {computed}).",
+        hint=f"Fix {paths[0]} in promotion-policy.yaml (or add a per-model scope under "
+        f"models.{name} for this model's metrics).",
+        keys=paths,
+    )
 
 
 def run_packaging(

@@ -332,3 +332,31 @@ def test_a_blocked_validation_names_each_failed_expectation_and_is_recorded(
         submit(name, version, to="production")
     assert f"run {run_id}" in err.value.hint
     assert "mlops/validation/<suite>.json" in err.value.hint
+
+
+def test_a_policy_metric_the_evaluation_lacks_is_named_by_its_key_path(
+    lineage_model: LineageModel,
+):
+    """A regressor's rmse rule applied to a classifier: the hint speaks the policy file."""
+    from mlops.errors import PolicyError
+    from mlops.policy import parse_policy
+    from mlops.promotion import run_evaluation
+
+    policy = parse_policy(
+        {"targets": {"production": {"checks": {"metrics": {"rmse": {"threshold": 70}}}}}}
+    )
+    frame = mlops.data.read_dataframe(lineage_model.dataset)
+    with pytest.raises(
+        PolicyError, match=r"names metric\(s\) \['rmse'\] that the evaluation does not compute"
+    ) as err:
+        run_evaluation(
+            lineage_model.name,
+            lineage_model.version,
+            to="production",
+            data=frame,
+            target="target",
+            policy=policy,
+        )
+    assert err.value.hint.startswith(
+        "Fix targets.production.checks.metrics.rmse in promotion-policy.yaml"
+    )

@@ -199,6 +199,8 @@ def _check_metric_names(rules: Mapping[str, Any], metrics: Mapping[str, float]) 
             f"Thresholds name metric(s) {unknown} that this evaluation does not compute; "
             f"it computes {sorted(metrics)}.",
             hint="Fix the metric names, or pass task= if the task was inferred wrongly.",
+            unknown_metrics=unknown,
+            computed_metrics=sorted(metrics),
         )
 
 
