@@ -200,8 +200,8 @@ def test_a_tie_does_not_beat_the_champion() -> None:
     beat = {r.rule: r for r in verdict.rules}["checks.must_beat_champion"]
     assert not beat.passed
     assert beat.reason == (
-        "must_beat_champion (strictly better by at least the minimum change): "
-        "accuracy 0.9 ties champion 0.9 (a tie does not beat it)"
+        "accuracy 0.9 ties champion 0.9 (a tie does not beat it) "
+        "(must_beat_champion: strictly better by at least the minimum change)"
     )
     better = check(
         _evidence("m", {"accuracy": 0.91}, {"accuracy": 0.9}),
@@ -221,15 +221,17 @@ def test_must_not_regress_lets_a_tie_pass_but_no_metric_get_worse() -> None:
     policy = _tie_policy("must_not_regress")
     tie = check(_evidence("m", {"accuracy": 0.9}, {"accuracy": 0.9}), policy, "p")
     rule = {r.rule: r for r in tie.rules}["checks.must_not_regress"]
-    assert rule.passed and rule.reason.startswith("must_not_regress (no worse than the champion")
+    assert rule.passed and rule.reason.endswith(
+        "(must_not_regress: no worse than the champion; a tie passes)"
+    )
     worse = check(
         _evidence("m", {"accuracy": 0.9, "f1_macro": 0.8}, {"accuracy": 0.9, "f1_macro": 0.85}),
         policy,
         "p",
     )
     assert [r.reason for r in worse.failures] == [
-        "must_not_regress (no worse than the champion; a tie passes): "
-        "f1_macro 0.8 is worse than champion 0.85"
+        "f1_macro 0.8 is worse than champion 0.85 "
+        "(must_not_regress: no worse than the champion; a tie passes)"
     ]
     assert "must_not_regress" in str(worse) and "must_not_regress" in worse._repr_html_()
 

@@ -293,10 +293,10 @@ def _check_beats(checks: Checks, evaluation: Mapping[str, Any] | None) -> RuleRe
             continue
         ok, why = _margin(name, rule, float(cand), float(champ))
         (better if ok else worse).append(why)
-    head = "must_beat_champion (strictly better by at least the minimum change): "
+    tail = " (must_beat_champion: strictly better by at least the minimum change)"
     if worse or not better:
-        return RuleResult(key, False, head + ("; ".join(worse) or "no metric to compare"))
-    return RuleResult(key, True, head + "; ".join(better))
+        return RuleResult(key, False, ("; ".join(worse) or "no metric to compare") + tail)
+    return RuleResult(key, True, "; ".join(better) + tail)
 
 
 def _check_not_regress(checks: Checks, evaluation: Mapping[str, Any] | None) -> RuleResult:
@@ -316,10 +316,10 @@ def _check_not_regress(checks: Checks, evaluation: Mapping[str, Any] | None) -> 
         compared.append(name)
         if cand < champ - _EPS if up else cand > champ + _EPS:
             worse.append(f"{name} {cand:g} is worse than champion {champ:g}")
-    head = "must_not_regress (no worse than the champion; a tie passes): "
+    tail = " (must_not_regress: no worse than the champion; a tie passes)"
     if worse:
-        return RuleResult(key, False, head + "; ".join(worse))
-    return RuleResult(key, True, head + "no worse on " + (", ".join(compared) or "no metric"))
+        return RuleResult(key, False, "; ".join(worse) + tail)
+    return RuleResult(key, True, "no worse on " + (", ".join(compared) or "no metric") + tail)
 
 
 def _check_smoke(package: Mapping[str, Any] | None) -> RuleResult:
