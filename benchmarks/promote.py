@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -175,25 +176,26 @@ def _bento(name: str, version: int, uri: str, sample: Any) -> list:
     tag = bentoml.mlflow.import_model(f"direct-{name}", uri).tag
     ctx = Path(tempfile.mkdtemp(prefix="direct-bento-"))
     (ctx / "service.py").write_text(textwrap.dedent(SERVICE.format(tag=tag)))
+    shutil.copy(Path(uri.removeprefix("file://")) / "requirements.txt", ctx / "requirements.txt")
     (ctx / "bentofile.yaml").write_text(
         json.dumps(
             {
                 "service": "service:Direct",
                 "include": ["service.py"],
-                "python": {
-                    "requirements_txt": str(Path(uri.removeprefix("file://")) / "requirements.txt"),
-                    "lock_packages": False,
-                },
+                "python": {"requirements_txt": "requirements.txt", "lock_packages": False},
             }
         )
     )
-    out = subprocess.run(
+    res = subprocess.run(
         [sys.executable, "-m", "bentoml", "build", str(ctx), "--output", "tag"],
         cwd=ctx,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
+        check=False,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"bentoml build failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    out = res.stdout
     bento = out.strip().split("__tag__:")[-1].split()[0]
     port = free_port()
     proc = subprocess.Popen(
