@@ -7,7 +7,7 @@ Example:
     >>> import mlops
     >>> ds = mlops.data.version("data/train.csv")                    # doctest: +SKIP
     >>> with mlops.start_run(datasets=[ds]) as run:                  # doctest: +SKIP
-    ...     ...
+    ...     mlops.log_model(model, name="model", input_example=x.head(3))
     >>> mv = mlops.register(run, "churn")                            # doctest: +SKIP
     >>> handle = mlops.promote("churn", mv.version, to="production")  # doctest: +SKIP
 """
@@ -30,6 +30,7 @@ _SUBMODULES = frozenset(
         "errors",
         "evaluation",
         "evidence",
+        "models",
         "packaging",
         "policy",
         "promotion",
@@ -44,6 +45,7 @@ _FUNCTIONS = {
     "load_settings": ("mlops.config", "load_settings"),
     "start_run": ("mlops.tracking", "start_run"),
     "active_run": ("mlops.tracking", "active_run"),
+    "log_model": ("mlops.models", "log_model"),
     "register": ("mlops.registry", "register"),
     "validate": ("mlops.validation", "validate"),
     "evaluate": ("mlops.evaluation", "evaluate"),
@@ -62,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
         errors,
         evaluation,
         evidence,
+        models,
         packaging,
         policy,
         promotion,
@@ -71,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from mlops.config import load_settings  # noqa: F401
     from mlops.evaluation import evaluate  # noqa: F401
+    from mlops.models import log_model  # noqa: F401
     from mlops.packaging import package  # noqa: F401
     from mlops.promotion import promote  # noqa: F401
     from mlops.registry import register  # noqa: F401

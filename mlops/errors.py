@@ -33,6 +33,7 @@ __all__ = [
     "GateError",
     "MissingDependency",
     "MlopsError",
+    "ModelNotReady",
     "ModelVersionNotFound",
     "NotFoundError",
     "NotInRepoError",
@@ -46,6 +47,7 @@ __all__ = [
     "RevisionNotFound",
     "StaleDataError",
     "TrackingError",
+    "UntrustedModelType",
     "error_class",
 ]
 
@@ -165,6 +167,19 @@ class TrackingError(MlopsError, RuntimeError):
 class RegistryError(MlopsError, RuntimeError):
     code = "registry_error"
     default_hint = "Check the model name and version, and that the MLflow registry is reachable."
+
+
+class ModelNotReady(RegistryError, ValueError):
+    code = "model_not_ready"
+    default_hint = (
+        "Log the model again inside the run (mlops.log_model(model, name=...)) and register "
+        "the new one; a logged model that failed has no files to serve."
+    )
+
+
+class UntrustedModelType(TrackingError, TypeError):
+    code = "untrusted_model_type"
+    default_hint = "Pass the types you trust: mlops.log_model(model, ..., trusted=[...])."
 
 
 class RegistryUnavailable(RegistryError, ConnectionError):

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.client import FINAL_STATES, Promotion, RegistryClient
-from mlops.errors import ConfigError, DataError, EvidenceError, MlopsError, PolicyViolation
+from mlops.errors import (
+    ConfigError,
+    DataError,
+    EvaluationError,
+    EvidenceError,
+    MlopsError,
+    PolicyError,
+    PolicyViolation,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,6 +62,8 @@ __all__ = [
 ]
 
 DIGEST_TAG = "mlops.evidence.digest"
+#: set on a version whose promote() stopped at a failing suite: what blocked it
+BLOCKED_TAG = "mlops.evidence.blocked"
 _SAMPLE_ROWS = 5
 
 
@@ -138,17 +148,24 @@ def run_validation(
 ) -> list[ValidationReport]:
     """Validate ``data`` (default: the version's training data) with every suite.
 
+    Each report (JSON) and its Data Docs page are logged on the version's run under
+    ``mlops/validation/<suite>.*``, passed or failed, so a block can be read later.
+
     Example:
         >>> reports = run_validation("churn", 3, suites=["churn_train"])  # doctest: +SKIP
         >>> [r.success for r in reports]  # doctest: +SKIP
         [True]
     """
+    from mlops.registry import get
     from mlops.validation import validate
 
     if not suites:
         return []
     data = _training_data(name, version) if data is None else data
-    return [validate(data, suite, raise_on_failure=False, log=True) for suite in suites]
+    run_id = get(name, version).run_id  # reports and Data Docs land on the candidate's run
+    return [
+        validate(data, suite, raise_on_failure=False, log=True, run_id=run_id) for suite in suites
+    ]
 
 
 def run_evaluation(
@@ -173,10 +190,33 @@ def run_evaluation(
             hint="Pass target='<label column>' to promote() / run_evaluation().",
         )
     thresholds = None
-    if policy is not None and to in policy.targets:
-        rules = policy.targets[to].checks.metrics
+    tp = policy.rules(name, to) if policy is not None else None
+    if tp is not None:
+        rules = tp.checks.metrics
         thresholds = {m: MetricThreshold(**r.model_dump()) for m, r in rules.items()} or None
-    return evaluate(name, version, data=data, target=target, champion=to, thresholds=thresholds)
+    try:
+        return evaluate(name, version, data=data, target=target, champion=to, thresholds=thresholds)
+    except EvaluationError as exc:
+        unknown = exc.details.get("unknown_metrics")
+        if not unknown or policy is None:
+            raise
+        raise _policy_metric_error(policy, name, to, unknown, exc) from exc
+
+
+def _policy_metric_error(
+    policy: Policy, name: str, to: str, unknown: list[str], exc: EvaluationError
+) -> PolicyError:
+    """The policy named a metric this evaluation does not compute: say where it is written."""
+    where = policy.explain(name, to).get("checks.metrics", f"targets.{to}.checks.metrics")
+    paths = [f"{where}.{metric}" for metric in unknown]
+    computed = ", ".join(exc.details.get("computed_metrics") or ())
+    return PolicyError(
+        f"The policy for {name!r} -> {to!r} names metric(s) {unknown} that the evaluation "
+        f"does not compute (it computes {computed}).",
+        hint=f"Fix {paths[0]} in promotion-policy.yaml (or add a per-model scope under "
+        f"models.{name} for this model's metrics).",
+        keys=paths,
+    )
 
 
 def run_packaging(
@@ -242,7 +282,7 @@ def build_evidence(
     from mlops import evidence as _evidence
 
     pol = resolve_policy(policy)
-    tp = pol.target(to)
+    tp = pol.target(to, name)
     suites = tuple(suites) or tp.checks.suites
     reports = run_validation(name, version, suites=suites, data=data)
     _fail_fast_on_suites(name, version, to, reports, pol)
@@ -266,10 +306,15 @@ def _fail_fast_on_suites(
 ) -> None:
     from mlops.policy import Verdict, check
 
-    verdict = check({"validation": [r.to_dict() for r in reports]}, policy, to)
+    verdict = check({"validation": [r.to_dict() for r in reports]}, policy, to, model=name)
     early = tuple(r for r in verdict.rules if r.rule.startswith(("checks.suites.", "target.")))
     if not all(r.passed for r in early):
-        raise _violation(Verdict(to, False, early), f"{name} v{version}")
+        from mlops.registry import set_tag
+
+        blocked = Verdict(to, False, early)
+        why = "; ".join(f"{r.rule}: {r.reason}" for r in blocked.failures)
+        set_tag(name, version, BLOCKED_TAG, f"{to}: {why}"[:5000])
+        raise _violation(blocked, f"{name} v{version}")
 
 
 # --- the request --------------------------------------------------------------------------
@@ -311,7 +356,16 @@ def recorded_digest(name: str, version: int) -> str:
     """
     from mlops.registry import get
 
-    digest = get(name, int(version)).tags.get(DIGEST_TAG)
+    mv = get(name, int(version))
+    digest = mv.tags.get(DIGEST_TAG)
+    if not digest and mv.tags.get(BLOCKED_TAG):
+        raise EvidenceError(
+            f"Model {name!r} version {version} has no recorded evidence: promote() was "
+            f"blocked before recording it ({mv.tags[BLOCKED_TAG]}).",
+            hint=f"Read the failed expectations in run {mv.run_id} (artifacts "
+            "mlops/validation/<suite>.json and .html), fix the data or the suite, then run "
+            "mlops.promote(...) again.",
+        )
     if not digest:
         raise EvidenceError(
             f"Model {name!r} version {version} has no recorded evidence (tag {DIGEST_TAG!r}).",

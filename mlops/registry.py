@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops.data import DatasetVersion
-from mlops.errors import AliasNotFound, ConfigError, ModelVersionNotFound, RegistryError
+from mlops.errors import (
+    AliasNotFound,
+    ConfigError,
+    ModelNotReady,
+    ModelVersionNotFound,
+    RegistryError,
+)
 from mlops.tracking import TAG_GIT_COMMIT, Run, _apply_uris, _datasets_from_tags
 
 __all__ = [
@@ -155,14 +161,17 @@ def register(
 
     Accepts a :class:`~mlops.tracking.Run`, a run id (the model logged under
     ``artifact_path`` in it), or a model URI (``models:/m-...``, ``runs:/<id>/model``).
+    A logged model that is not READY (its logging failed) is refused with
+    :class:`~mlops.errors.ModelNotReady`, naming the run and its state.
 
     Example:
-        >>> info = mlflow.sklearn.log_model(clf, name="model")    # doctest: +SKIP
+        >>> info = mlops.log_model(clf, name="model")             # doctest: +SKIP
         >>> mv = register(run, "churn")                           # doctest: +SKIP
         >>> mv = register(info.model_uri, "churn")                # doctest: +SKIP
     """
     mlflow = _mlflow()
     model_uri = _model_uri(run_or_model_uri, artifact_path)
+    _ensure_ready(model_uri)
     with _errors(f"registering {model_uri!r} as {name!r}"):
         created = mlflow.register_model(
             model_uri, name, await_registration_for=int(timeout), tags=dict(tags or {})
@@ -182,6 +191,30 @@ def _model_uri(run_or_model_uri: Run | str, artifact_path: str) -> str:
     raise ConfigError(
         f"register() takes a Run, a run id or a model URI; got {ref!r}.",
         hint="Pass the Run from mlops.start_run, or log_model(...).model_uri.",
+    )
+
+
+def _ensure_ready(model_uri: str) -> None:
+    """Refuse a logged model (``models:/m-...``) whose logging did not finish READY."""
+    if not model_uri.startswith("models:/m-"):
+        return
+    model_id = model_uri.removeprefix("models:/")
+    with _errors(f"reading logged model {model_id!r}", not_found=ModelVersionNotFound):
+        logged = _client().get_logged_model(model_id)
+    status = str(logged.status)
+    if status == "READY":
+        return
+    run_id = logged.source_run_id
+    run_state = "?"
+    if run_id:
+        with _errors(f"reading run {run_id!r}"):
+            run_state = _client().get_run(run_id).info.status
+    raise ModelNotReady(
+        f"Logged model {logged.name!r} ({model_id}) of run {run_id} is {status}, not READY "
+        f"(the run is {run_state}); it has no files to register.",
+        run_id=run_id,
+        status=status,
+        run_status=run_state,
     )
 
 

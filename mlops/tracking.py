@@ -1,7 +1,7 @@
 """MLflow runs that name the exact data they used.
 
 :func:`start_run` opens an MLflow run (the fluent one, so ``mlflow.log_metric`` and
-``mlflow.sklearn.log_model`` inside the block land in it) and records every
+``mlops.log_model`` inside the block land in it) and records every
 :class:`~mlops.data.DatasetVersion` twice: as an MLflow dataset input (digest = the DVC
 md5, source = ``path@rev`` plus the remote) and as ``mlops.dataset.<i>.*`` tags, next to
 ``mlops.git_commit``, ``mlops.git_dirty`` (uncommitted changes to tracked files) and, inside

@@ -92,16 +92,18 @@ def eval_metrics(report: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def policy_thresholds(policy_path: str | Path, target: str) -> dict[str, dict[str, Any]]:
-    """The metric thresholds the policy requires for ``target`` (empty if it sets none).
+def policy_thresholds(
+    policy_path: str | Path, target: str, model: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The metric thresholds the policy requires of ``model`` for ``target`` (may be empty).
 
     Example:
-        >>> policy_thresholds("promotion-policy.yaml", "production")  # doctest: +SKIP
+        >>> policy_thresholds("promotion-policy.yaml", "production", "iris")  # doctest: +SKIP
         {'accuracy': {'threshold': 0.8, 'min_absolute_change': 0.0, ...}}
     """
     from mlops.policy import load_policy
 
-    rules = load_policy(policy_path).target(target).checks.metrics
+    rules = load_policy(policy_path).target(target, model).checks.metrics
     return {name: rule.model_dump() for name, rule in rules.items()}
 
 
@@ -148,7 +150,9 @@ def main() -> None:
         target=target,
         champion=_common.need(p, "champion", str, where="evaluate"),
         thresholds=policy_thresholds(
-            "promotion-policy.yaml", _common.need(p, "policy_target", str, where="evaluate")
+            "promotion-policy.yaml",
+            _common.need(p, "policy_target", str, where="evaluate"),
+            model["name"],
         ),
     ).to_dict()
     _common.write_json(REPORT_JSON, report)

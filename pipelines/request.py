@@ -91,7 +91,13 @@ def record_evidence(model: dict[str, Any], reports: dict[str, Any]) -> Any:
         ... # doctest: +SKIP
     """
     from mlops import evidence
+    from mlops.registry import get
+    from mlops.validation import ValidationReport, log_report
 
+    # the reviewer page links the Data Docs logged on the model's run: put them there
+    run_id = get(model["name"], model["version"]).run_id
+    if run_id:
+        log_report(ValidationReport.from_dict(reports["validation"]), run_id=run_id)
     bundle = evidence.collect(
         model["name"],
         model["version"],

@@ -84,7 +84,6 @@ def train_and_register(
         {'name': 'iris-classifier', 'version': 1, 'run_id': '...'}
     """
     import mlflow
-    from mlflow.models import infer_signature
 
     import mlops
     from mlops.tracking import log_model_class
@@ -95,12 +94,7 @@ def train_and_register(
         mlflow.log_metric("train.accuracy", accuracy)
         log_model_class(model)
         features = frame.drop(columns=[target])
-        mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(features, model.predict(features)),
-            input_example=features.head(3),
-        )
+        mlops.log_model(model, name="model", input_example=features.head(3))
     version = mlops.register(run, p["name"], tags={"mlops.pipeline.stage": "train"})
     return {"name": version.name, "version": version.version, "run_id": version.run_id}
 

@@ -24,7 +24,11 @@ ROLLBACK = "/v1/aliases/{model}/{alias}/rollback"
 
 
 def _targets(app: FastAPI) -> list[str]:
-    return sorted(app.state.ctx.policy.targets)
+    """Every target of the policy: the defaults and those a model's overrides add."""
+    policy = app.state.ctx.policy
+    return sorted(
+        {*policy.targets, *(t for scope in policy.models.values() for t in scope.targets)}
+    )
 
 
 def _name_targets(schema: dict[str, Any], targets: list[str]) -> None:

@@ -421,6 +421,26 @@ def test_unknown_version_raises_model_version_not_found(
         evaluate(model_name, 9, data=iris, target="target", log=False)
 
 
+def test_a_python_threshold_takes_the_metric_direction_and_hints_in_python_terms(
+    iris: pd.DataFrame,
+) -> None:
+    """``rmse`` with a bare threshold is lower-is-better; a contradiction names the argument."""
+    from mlops.evaluation._metrics import _coerce_thresholds
+
+    rules = _coerce_thresholds(
+        {"rmse": MetricThreshold(threshold=70), "lift": {"threshold": 1, "greater_is_better": True}}
+    )
+    assert rules["rmse"].greater_is_better is False
+    with pytest.raises(
+        EvaluationError, match=r"thresholds\['rmse'\] says greater_is_better=True"
+    ) as err:
+        _coerce_thresholds({"rmse": MetricThreshold(threshold=70, greater_is_better=True)})
+    assert "MetricThreshold(..., greater_is_better=False)" in err.value.hint
+    assert "policy" not in err.value.hint
+    with pytest.raises(EvaluationError, match=r"the direction of 'lift' is not known"):
+        _coerce_thresholds({"lift": MetricThreshold(threshold=1)})
+
+
 @pytest.mark.parametrize(
     ("metric", "options", "message"),
     [

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ("cli", "client", "data", "evaluation", "packaging", "policy", "quickstart")
-SUBPACKAGES += ("validation",)
+SUBPACKAGES += ("models", "validation")
 
 
 def _circles(graph: grimp.ImportGraph, package: str) -> list[tuple[str, str]]:

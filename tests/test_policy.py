@@ -205,11 +205,16 @@ def test_metrics_are_recomputed_not_trusted(policy: Policy) -> None:
     [
         ({"threshold": 0.3, "greater_is_better": False}, 0.2, None, True),
         ({"threshold": 0.3, "greater_is_better": False}, 0.4, None, False),
-        ({"min_absolute_change": 0.05}, 0.9, 0.86, False),
-        ({"min_absolute_change": 0.05}, 0.91, 0.86, True),
-        ({"min_absolute_change": 0.05}, 0.5, None, True),  # no champion: change rules skip
-        ({"min_relative_change": 0.1}, 1.05, 1.0, False),
-        ({"min_relative_change": 0.1}, 1.1, 1.0, True),
+        ({"min_absolute_change": 0.05, "greater_is_better": True}, 0.9, 0.86, False),
+        ({"min_absolute_change": 0.05, "greater_is_better": True}, 0.91, 0.86, True),
+        (
+            {"min_absolute_change": 0.05, "greater_is_better": True},
+            0.5,
+            None,
+            True,
+        ),  # no champion: change rules skip
+        ({"min_relative_change": 0.1, "greater_is_better": True}, 1.05, 1.0, False),
+        ({"min_relative_change": 0.1, "greater_is_better": True}, 1.1, 1.0, True),
         ({"min_relative_change": 0.1, "greater_is_better": False}, 0.9, 1.0, True),
         ({"min_relative_change": 0.1, "greater_is_better": False}, 0.95, 1.0, False),
     ],

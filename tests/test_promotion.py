@@ -3,6 +3,7 @@ evidence, the local policy verdict and the request to the server app (``TestClie
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -252,3 +253,97 @@ def test_promote_happy_path(gate: Registry, signed_model: LineageModel, policy_p
     assert handle.wait(timeout=10, interval=0.1).state == "promoted" and handle.final
     assert int(MlflowClient().get_model_version_by_alias(name, "production").version) == version
     assert handle.to_dict()["promotion"]["evidence_digest"] == evidence.digest
+
+
+# Wine-like training data with nulls and out-of-range values (issue #11: a blocked
+# validation named no expectation and left no report anywhere).
+WINE_TRAIN = Suite(
+    "wine_train",
+    [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "alcohol"}},
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {"column": "ash", "min_value": 1.0, "max_value": 3.5},
+        },
+        {"type": "expect_column_to_exist", "kwargs": {"column": "target"}},
+    ],
+)
+
+
+def test_a_blocked_validation_names_each_failed_expectation_and_is_recorded(
+    lineage_model: LineageModel,
+):
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    name, version = lineage_model.name, lineage_model.version
+    frame = pd.DataFrame(
+        {
+            "alcohol": [13.2, None, 12.8, None, 14.1],
+            "ash": [2.4, 2.1, 9.9, 2.6, -1.0],
+            "target": [0, 1, 1, 2, 0],
+        }
+    )
+    with pytest.raises(PolicyViolation) as info:
+        mlops.promote(
+            name,
+            version,
+            to="production",
+            data=frame,
+            suites=[WINE_TRAIN],
+            target="target",
+            policy={"targets": {"production": {"checks": {"suites": ["wine_train"]}}}},
+            submit=False,
+        )
+    message = str(info.value)
+    assert "suite 'wine_train' failed (2 expectation(s) unsuccessful)" in message
+    assert "expect_column_values_to_not_be_null on column alcohol: 2 unexpected" in message
+    assert "expect_column_values_to_be_between on column ash: 2 unexpected, e.g. [9.9, -1.0]" in (
+        message
+    )
+    (failure,) = info.value.verdict.failures
+    assert "column ash" in failure.reason and "column alcohol" in failure.reason
+
+    # the report and its Data Docs are on the candidate's run, blocked as it is
+    client = MlflowClient()
+    run_id = lineage_model.run_id
+    files = {f.path for f in client.list_artifacts(run_id, "mlops/validation")}
+    assert {"mlops/validation/wine_train.json", "mlops/validation/wine_train.html"} <= files
+    local = client.download_artifacts(run_id, "mlops/validation/wine_train.json")
+    saved = json.loads(Path(local).read_text())
+    assert saved["success"] is False
+    assert sorted(r["column"] for r in saved["results"] if not r["success"]) == ["alcohol", "ash"]
+
+    # asking for the request later says why there is no evidence, and where to read it
+    with pytest.raises(EvidenceError, match=r"promote\(\) was blocked before recording it") as err:
+        submit(name, version, to="production")
+    assert f"run {run_id}" in err.value.hint
+    assert "mlops/validation/<suite>.json" in err.value.hint
+
+
+def test_a_policy_metric_the_evaluation_lacks_is_named_by_its_key_path(
+    lineage_model: LineageModel,
+):
+    """A regressor's rmse rule applied to a classifier: the hint speaks the policy file."""
+    from mlops.errors import PolicyError
+    from mlops.policy import parse_policy
+    from mlops.promotion import run_evaluation
+
+    policy = parse_policy(
+        {"targets": {"production": {"checks": {"metrics": {"rmse": {"threshold": 70}}}}}}
+    )
+    frame = mlops.data.read_dataframe(lineage_model.dataset)
+    with pytest.raises(
+        PolicyError, match=r"names metric\(s\) \['rmse'\] that the evaluation does not compute"
+    ) as err:
+        run_evaluation(
+            lineage_model.name,
+            lineage_model.version,
+            to="production",
+            data=frame,
+            target="target",
+            policy=policy,
+        )
+    assert err.value.hint.startswith(
+        "Fix targets.production.checks.metrics.rmse in promotion-policy.yaml"
+    )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from mlops.cli._policy import policy_app
 from mlops.errors import ConfigError, MlopsError
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ token_app = typer.Typer(help="Manage API tokens of the registry server.", no_arg
 audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

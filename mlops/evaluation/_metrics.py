@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlops import _render
+from mlops._directions import direction
 from mlops._optional import require
 from mlops.errors import EvaluationError
 
@@ -51,23 +52,26 @@ class MetricThreshold:
     - ``threshold``: absolute bound (``>=`` if greater is better, else ``<=``).
     - ``min_absolute_change``: beat the champion by at least this much (``0.0``: tie is ok).
     - ``min_relative_change``: beat it by at least this fraction of ``abs(champion)``.
+    - ``greater_is_better``: ``None`` (the default) takes the metric's known direction
+      (``rmse``, ``mae``, ``log_loss``... lower; ``accuracy``, ``r2``... higher) when
+      :func:`~mlops.evaluation.evaluate` applies it; a metric of unknown direction needs it.
 
     Example:
-        >>> MetricThreshold(threshold=0.8, min_relative_change=0.01).greater_is_better
+        >>> MetricThreshold(threshold=0.8, min_relative_change=0.01).greater_is_better is None
         True
     """
 
     threshold: float | None = None
     min_absolute_change: float | None = None
     min_relative_change: float | None = None
-    greater_is_better: bool = True
+    greater_is_better: bool | None = None
 
     def __post_init__(self) -> None:
         for key in ("threshold", "min_absolute_change", "min_relative_change"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not _is_number(value)):
                 raise EvaluationError(f"MetricThreshold.{key} must be a number; got {value!r}.")
-        if not isinstance(self.greater_is_better, bool):
+        if self.greater_is_better is not None and not isinstance(self.greater_is_better, bool):
             raise EvaluationError(
                 f"MetricThreshold.greater_is_better must be true or false; "
                 f"got {self.greater_is_better!r}."
@@ -149,7 +153,6 @@ def _coerce_thresholds(
     for metric, rule in (thresholds or {}).items():
         if isinstance(rule, Mapping):
             options = dict(rule)
-            options.setdefault("greater_is_better", GREATER_IS_BETTER.get(metric, True))
             unknown = set(options) - set(MetricThreshold.__dataclass_fields__)
             if unknown:
                 raise EvaluationError(
@@ -163,15 +166,30 @@ def _coerce_thresholds(
                 f"Threshold for {metric!r} must be a MetricThreshold or a mapping; "
                 f"got {type(rule).__name__}."
             )
-        direction = GREATER_IS_BETTER.get(metric)
-        if direction is not None and rule.greater_is_better != direction:
-            raise EvaluationError(
-                f"Threshold for {metric!r} says greater_is_better={rule.greater_is_better}, "
-                f"but {'higher' if direction else 'lower'} {metric} is better.",
-                hint=f"Set greater_is_better={direction} (or leave it out of a mapping).",
-            )
-        rules[metric] = rule
+        rules[metric] = _directed(metric, rule)
     return rules
+
+
+def _directed(metric: str, rule: MetricThreshold) -> MetricThreshold:
+    """``rule`` with its direction set from the metric's, or an error naming the argument."""
+    known = GREATER_IS_BETTER.get(metric, direction(metric))
+    if rule.greater_is_better is None:
+        if known is None:
+            raise EvaluationError(
+                f"thresholds[{metric!r}] has no greater_is_better and the direction of "
+                f"{metric!r} is not known.",
+                hint=f"Pass thresholds={{{metric!r}: MetricThreshold(..., "
+                "greater_is_better=True)}} (or False when lower is better).",
+            )
+        return replace(rule, greater_is_better=known)
+    if known is not None and rule.greater_is_better != known:
+        raise EvaluationError(
+            f"thresholds[{metric!r}] says greater_is_better={rule.greater_is_better}, "
+            f"but {'higher' if known else 'lower'} {metric} is better.",
+            hint=f"Pass thresholds={{{metric!r}: MetricThreshold(..., "
+            f"greater_is_better={known})}} or leave greater_is_better out.",
+        )
+    return rule
 
 
 def _check_metric_names(rules: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
@@ -181,6 +199,8 @@ def _check_metric_names(rules: Mapping[str, Any], metrics: Mapping[str, float]) 
             f"Thresholds name metric(s) {unknown} that this evaluation does not compute; "
             f"it computes {sorted(metrics)}.",
             hint="Fix the metric names, or pass task= if the task was inferred wrongly.",
+            unknown_metrics=unknown,
+            computed_metrics=sorted(metrics),
         )
 
 
@@ -264,6 +284,7 @@ def _predict(model: Any, features: pd.DataFrame) -> Any:
 def _verdict(
     metric: str, rule: MetricThreshold, cand: float, champion: Mapping[str, float] | None
 ) -> MetricVerdict:
+    rule = _directed(metric, rule)
     gib = rule.greater_is_better
     f = _render.fmt
     champ = None if champion is None else champion.get(metric)
@@ -332,8 +353,9 @@ def _beats(
     directions = {m: r.greater_is_better for m, r in rules.items()} or {
         _PRIMARY[task]: GREATER_IS_BETTER[_PRIMARY[task]]
     }
+    # strictly better on every compared metric: a tie does not beat the champion
     return all(
-        cand[m] >= champ[m] - _EPS if gib else cand[m] <= champ[m] + _EPS
+        cand[m] > champ[m] + _EPS if gib else cand[m] < champ[m] - _EPS
         for m, gib in directions.items()
         if m in champ
     )

@@ -22,12 +22,14 @@ from mlops.policy._schema import (
     Checks,
     FreezeWindow,
     MetricRule,
+    ModelScope,
     Policy,
     Rollback,
     TargetPolicy,
     load_policy,
     parse_policy,
 )
+from mlops.policy._scope import describe
 
 __all__ = [
     "DEFAULT_ROLES",
@@ -36,6 +38,7 @@ __all__ = [
     "Checks",
     "FreezeWindow",
     "MetricRule",
+    "ModelScope",
     "Policy",
     "Rollback",
     "RuleResult",
@@ -44,6 +47,7 @@ __all__ = [
     "Verdict",
     "active_freeze",
     "check",
+    "describe",
     "evaluate_approvals",
     "load_policy",
     "parse_policy",

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime  # noqa: F401  (UTC: the docstring examples use it)
 from typing import Any, NamedTuple
 
+from mlops._directions import direction
 from mlops.errors import PolicyError
 from mlops.identity import normalise_identity, same_person
 from mlops.policy._schema import DEFAULT_ROLES as DEFAULT_ROLES  # public constant
@@ -44,6 +45,8 @@ from mlops.policy._schema import (
     load_policy,
     parse_policy,
 )
+
+_EPS = 1e-12  # float noise allowed when comparing with the champion
 
 __all__ = [
     "ApprovalRecord",
@@ -157,11 +160,53 @@ def _check_suite(name: str, validations: list[Mapping[str, Any]]) -> RuleResult:
         return RuleResult(rule, True, f"suite {name!r} passed")
     stats = found[-1].get("statistics") or {}
     bad = stats.get("unsuccessful", "?")
-    return RuleResult(rule, False, f"suite {name!r} failed ({bad} expectation(s) unsuccessful)")
+    failed = [
+        _failed_expectation(r) for r in found[-1].get("results") or () if not r.get("success")
+    ]
+    detail = f": {'; '.join(failed)}" if failed else ""
+    return RuleResult(
+        rule, False, f"suite {name!r} failed ({bad} expectation(s) unsuccessful){detail}"
+    )
 
 
-def _metric_failures(cand: float, champ: float | None, rule: MetricRule) -> list[str]:
-    up = rule.greater_is_better
+def _failed_expectation(result: Mapping[str, Any]) -> str:
+    """``type`` on column ``c``: what was observed (a validation report's result dict).
+
+    Example:
+        >>> _failed_expectation({"type": "expect_column_values_to_not_be_null",
+        ...     "column": "ash", "observed": {"unexpected_count": 3}})
+        'expect_column_values_to_not_be_null on column ash: 3 unexpected'
+    """
+    where = f" on column {result['column']}" if result.get("column") else ""
+    obs = result.get("observed") or {}
+    seen = []
+    if "exception" in obs:
+        seen.append(f"error {obs['exception']}"[:200])
+    if obs.get("unexpected_count") is not None:
+        seen.append(f"{obs['unexpected_count']} unexpected")
+        sample = obs.get("partial_unexpected_list")
+        if sample:
+            seen.append(f"e.g. {sample[:3]}"[:120])
+    if "observed_value" in obs:
+        seen.append(f"observed {obs['observed_value']!r}"[:120])
+    return f"{result.get('type', '?')}{where}: {', '.join(seen) or 'failed'}"
+
+
+def _up(name: str, rule: MetricRule) -> bool:
+    """The rule's direction; a rule built in Python without one uses the metric's."""
+    if rule.greater_is_better is not None:
+        return rule.greater_is_better
+    known = direction(name)
+    if known is None:
+        raise PolicyError(
+            f"MetricRule for {name!r} has no greater_is_better and {name!r} is not a known metric.",
+            hint=f"Build it as MetricRule(..., greater_is_better=True) (or False) for {name!r}.",
+        )
+    return known
+
+
+def _metric_failures(name: str, cand: float, champ: float | None, rule: MetricRule) -> list[str]:
+    up = _up(name, rule)
     fails: list[str] = []
     if rule.threshold is not None and not (
         cand >= rule.threshold if up else cand <= rule.threshold
@@ -198,33 +243,84 @@ def _check_metric(name: str, rule: MetricRule, evaluation: Mapping[str, Any] | N
         return RuleResult(key, False, f"metric {name!r} missing from the candidate's metrics")
     champion = (metrics.get("champion") or {}).get(name)
     champion = champion if isinstance(champion, int | float) else None
-    fails = _metric_failures(float(candidate), champion, rule)
+    fails = _metric_failures(name, float(candidate), champion, rule)
     if fails:
         return RuleResult(key, False, f"{name}: " + "; ".join(fails))
     vs = f" vs champion {champion:g}" if champion is not None else " (no champion)"
     return RuleResult(key, True, f"{name} = {candidate:g}{vs}")
 
 
-def _check_beats(checks: Checks, evaluation: Mapping[str, Any] | None) -> RuleResult:
-    key = "checks.must_beat_champion"
+def _champion_scores(
+    key: str, evaluation: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]] | RuleResult:
     if not evaluation:
         return RuleResult(key, False, "no evaluation in the evidence")
     metrics = evaluation.get("metrics") or {}
     champion = metrics.get("champion")
     if not champion:
         return RuleResult(key, True, "no champion holds the alias yet")
-    candidate = metrics.get("candidate") or {}
-    rules = checks.metrics or {n: MetricRule(min_absolute_change=0.0) for n in champion}
-    worse = []
+    return dict(metrics.get("candidate") or {}), dict(champion)
+
+
+def _margin(name: str, rule: MetricRule, cand: float, champ: float) -> tuple[bool, str]:
+    """Strictly better than ``champ`` by at least the rule's minimum change."""
+    up = _up(name, rule)
+    gain = cand - champ if up else champ - cand
+    need = max(rule.min_absolute_change or 0.0, (rule.min_relative_change or 0.0) * abs(champ))
+    if gain > need or (gain == need and need > 0):
+        return True, f"{name} {cand:g} beats champion {champ:g} by {gain:g}"
+    if gain == 0:
+        return False, f"{name} {cand:g} ties champion {champ:g} (a tie does not beat it)"
+    if gain < 0:
+        return False, f"{name} {cand:g} is worse than champion {champ:g}"
+    return False, f"{name} {cand:g} beats champion {champ:g} by {gain:g}, less than {need:g}"
+
+
+def _check_beats(checks: Checks, evaluation: Mapping[str, Any] | None) -> RuleResult:
+    """``must_beat_champion``: strictly better on every metric rule (or the champion's)."""
+    key = "checks.must_beat_champion"
+    scores = _champion_scores(key, evaluation)
+    if isinstance(scores, RuleResult):
+        return scores
+    candidate, champion = scores
+    rules = checks.metrics or {
+        n: MetricRule(min_absolute_change=0.0) for n in champion if direction(n) is not None
+    }
+    worse, better = [], []
     for name, rule in rules.items():
         cand, champ = candidate.get(name), champion.get(name)
         if not isinstance(cand, int | float) or not isinstance(champ, int | float):
             worse.append(f"{name} not scored for both")
-        elif cand < champ if rule.greater_is_better else cand > champ:
+            continue
+        ok, why = _margin(name, rule, float(cand), float(champ))
+        (better if ok else worse).append(why)
+    tail = " (must_beat_champion: strictly better by at least the minimum change)"
+    if worse or not better:
+        return RuleResult(key, False, ("; ".join(worse) or "no metric to compare") + tail)
+    return RuleResult(key, True, "; ".join(better) + tail)
+
+
+def _check_not_regress(checks: Checks, evaluation: Mapping[str, Any] | None) -> RuleResult:
+    """``must_not_regress``: no metric scored for both is worse than the champion's."""
+    key = "checks.must_not_regress"
+    scores = _champion_scores(key, evaluation)
+    if isinstance(scores, RuleResult):
+        return scores
+    candidate, champion = scores
+    worse, compared = [], []
+    for name in sorted(set(candidate) & set(champion)):
+        cand, champ = candidate[name], champion[name]
+        rule = checks.metrics.get(name)
+        up = _up(name, rule) if rule is not None else direction(name)
+        if up is None or not isinstance(cand, int | float) or not isinstance(champ, int | float):
+            continue
+        compared.append(name)
+        if cand < champ - _EPS if up else cand > champ + _EPS:
             worse.append(f"{name} {cand:g} is worse than champion {champ:g}")
+    tail = " (must_not_regress: no worse than the champion; a tie passes)"
     if worse:
-        return RuleResult(key, False, "; ".join(worse))
-    return RuleResult(key, True, "at least as good as the champion on " + ", ".join(rules))
+        return RuleResult(key, False, "; ".join(worse) + tail)
+    return RuleResult(key, True, "no worse on " + (", ".join(compared) or "no metric") + tail)
 
 
 def _check_smoke(package: Mapping[str, Any] | None) -> RuleResult:
@@ -238,8 +334,18 @@ def _check_smoke(package: Mapping[str, Any] | None) -> RuleResult:
     return RuleResult(key, False, f"smoke test failed: {why}")
 
 
-def check(evidence: Any, policy: Policy, target: str, *, now: datetime | None = None) -> Verdict:
+def check(
+    evidence: Any,
+    policy: Policy,
+    target: str,
+    *,
+    now: datetime | None = None,
+    model: str | None = None,
+) -> Verdict:
     """Judge an evidence bundle against the policy for ``target``; every rule says why.
+
+    The rules are ``model``'s (default: the evidence's model name): the policy's defaults
+    with that model's overrides (:meth:`Policy.rules`).
 
     Metric rules are recomputed from the evidence's raw numbers, never taken from the
     evaluation's own verdicts. With ``now``, an active freeze window fails rule ``freeze``.
@@ -249,18 +355,23 @@ def check(evidence: Any, policy: Policy, target: str, *, now: datetime | None = 
         >>> check({}, p, "prod").failures[0].reason
         'no package smoke test in the evidence'
     """
-    if target not in policy.targets:
-        known = ", ".join(sorted(policy.targets)) or "none"
+    data = _as_dict(evidence)
+    if model is None:
+        model = (data.get("model") or {}).get("name")
+    tp = policy.rules(model, target)
+    if tp is None:
+        known = ", ".join(sorted(policy.targets_for(model))) or "none"
         reason = f"target {target!r} is not in the policy (known: {known})"
         return Verdict(target, False, (RuleResult("target.known", False, reason),))
-    data, rules = _as_dict(evidence), [RuleResult("target.known", True, f"{target} is known")]
-    tp = policy.targets[target]
+    rules = [RuleResult("target.known", True, f"{target} is known")]
     validations = [v for v in data.get("validation") or () if isinstance(v, Mapping)]
     evaluation = data.get("evaluation")
     rules += [_check_suite(s, validations) for s in tp.checks.suites]
     rules += [_check_metric(n, r, evaluation) for n, r in tp.checks.metrics.items()]
     if tp.checks.must_beat_champion:
         rules.append(_check_beats(tp.checks, evaluation))
+    if tp.checks.must_not_regress:
+        rules.append(_check_not_regress(tp.checks, evaluation))
     if tp.checks.smoke_test:
         rules.append(_check_smoke(data.get("package")))
     if now is not None:

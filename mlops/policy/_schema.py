@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mlops._directions import direction
 from mlops.errors import PolicyError
 
 _TTL_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -62,29 +63,52 @@ class _Model(BaseModel):
 class MetricRule(_Model):
     """A metric gate with MLflow ``MetricThreshold`` meaning.
 
+    ``greater_is_better`` may be left out for a metric whose direction is known (``rmse``,
+    ``mae``, ``log_loss``... lower; ``accuracy``, ``f1``, ``r2``... higher): :class:`Checks`
+    fills it in. A metric of unknown direction must say it.
+
     Example:
-        >>> MetricRule(threshold=0.8).greater_is_better
+        >>> MetricRule(threshold=0.8).greater_is_better is None
         True
     """
 
     threshold: float | None = None
     min_absolute_change: float | None = Field(default=None, ge=0)
     min_relative_change: float | None = Field(default=None, ge=0, le=1)
-    greater_is_better: bool = True
+    greater_is_better: bool | None = None
 
 
 class Checks(_Model):
     """What the evidence must show before a request is accepted.
 
+    - ``must_beat_champion``: strictly better than the alias holder on every metric rule
+      (by at least its ``min_absolute_change`` / ``min_relative_change``); a tie fails.
+    - ``must_not_regress``: no metric scored for both is worse than the holder's; a tie
+      passes.
+
     Example:
         >>> Checks(suites=["iris_train"], smoke_test=True).suites
         ('iris_train',)
+        >>> Checks(metrics={"rmse": {"threshold": 70}}).metrics["rmse"].greater_is_better
+        False
     """
 
     suites: tuple[str, ...] = ()
     metrics: dict[str, MetricRule] = Field(default_factory=dict)
     must_beat_champion: bool = False
+    must_not_regress: bool = False
     smoke_test: bool = False
+
+    @field_validator("metrics")
+    @classmethod
+    def _directions(cls, metrics: dict[str, MetricRule]) -> dict[str, MetricRule]:
+        out = {}
+        for name, rule in metrics.items():
+            known = direction(name)
+            if rule.greater_is_better is None and known is not None:
+                rule = rule.model_copy(update={"greater_is_better": known})
+            out[name] = rule
+        return out
 
 
 class Approvals(_Model):
@@ -160,8 +184,24 @@ class TargetPolicy(_Model):
     rollback: Rollback = Field(default_factory=Rollback)
 
 
+class ModelScope(_Model):
+    """Per-model overrides: ``targets`` holding only the keys that change.
+
+    Example:
+        >>> scope = ModelScope.model_validate({"targets": {"production": {
+        ...     "checks": {"metrics": {"rmse": {"threshold": 70}}}}}})
+        >>> scope.targets["production"].checks.metrics["rmse"].greater_is_better
+        False
+    """
+
+    targets: dict[str, TargetPolicy] = Field(default_factory=dict)
+
+
 class Policy(_Model):
     """A parsed promotion policy; build it with :func:`parse_policy` or :func:`load_policy`.
+
+    ``targets`` are the defaults for every model; ``models`` maps a model name or glob to
+    the overrides for it. :meth:`rules` resolves one model's rules for one target.
 
     Example:
         >>> p = parse_policy({"version": 1, "targets": {"staging": {}}})
@@ -171,17 +211,20 @@ class Policy(_Model):
 
     version: Literal[1] = 1
     targets: dict[str, TargetPolicy] = Field(default_factory=dict)
+    models: dict[str, ModelScope] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (ttl in seconds, datetimes ISO 8601)."""
+        """JSON-safe form (ttl in seconds, datetimes ISO 8601).
+
+        ``models`` appears only when the policy has overrides, so a policy without them
+        keeps the digest it always had.
+        """
         data = self.model_dump(mode="json")
-        for name, target in self.targets.items():
-            ttl = target.approvals.ttl
-            data["targets"][name]["approvals"]["ttl"] = ttl.total_seconds() if ttl else None
-            rttl = target.approvals.request_ttl
-            data["targets"][name]["approvals"]["request_ttl"] = (
-                rttl.total_seconds() if rttl else None
-            )
+        _ttl_seconds(self.targets, data["targets"])
+        if not self.models:
+            del data["models"]
+        for pattern, scope in self.models.items():
+            _ttl_seconds(scope.targets, data["models"][pattern]["targets"])
         return data
 
     @property
@@ -189,15 +232,95 @@ class Policy(_Model):
         """SHA-256 of the canonical JSON of :meth:`to_dict`."""
         return hashlib.sha256(_canonical_json(self.to_dict())).hexdigest()
 
-    def target(self, name: str) -> TargetPolicy:
-        """The rules for ``name``; :class:`PolicyError` if the policy does not know it."""
-        try:
-            return self.targets[name]
-        except KeyError:
+    def _layers(self, model: str | None, target: str) -> list[tuple[str, TargetPolicy]]:
+        from mlops.policy._scope import _matching
+
+        layers = []
+        if target in self.targets:
+            layers.append((f"targets.{target}", self.targets[target]))
+        for pattern in _matching(self.models, model) if model else ():
+            scoped = self.models[pattern].targets.get(target)
+            if scoped is not None:
+                layers.append((f"models.{pattern}.targets.{target}", scoped))
+        return layers
+
+    def explain(self, model: str | None, target: str) -> dict[str, str]:
+        """Where each set field of ``model``'s rules for ``target`` came from (key paths).
+
+        Example:
+            >>> p = parse_policy({"targets": {"prod": {"approvals": {"count": 2}}},
+            ...     "models": {"reg-*": {"targets": {"prod": {"approvals": {"count": 1}}}}}})
+            >>> p.explain("reg-1", "prod")["approvals.count"]
+            'models.reg-*.targets.prod.approvals.count'
+        """
+        from mlops.policy._scope import merge_layers
+
+        return merge_layers(self._layers(model, target))[1]
+
+    def rules(self, model: str | None, target: str) -> TargetPolicy | None:
+        """``model``'s rules for ``target`` (defaults + overrides), ``None`` if not a target.
+
+        Example:
+            >>> p = parse_policy({"targets": {"prod": {"approvals": {"count": 2}}},
+            ...     "models": {"reg-*": {"targets": {"prod": {"approvals": {"count": 1}}}}}})
+            >>> p.rules("reg-1", "prod").approvals.count, p.rules("clf", "prod").approvals.count
+            (1, 2)
+        """
+        from mlops.policy._scope import merge_layers
+
+        layers = self._layers(model, target)
+        if not layers:
+            return None
+        if len(layers) == 1:
+            return layers[0][1]
+        values, _ = merge_layers(layers)
+        return TargetPolicy.model_validate(values)
+
+    def targets_for(self, model: str | None) -> dict[str, TargetPolicy]:
+        """Every target ``model`` can be promoted to, with its resolved rules.
+
+        Example:
+            >>> sorted(parse_policy({"targets": {"prod": {}}}).targets_for("any"))
+            ['prod']
+        """
+        names = set(self.targets)
+        if model:
+            from mlops.policy._scope import _matching
+
+            for pattern in _matching(self.models, model):
+                names |= set(self.models[pattern].targets)
+        return {name: self.rules(model, name) for name in sorted(names)}  # type: ignore[misc]
+
+    def protected_targets(self) -> set[str]:
+        """Targets protected for at least one model (defaults or any override).
+
+        Example:
+            >>> parse_policy({"targets": {"prod": {"protected": True}}}).protected_targets()
+            {'prod'}
+        """
+        scopes = [self.targets, *(s.targets for s in self.models.values())]
+        return {name for targets in scopes for name, tp in targets.items() if tp.protected}
+
+    def target(self, name: str, model: str | None = None) -> TargetPolicy:
+        """The rules for ``name`` (for ``model``); :class:`PolicyError` if unknown."""
+        found = self.rules(model, name)
+        if found is None:
+            known = sorted(self.targets_for(model))
             raise PolicyError(
-                f"Target {name!r} is not in the policy (known: {sorted(self.targets)}).",
+                f"Target {name!r} is not in the policy"
+                f"{f' for model {model!r}' if model else ''} (known: {known}).",
                 hint=f"Add targets.{name} to promotion-policy.yaml or pick a known target.",
-            ) from None
+            )
+        return found
+
+
+def _ttl_seconds(targets: Mapping[str, TargetPolicy], data: dict[str, Any]) -> None:
+    for name, target in targets.items():
+        if not target.checks.must_not_regress:  # absent before the rule existed: same digest
+            del data[name]["checks"]["must_not_regress"]
+        for key in ("ttl", "request_ttl"):
+            value = getattr(target.approvals, key)
+            data[name]["approvals"][key] = value.total_seconds() if value else None
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -205,25 +328,50 @@ def _loc(loc: Iterable[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _layers_to_check(policy: Policy) -> list[tuple[str, TargetPolicy]]:
+    found = [(f"targets.{name}", tp) for name, tp in policy.targets.items()]
+    for pattern, scope in policy.models.items():
+        found += [(f"models.{pattern}.targets.{n}", tp) for n, tp in scope.targets.items()]
+    return found
+
+
+def _metric_errors(base: str, checks: Checks) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    for metric, rule in checks.metrics.items():
+        path = f"{base}.checks.metrics.{metric}"
+        unset = (rule.threshold, rule.min_absolute_change, rule.min_relative_change)
+        if all(v is None for v in unset):
+            errors.append((path, "needs threshold, min_absolute_change or min_relative_change"))
+        known = direction(metric)
+        if rule.greater_is_better is None:
+            errors.append(
+                (
+                    f"{path}.greater_is_better",
+                    f"the direction of {metric!r} is not known: set greater_is_better: true "
+                    "(higher is better) or false (lower is better)",
+                )
+            )
+        elif known is not None and rule.greater_is_better != known:
+            errors.append(
+                (
+                    f"{path}.greater_is_better",
+                    f"{'higher' if known else 'lower'} {metric} is better: remove "
+                    f"greater_is_better or set it to {str(known).lower()}",
+                )
+            )
+    return errors
+
+
 def _semantic_errors(policy: Policy) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
-    for name, target in policy.targets.items():
-        base = f"targets.{name}"
+    for base, target in _layers_to_check(policy):
         if target.approvals.count > 0 and not target.approvals.roles:
             errors.append((f"{base}.approvals.roles", "must name a role when count > 0"))
         for key in ("ttl", "request_ttl"):
             value = getattr(target.approvals, key)
             if value is not None and value <= timedelta(0):
                 errors.append((f"{base}.approvals.{key}", "must be a positive duration"))
-        for metric, rule in target.checks.metrics.items():
-            unset = (rule.threshold, rule.min_absolute_change, rule.min_relative_change)
-            if all(v is None for v in unset):
-                errors.append(
-                    (
-                        f"{base}.checks.metrics.{metric}",
-                        "needs threshold, min_absolute_change or min_relative_change",
-                    )
-                )
+        errors += _metric_errors(base, target.checks)
         for i, window in enumerate(target.freeze_windows):
             if window.end <= window.start:
                 errors.append((f"{base}.freeze_windows.{i}.end", "must be after start"))

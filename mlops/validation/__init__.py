@@ -10,7 +10,7 @@ Example:
 from mlops.validation._gx import SuiteError
 from mlops.validation._report import ExpectationResult, ValidationReport, standalone_html
 from mlops.validation._suite import Suite, SuiteNotFound, load_suite
-from mlops.validation._validate import validate
+from mlops.validation._validate import log_report, validate
 
 __all__ = [
     "ExpectationResult",
@@ -19,6 +19,7 @@ __all__ = [
     "SuiteNotFound",
     "ValidationReport",
     "load_suite",
+    "log_report",
     "standalone_html",
     "validate",
 ]

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from mlops.data import DatasetVersion
 
-__all__ = ["validate"]
+__all__ = ["log_report", "validate"]
 
 _ARTIFACT_DIR = "mlops/validation"
 _logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def validate(
     *,
     raise_on_failure: bool = False,
     log: bool = True,
+    run_id: str | None = None,
 ) -> ValidationReport:
     """Run an expectation suite on a DataFrame or a DVC dataset version.
 
@@ -63,7 +64,8 @@ def validate(
     (carrying ``.report``) is raised only with ``raise_on_failure=True``. With ``log=True``
     and an active MLflow run, the report is logged as ``mlops/validation/<suite>.json``,
     GX Data Docs as ``mlops/validation/<suite>.html`` and the metric
-    ``validation.<suite>.success_percent``.
+    ``validation.<suite>.success_percent``. ``run_id`` logs them to that run instead
+    (e.g. a candidate model's run, also when the suite fails).
 
     Example:
         >>> ds = mlops.data.version("data/train.csv")              # doctest: +SKIP
@@ -76,7 +78,7 @@ def validate(
     gx_run = _gx.run_suite(frame, the_suite.name, the_suite.expectations)
     report = _build_report(the_suite, gx_run, frame=frame, dataset=dataset)
     if log:
-        _log_to_run(report, gx_run.result)
+        _log_to_run(report, gx_run.result, run_id=run_id)
     if raise_on_failure and not report.success:
         failed = ", ".join(r.label for r in report.failures)
         raise DataValidationFailed(
@@ -121,12 +123,36 @@ def _active_run() -> tuple[str, str | None] | None:
     return None
 
 
-def _log_to_run(report: ValidationReport, result: Any) -> None:
-    active = _active_run()
+def _log_to_run(report: ValidationReport, result: Any, *, run_id: str | None = None) -> None:
+    if run_id is not None:  # a given run (a candidate's): on the configured store
+        from mlops.tracking import _apply_uris
+
+        active: tuple[str, str | None] | None = (run_id, _apply_uris())
+    else:
+        active = _active_run()
     if active is None:
         return
     run_id, tracking_uri = active
-    page = _data_docs(report, result)
+    _write_report(report, _data_docs(report, result), run_id, tracking_uri)
+
+
+def log_report(report: ValidationReport, *, run_id: str) -> None:
+    """Log a report made earlier (e.g. by a pipeline stage) and its HTML page on a run.
+
+    Writes ``mlops/validation/<suite>.json`` and ``.html``, as :func:`validate` does, so
+    the reviewer page's Data Docs link of a pipeline-made request finds them.
+
+    Example:
+        >>> log_report(ValidationReport.from_dict(saved), run_id=mv.run_id)  # doctest: +SKIP
+    """
+    from mlops.tracking import _apply_uris
+
+    _write_report(report, standalone_html(report), run_id, _apply_uris())
+
+
+def _write_report(
+    report: ValidationReport, page: str, run_id: str, tracking_uri: str | None
+) -> None:
     mlflow = require("mlflow")
     from mlflow.exceptions import MlflowException
 

@@ -187,7 +187,7 @@ def rollback_target(db: Database, model: str, alias: str) -> dict[str, Any] | No
 
 
 def _may_roll_back(ctx: ServerContext, caller: Caller, model: str, alias: str) -> None:
-    tp = ctx.policy.targets.get(alias)
+    tp = ctx.policy.rules(model, alias)
     if tp is None:
         raise PolicyViolation(
             f"Alias {alias!r} is not a target of the promotion policy; cannot roll it back.",

@@ -66,7 +66,13 @@ class _Backed:
 
 
 def _protected(ctx: ServerContext) -> list[str]:
-    return sorted(name for name, tp in ctx.policy.targets.items() if tp.protected)
+    """Every alias protected for at least one model (defaults or a model's overrides)."""
+    return sorted(ctx.policy.protected_targets())
+
+
+def _protected_for(ctx: ServerContext, model: str, protected: list[str]) -> list[str]:
+    """The aliases of ``protected`` that the policy protects for ``model`` itself."""
+    return [a for a in protected if (tp := ctx.policy.rules(model, a)) and tp.protected]
 
 
 def _governed(ctx: ServerContext, name: str) -> bool:
@@ -149,7 +155,7 @@ def _guarded(ctx: ServerContext, name: str, check: Any) -> int:
 
 def _check(ctx: ServerContext, model: ModelAliases, protected: list[str], backed: dict) -> int:
     fixed, clean = 0, True
-    for alias in protected:
+    for alias in _protected_for(ctx, model.name, protected):
         row = backed.get((model.name, alias))
         found = model.aliases.get(alias)
         if row is None or row.attention:
@@ -173,7 +179,7 @@ def _check(ctx: ServerContext, model: ModelAliases, protected: list[str], backed
 def _check_gone(ctx: ServerContext, name: str, protected: list[str], backed: dict) -> int:
     ctx.alias_checks.pop(name, None)
     fixed = 0
-    for alias in protected:
+    for alias in _protected_for(ctx, name, protected):
         row = backed.get((name, alias))
         if row is not None and not row.attention:
             fixed += _restore(ctx, row.id, name, alias)

@@ -190,7 +190,7 @@ def _finish(ctx: ServerContext, outbox_id: int) -> bool:
             return False  # another worker finished it
         req = lock_request(s, intent.request_id)
         lock_target(s, req.model, req.target)
-        why = champion.moved(s, req, ctx.policy.targets.get(req.target))
+        why = champion.moved(s, req, ctx.policy.rules(req.model, req.target))
         if why is not None:  # another move finished between the check and now
             _end_stale(s, ctx, intent, req, why)
             return False
@@ -231,7 +231,7 @@ def _champion_moved(ctx: ServerContext, outbox_id: int) -> str | None:
     with ctx.db.read_sessions() as s:
         intent = s.get(Outbox, outbox_id)
         req = s.get(PromotionRequest, intent.request_id)
-        return champion.moved(s, req, ctx.policy.targets.get(req.target))
+        return champion.moved(s, req, ctx.policy.rules(req.model, req.target))
 
 
 def _void_stale(ctx: ServerContext, outbox_id: int, why: str) -> None:

@@ -58,16 +58,17 @@ __all__ = [
 ]
 
 
-def _target(ctx: ServerContext, target: str) -> TargetPolicy:
-    if target not in ctx.policy.targets:
-        verdict = check({}, ctx.policy, target)
+def _target(ctx: ServerContext, target: str, model: str) -> TargetPolicy:
+    tp = ctx.policy.rules(model, target)  # defaults + the model's overrides
+    if tp is None:
+        verdict = check({}, ctx.policy, target, model=model)
         raise PolicyViolation(
-            f"Target {target!r} is not in the promotion policy "
-            f"(known: {', '.join(sorted(ctx.policy.targets)) or 'none'}).",
+            f"Target {target!r} is not in the promotion policy for {model!r} "
+            f"(known: {', '.join(ctx.policy.targets_for(model)) or 'none'}).",
             hint=f"Add targets.{target} to promotion-policy.yaml or use a known target.",
             rules=[r.to_dict() for r in verdict.failures],
         )
-    return ctx.policy.targets[target]
+    return tp
 
 
 def _require(caller: Caller, roles: tuple[str, ...], action: str) -> None:
@@ -90,14 +91,14 @@ def create(
 ) -> dict[str, Any]:
     """Open a request after checking version, evidence digest and policy verdict."""
     _require(caller, ("requester", "admin"), "request a promotion")
-    tp = _target(ctx, target)
+    tp = _target(ctx, target, model)
     bundle, digest = checked_evidence(ctx, caller.user, model, version)
     if evidence_digest != digest:
         raise EvidenceMismatch(
             f"Request names evidence {evidence_digest}, but {model!r} v{version} has {digest}.",
             hint="Re-read the version's evidence digest (tag mlops.evidence.digest) and retry.",
         )
-    verdict = check(bundle, ctx.policy, target)
+    verdict = check(bundle, ctx.policy, target, model=model)
     if not verdict.passed:
         failed = "; ".join(f"{r.rule}: {r.reason}" for r in verdict.failures)
         raise PolicyViolation(
@@ -173,7 +174,7 @@ def _pending(ctx: ServerContext, s: Session, req: PromotionRequest, tp: TargetPo
 def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str = "") -> dict:
     """Record an approval; at quorum, approve and move the alias."""
     req = _read(ctx, request_id)
-    tp = _target(ctx, req.target)
+    tp = _target(ctx, req.target, req.model)
     window = active_freeze(tp, ctx.now())
     if window is not None:
         raise FreezeWindowError(
@@ -284,7 +285,7 @@ def _record_stale(ctx: ServerContext, caller: Caller, request_id: int, digest: s
 def reject(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str = "") -> dict:
     """Reject a pending request (approver roles of the target)."""
     req = _read(ctx, request_id)
-    tp = _target(ctx, req.target)
+    tp = _target(ctx, req.target, req.model)
     _require(caller, tp.approvals.roles, f"reject promotions to {req.target!r}")
     with ctx.db.session() as s:
         req = lock_request(s, request_id)
@@ -313,7 +314,7 @@ def cancel(ctx: ServerContext, caller: Caller, request_id: int) -> dict:
                 f"User {caller.user!r} may not cancel request {request_id} "
                 f"of {req.requester!r}; only the requester or an admin can.",
             )
-        tp = ctx.policy.targets.get(req.target)
+        tp = ctx.policy.rules(req.model, req.target)
         if tp is not None:
             _pending(ctx, s, req, tp)
         elif req.state != "pending":
@@ -338,7 +339,7 @@ def expire_due(ctx: ServerContext) -> int:
     count = 0
     with ctx.db.session() as s:
         for req in s.scalars(select(PromotionRequest).where(PromotionRequest.state == "pending")):
-            tp = ctx.policy.targets.get(req.target)
+            tp = ctx.policy.rules(req.model, req.target)
             count += bool(tp and _expire_one(ctx, s, req, tp))
     return count
 
@@ -362,7 +363,7 @@ def get(ctx: ServerContext, request_id: int) -> dict[str, Any]:
 
 
 def _view(ctx: ServerContext, s: Session, req: PromotionRequest) -> dict[str, Any]:
-    view = promotion_view(req, ctx.policy.targets.get(req.target), ctx.now())
+    view = promotion_view(req, ctx.policy.rules(req.model, req.target), ctx.now())
     if req.state == "approved":
         intent = s.scalar(select(Outbox).where(Outbox.request_id == req.id))
         if intent is not None and intent.state == "pending":

@@ -68,9 +68,11 @@ def pending_page(
     return page
 
 
-def headline_metric(ctx: ServerContext, target: str, candidate: dict[str, Any]) -> str | None:
-    """The policy's first metric rule for ``target``, else the candidate's first metric."""
-    tp = ctx.policy.targets.get(target)
+def headline_metric(
+    ctx: ServerContext, model: str, target: str, candidate: dict[str, Any]
+) -> str | None:
+    """The policy's first metric rule for ``model``@``target``, else the candidate's first."""
+    tp = ctx.policy.rules(model, target)
     if tp is not None and tp.checks.metrics:
         return next(iter(tp.checks.metrics))
     return min(candidate, default=None)
@@ -86,7 +88,7 @@ def summary(ctx: ServerContext, req: dict[str, Any]) -> dict[str, Any]:
         out["error"] = f"evidence unreadable ({exc.code})"
         out["blocked_by"].append(out["error"])
         return out
-    verdict = check(bundle, ctx.policy, req["target"], now=ctx.now())
+    verdict = check(bundle, ctx.policy, req["target"], now=ctx.now(), model=req["model"])
     checks = [r for r in verdict.rules if r.rule.startswith("checks.")]
     out["failed"] = [r.rule.removeprefix("checks.") for r in checks if not r.passed]
     out["checks"] = {"passed": not out["failed"], "count": len(checks)}
@@ -97,12 +99,12 @@ def summary(ctx: ServerContext, req: dict[str, Any]) -> dict[str, Any]:
     evaluation = bundle.get("evaluation") or {}
     metrics = evaluation.get("metrics") or {}
     cand, champ = metrics.get("candidate") or {}, metrics.get("champion") or {}
-    name = headline_metric(ctx, req["target"], cand)
+    name = headline_metric(ctx, req["model"], req["target"], cand)
     if name is not None:
         c, h = cand.get(name), champ.get(name)
         number = isinstance(c, int | float) and isinstance(h, int | float)
         delta = c - h if number else None
-        tp = ctx.policy.targets.get(req["target"])
+        tp = ctx.policy.rules(req["model"], req["target"])
         rule = tp.checks.metrics.get(name) if tp is not None else None
         higher = rule.greater_is_better if rule is not None else True
         better = None if not delta else (delta > 0) == higher
@@ -113,7 +115,7 @@ def summary(ctx: ServerContext, req: dict[str, Any]) -> dict[str, Any]:
 
 def may_approve(ctx: ServerContext, caller: Caller, req: dict[str, Any]) -> tuple[bool, str]:
     """Whether to offer approve/reject to ``caller``, and why not (the server checks again)."""
-    tp = ctx.policy.targets.get(req["target"])
+    tp = ctx.policy.rules(req["model"], req["target"])
     if req["state"] != "pending":
         return False, f"This request is {req['state']}; only pending requests take decisions."
     if tp is None:
@@ -171,7 +173,7 @@ def _evidence(
         bundle, digest = current_evidence(ctx.gateway, req["model"], req["version"])
     except MlopsError as exc:
         return {"error": exc, "bundle": None}
-    verdict = check(bundle, ctx.policy, req["target"], now=ctx.now())
+    verdict = check(bundle, ctx.policy, req["target"], now=ctx.now(), model=req["model"])
     return {
         "error": None,
         "bundle": bundle,
@@ -213,7 +215,7 @@ def alias_page(ctx: ServerContext, caller: Caller, model: str, alias: str) -> di
         in_mlflow: int | str | None = ctx.gateway.get_alias(model, alias)
     except MlopsError as exc:
         in_mlflow = f"unreachable ({exc.code})"
-    tp = ctx.policy.targets.get(alias)
+    tp = ctx.policy.rules(model, alias)
     previous = aliases.rollback_target(ctx.db, model, alias)  # down the stack, never forward
     if tp is None:
         why = f"{alias!r} is not a target of the promotion policy."

@@ -212,6 +212,21 @@ def test_make_estimator_names_an_unknown_model() -> None:
         train.make_estimator({"model": "xgboost"})
 
 
+@pytest.mark.parametrize("kind", train.MODELS)
+def test_every_train_model_choice_logs_and_registers(
+    kind: str, lineage_run, model_name: str, iris: pd.DataFrame
+) -> None:
+    """params.yaml's own ``train.model: random_forest`` used to fail at log_model."""
+    import mlops
+
+    _repo, ds, _run_id = lineage_run
+    p = {"name": model_name, "model": kind, "C": 1.0, "max_iter": 300, "n_estimators": 5}
+    out = train.train_and_register(iris, ds, {**p, "seed": 0})
+    assert (out["name"], out["version"]) == (model_name, 1)
+    loaded = mlops.registry.load_model(model_name, 1)
+    assert len(loaded.predict(iris.drop(columns=["target"]).head(4))) == 4
+
+
 def test_fit_learns_iris(iris: pd.DataFrame) -> None:
     estimator = train.make_estimator({"model": "logistic_regression", "C": 1.0, "max_iter": 200})
     model, accuracy = train.fit(iris, estimator)
@@ -357,3 +372,26 @@ def test_train_records_model_class_params_and_the_dvc_experiment(
     assert run.data.tags["mlops.dvc.exp_name"] == "brisk-svc"
     assert run.data.tags["mlops.git_dirty"] == "false"
     assert run.data.params == {"C": "0.5", "model": "svc", "seed": "1"}
+
+
+def test_recorded_evidence_puts_the_data_docs_where_the_reviewer_page_links(
+    lineage_model, iris: pd.DataFrame
+) -> None:
+    """The validate stage runs before the model exists (log=False); the request stage
+    logs its report and page on the model's run, so the Data Docs link is no 404."""
+    from mlflow.tracking import MlflowClient
+
+    from mlops.validation import validate as gx_validate
+    from registry_server.web._queries import DATA_DOCS_DIR
+
+    report = gx_validate(iris, ROOT / "suites" / "iris_train.yaml", log=False).to_dict()
+    model = {"name": lineage_model.name, "version": lineage_model.version}
+    bundle = request.record_evidence(
+        model, {"validation": report, "evaluation": None, "package": None}
+    )
+    assert bundle.validation[0]["suite"] == "iris_train"
+    client = MlflowClient()
+    files = {f.path for f in client.list_artifacts(lineage_model.run_id, DATA_DOCS_DIR)}
+    assert f"{DATA_DOCS_DIR}/iris_train.html" in files
+    page = Path(client.download_artifacts(lineage_model.run_id, f"{DATA_DOCS_DIR}/iris_train.html"))
+    assert "iris_train" in page.read_text()

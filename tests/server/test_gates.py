@@ -220,7 +220,7 @@ def test_rollback_to_previous_holder(server: Server, name: str) -> None:
     rid1, _, v1 = _request(server, name)
     server.approve(rid1, "ann")
     assert server.approve(rid1, "bob").json()["state"] == "promoted"
-    rid2, _, v2 = _request(server, name, champion=0.95)
+    rid2, _, v2 = _request(server, name, accuracy=0.96, champion=0.95)  # strictly better
     server.approve(rid2, "ann")
     assert server.approve(rid2, "root").json()["state"] == "promoted"
     assert server.client.get(f"/v1/aliases/{name}/production").json()["version"] == v2
