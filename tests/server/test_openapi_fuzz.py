@@ -49,8 +49,10 @@ def _schema_valid_is_accepted(case, response) -> None:  # type: ignore[no-untype
     if response.status_code != 422 or not case.meta.generation.mode.is_positive:
         return
     body = response.json()
-    if case.operation.label == "POST /v1/webhooks" and "body.url" in body["message"]:
-        return
+    if case.operation.label == "POST /v1/webhooks" and (
+        "body.url" in body["message"] or body["code"] == "webhook_target_refused"
+    ):
+        return  # which hosts a webhook may call is decided at resolve time, not by the schema
     raise AssertionError(f"schema-valid input refused: {case.operation.label}: {body}")
 
 
