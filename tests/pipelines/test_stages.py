@@ -335,3 +335,14 @@ def test_summary_of_a_submitted_request_carries_the_server_state() -> None:
         MODEL, target="production", digest="e" * 64, verdict=verdict, promotion=None
     )
     assert unsent["state"] == "not_submitted" and unsent["blocked_by"] == []
+
+
+def test_an_experiment_submits_when_asked_explicitly() -> None:
+    experiment_name, should_submit = request.experiment_name, request.should_submit
+    assert should_submit({"submit": True}, None) is True
+    assert should_submit({"submit": True}, "exp-1") is False
+    assert should_submit({"submit": True, "submit_experiments": True}, "exp-1") is True
+    assert should_submit({"submit": False, "submit_experiments": True}, None) is False
+    assert experiment_name({"DVC_EXP_NAME": "exp-1"}) == "exp-1"
+    assert experiment_name({"DVC_EXP_BASELINE_REV": "abcdef0123"}) == "abcdef0"
+    assert experiment_name({}) is None
