@@ -515,5 +515,8 @@ def test_a_fresh_clone_is_a_dvc_project_that_reproduces(tmp_path: Path) -> None:
         # no noise from the wrapped tools in the stages' output
         assert "INFO mlflow" not in run.output and "Downloading artifacts" not in run.output
         assert "%|" not in run.output  # a tqdm bar
+        log = server.log.read_text()  # the server fetched and checked the evidence: quietly
+        assert "Downloading artifacts" not in log and "%|" not in log
+        assert "INFO mlflow" not in log and "INFO  [alembic" not in log
     finally:
         server.stop()
