@@ -368,7 +368,8 @@ def test_serve_runs_the_bento_approved_for_the_alias(pipeline: Pipeline) -> None
         assert answer.status_code == 200 and len(answer.json()) == 1, answer.text
     finally:
         stop_process(proc)
-    assert f"serving {tag} ({MODEL}@production)" in log.read_text()
+    served = f"serving {tag} ({MODEL}@production, evidence approved in request #{pending.id})"
+    assert served in log.read_text()
 
 
 def test_mlops_env_lets_mlflow_bentoml_and_dvc_see_the_project_stores(pipeline: Pipeline) -> None:

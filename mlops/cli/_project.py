@@ -21,8 +21,9 @@ from typing import Annotated
 
 import typer
 
-from mlops.cli._base import Json, app, handles_errors
+from mlops.cli._base import Json, Token, Url, app, client, handles_errors
 from mlops.cli._output import console, print_json, table
+from mlops.errors import ConfigError
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -121,17 +122,23 @@ def serve(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the Bento tag that would be served, and stop.")
     ] = False,
+    url: Url = None,
+    token: Token = None,
 ) -> None:
     """Serve the Bento that was approved for an alias (the tag in its evidence).
 
     The version holding the alias is read from MLflow, the Bento tag from the evidence the
-    approvals were bound to; the Bento must carry that version's labels.
+    approvals were bound to (the registry server's request for the alias; without a server,
+    the evidence tagged on the version); the Bento must carry that version's labels.
     """
     os.environ.update({k: v for k, v in tool_env(project_root()).items() if k != "MLOPS_DVC_ROOT"})
     from mlops.packaging import approved_bento
 
-    tag = approved_bento(ref)
-    console(stderr=True).print(f"serving {tag} ({ref}) on http://{host}:{port}")
+    if "@" not in ref:
+        raise ConfigError(f"Expected NAME@ALIAS, got {ref!r}.", ref=ref)
+    digest, source = _approved_digest(ref, url, token)
+    tag = approved_bento(ref, digest=digest)
+    console(stderr=True).print(f"serving {tag} ({ref}, evidence {source}) on http://{host}:{port}")
     if dry_run:
         typer.echo(tag)
         return
@@ -141,3 +148,19 @@ def serve(
 
     cmd = [sys.executable, "-m", "bentoml", "serve", tag, "--host", host, "--port", str(port)]
     os.execve(sys.executable, cmd, _tool_env())
+
+
+def _approved_digest(ref: str, url: str | None, token: str | None) -> tuple[str | None, str]:
+    """The evidence digest the alias holder was approved with, and where it came from."""
+    from mlops.errors import RegistryUnavailable
+
+    model, _, alias = ref.rpartition("@")
+    try:
+        registry = client(url, token)
+        holder = registry.alias(model, alias)
+        if holder.request_id is None:
+            return None, "tagged on the version"
+        digest = registry.get_promotion(holder.request_id).evidence_digest
+    except RegistryUnavailable:
+        return None, "tagged on the version; registry server unreachable"
+    return digest, f"approved in request #{holder.request_id}"

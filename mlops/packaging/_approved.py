@@ -15,8 +15,11 @@ from mlops.packaging._bento_runtime import _bentoml
 __all__ = ["approved_bento"]
 
 
-def approved_bento(ref: str) -> str:
+def approved_bento(ref: str, *, digest: str | None = None) -> str:
     """The Bento tag recorded in the evidence of the version holding ``NAME@ALIAS``.
+
+    ``digest`` is the evidence the approvals were bound to (the promotion request's); by
+    default the digest tagged on the version.
 
     Example:
         >>> approved_bento("iris-classifier@production")  # doctest: +SKIP
@@ -27,7 +30,7 @@ def approved_bento(ref: str) -> str:
     if "@" not in ref:
         raise ConfigError(f"Expected NAME@ALIAS, got {ref!r}.", ref=ref)
     mv = registry.resolve(ref)
-    bundle = evidence.load(mv.name, mv.version)
+    bundle = evidence.load(mv.name, mv.version, digest=digest)
     tag = (bundle.package or {}).get("bento_tag")
     if not tag:
         raise PackagingError(f"The evidence of {mv.name!r} version {mv.version} names no Bento.")
