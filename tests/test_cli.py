@@ -350,3 +350,38 @@ def test_server_on_a_busy_port_says_so_and_names_the_option() -> None:
     assert result.output.startswith(f"config_error: Port {port} on 127.0.0.1 is already in use.")
     assert "hint: Pick another port with `mlops server --port PORT`" in result.output
     assert "registry server on" not in result.output
+
+
+def test_env_prints_exports_for_the_project_found_from_any_subfolder(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "reports" / "deep").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "reports" / "deep")
+    for name in ("MLOPS_HOME", "MLOPS_TRACKING_URI", "MLOPS_REGISTRY_URI", "MLOPS_DVC_ROOT",
+                 "BENTOML_HOME"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    result = _run("env")
+    assert result.exit_code == 0, result.output
+    exports = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in result.stdout.splitlines()
+    )
+    home = tmp_path / ".mlops"
+    assert exports["MLOPS_HOME"] == str(home) and exports["MLOPS_DVC_ROOT"] == str(tmp_path)
+    assert exports["MLFLOW_TRACKING_URI"] == f"sqlite:///{home / 'mlflow.db'}"
+    assert exports["MLFLOW_REGISTRY_URI"] == exports["MLFLOW_TRACKING_URI"]
+    assert exports["BENTOML_HOME"] == str(home / "bentoml")
+    assert not list(tmp_path.rglob("mlflow.db"))
+
+
+def test_versions_lists_the_registered_versions(cli: Cli, trained, model_name) -> None:  # noqa: F811
+    first, _ = trained.new_version(model_name)
+    second, _ = trained.new_version(model_name)
+    listed = cli.json("versions", model_name)
+    assert [v["version"] for v in listed] == [second, first]
+    out = _run("versions", model_name + "x")
+    assert out.exit_code == 1 and out.output.startswith("model_version_not_found:"), out.output
+    assert "hint: List the registered versions with `mlops versions MODEL`" in out.output

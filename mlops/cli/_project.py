@@ -69,6 +69,13 @@ def tool_env(root: Path) -> dict[str, str]:
     }
 
 
+def _use_project_stores() -> None:
+    """Read this project's stores, from anywhere inside it (what is set already stays)."""
+    for key, value in tool_env(project_root()).items():
+        if key in {"MLOPS_HOME", "MLOPS_TRACKING_URI", "BENTOML_HOME"}:
+            os.environ.setdefault(key, value)
+
+
 @app.command()
 @handles_errors
 def env(as_json: Json = False) -> None:
@@ -92,7 +99,7 @@ def versions(
     """List a model's registered versions (MLflow), newest first, with aliases and evidence."""
     from mlops import registry
 
-    os.environ.update({k: v for k, v in tool_env(project_root()).items() if k.startswith("MLOPS")})
+    _use_project_stores()
     found = registry.versions(model)
     if as_json:
         print_json([mv.to_dict() for mv in found])
@@ -131,7 +138,7 @@ def serve(
     approvals were bound to (the registry server's request for the alias; without a server,
     the evidence tagged on the version); the Bento must carry that version's labels.
     """
-    os.environ.update({k: v for k, v in tool_env(project_root()).items() if k != "MLOPS_DVC_ROOT"})
+    _use_project_stores()
     from mlops.packaging import approved_bento
 
     if "@" not in ref:
