@@ -53,15 +53,16 @@ def configure(*, verbose: bool = False, own_process: bool = True) -> bool:
     if verbose:
         os.environ["MLOPS_LOG_LEVEL"] = "info"  # child processes (stages, bentoml) follow
     if not is_quiet():
+        _undo()
         return False
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    _default("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _default("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     # tqdm.auto warns on import in a Jupyter kernel without ipywidgets
     warnings.filterwarnings("ignore", message="IProgress not found")
     if own_process:
-        os.environ.setdefault("TQDM_DISABLE", "1")
+        _default("TQDM_DISABLE", "1")
     loaded = [n for n in _TOOL_LOGGERS if own_process or n in sys.modules]
     if loaded:  # a tool imported before mlops has configured its logger already
         import logging
@@ -69,6 +70,30 @@ def configure(*, verbose: bool = False, own_process: bool = True) -> bool:
         for name in loaded:
             logging.getLogger(name).setLevel(logging.WARNING)
     return True
+
+
+_SET_HERE: set[str] = set()  # the variables configure() set, so verbose can take them back
+
+
+def _default(name: str, value: str) -> None:
+    if name not in os.environ:
+        os.environ[name] = value
+        _SET_HERE.add(name)
+
+
+def _undo() -> None:
+    """Take back what an earlier quiet configure() set (``mlops --verbose`` after import)."""
+    for name in _SET_HERE:
+        os.environ.pop(name, None)
+    _SET_HERE.clear()
+    if "logging" in sys.modules:
+        import logging
+
+        for name in _TOOL_LOGGERS:
+            if logging.getLogger(name).level == logging.WARNING:
+                logging.getLogger(name).setLevel(
+                    logging.NOTSET if name != "mlflow" else logging.INFO
+                )
 
 
 @contextlib.contextmanager

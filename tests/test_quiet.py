@@ -63,6 +63,15 @@ def test_cli_verbose_flag_turns_the_tools_back_on(monkeypatch: pytest.MonkeyPatc
     from mlops.cli import app
 
     monkeypatch.setenv("MLOPS_LOG_LEVEL", "warning")
+    for name in ("TQDM_DISABLE", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL"):
+        monkeypatch.setenv(name, "-")  # so that the teardown restores what was there
+        monkeypatch.delenv(name)
+    from mlops import _quiet
+
+    _quiet.configure()  # what `import mlops` and the entry point did
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
     result = CliRunner().invoke(app, ["--verbose", "env", "--json"])
     assert result.exit_code == 0, result.output
     assert os.environ["MLOPS_LOG_LEVEL"] == "info"
+    for name in ("TQDM_DISABLE", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL"):
+        assert name not in os.environ, name  # the tools talk again, in child processes too
