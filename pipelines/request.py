@@ -220,9 +220,7 @@ def main() -> None:
     for reason in doc["blocked_by"]:
         print(f"  blocked by {reason}")
     if verdict.passed and sent is None and experiment:
-        print(
-            f"  experiment {experiment!r}: not submitted; `mlops request --from-exp {experiment}`"
-        )
+        print(f"  experiment {experiment!r} not submitted: mlops request --from-exp {experiment}")
     if not verdict.passed and _common.need(p, "fail_if_blocked", bool, where="promotion"):
         raise PolicyViolation(
             f"{model['name']} v{model['version']} may not be promoted to {target!r}: "
