@@ -391,8 +391,9 @@ def test_mlops_env_lets_mlflow_bentoml_and_dvc_see_the_project_stores(pipeline: 
         return res.stdout
 
     model = read(repo, "reports/model.json")
-    runs = after_env("mlflow runs list --experiment-name mlops")
-    assert model["run_id"] in runs  # MLflow's own CLI reads the pipeline's store
+    run = json.loads(after_env(f"mlflow runs describe --run-id {model['run_id']}"))
+    assert run["info"]["run_id"] == model["run_id"]  # MLflow's own CLI reads the pipeline's store
+    assert "mlops" in after_env("mlflow experiments search")
     bentos = json.loads(after_env(f"bentoml list {MODEL} -o json"))
     assert read(repo, "reports/package.json")["bento_tag"] in [b["tag"] for b in bentos]
     assert str(repo.remote) in after_env("dvc remote list")
