@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: quickstart test lint bench clean
+.PHONY: quickstart test test-setup lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -19,9 +19,12 @@ $(STAMP): pyproject.toml
 quickstart: $(STAMP)
 	$(VENV)/bin/mlops quickstart
 
-## Run the whole test suite.
-test: $(STAMP)
+## Run the whole test suite (after setting up PostgreSQL and chromium if they are missing).
+test: $(STAMP) test-setup
 	$(PY) -m pytest
+
+test-setup:
+	./scripts/test-setup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

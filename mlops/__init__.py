@@ -17,9 +17,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from mlops import _quiet
 from mlops.errors import MlopsError
 
 __version__ = "0.1.0"
+
+# MLflow's progress bars and INFO lines stay off unless MLOPS_LOG_LEVEL=info (env only).
+_quiet.configure(own_process=False)
 
 _SUBMODULES = frozenset(
     {

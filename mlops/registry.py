@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops._quiet import silenced
 from mlops.data import DatasetVersion
 from mlops.errors import (
     AliasNotFound,
@@ -172,7 +173,7 @@ def register(
     mlflow = _mlflow()
     model_uri = _model_uri(run_or_model_uri, artifact_path)
     _ensure_ready(model_uri)
-    with _errors(f"registering {model_uri!r} as {name!r}"):
+    with _errors(f"registering {model_uri!r} as {name!r}"), silenced():
         created = mlflow.register_model(
             model_uri, name, await_registration_for=int(timeout), tags=dict(tags or {})
         )

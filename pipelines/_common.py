@@ -108,12 +108,18 @@ def read_json(path: str | Path) -> Any:
 
 
 def run(main: Callable[[], object]) -> int:
-    """Run a stage's ``main``; an MlopsError becomes ``code: message`` + hint and exit 1.
+    """Run a stage's ``main`` quietly; an MlopsError becomes ``code: message`` + hint, exit 1.
+
+    The wrapped tools' progress bars and INFO lines are off unless ``MLOPS_LOG_LEVEL`` is
+    ``info`` or ``debug``.
 
     Example:
         >>> run(lambda: None)
         0
     """
+    from mlops import _quiet
+
+    _quiet.configure()  # before the tools load: no bars or INFO lines unless MLOPS_LOG_LEVEL
     try:
         main()
     except MlopsError as exc:

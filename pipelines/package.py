@@ -6,7 +6,8 @@ data with the MLflow model's. A failed smoke test is data (``passed: false``): t
 fails the stage.
 
 Params: ``package.sample_rows`` (rows of ``data/eval.csv`` sent to the served Bento),
-``package.target`` (label column dropped from the sample).
+``package.target`` (label column dropped from the sample), ``package.port`` (port of the
+smoke-test server; 0 or absent: a free one).
 Output: ``reports/package.json``.
 
 Example:
@@ -63,7 +64,8 @@ def main() -> None:
         target=_common.need(p, "target", str, where="package"),
         rows=_common.need(p, "sample_rows", int, where="package"),
     )
-    report = package(model["name"], model["version"], sample=sample).to_dict()
+    port = _common.need({"port": 0, **p}, "port", int, where="package")
+    report = package(model["name"], model["version"], sample=sample, port=port or None).to_dict()
     _common.write_json(REPORT_JSON, report)
     smoke = report["smoke"]
     outcome = "passed" if smoke["passed"] else f"FAILED ({smoke['error'] or 'mismatches'})"

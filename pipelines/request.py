@@ -12,8 +12,15 @@ changed. A forced rerun (``dvc repro -f``) sends a new request; the server super
 older pending one for the same model and target. ``reports/promotion.json`` is the state
 at submission time: ask the server for the current state (``mlops status <id>``).
 
+Experiments never submit by themselves: inside ``dvc exp run`` (workspace, ``--temp`` or
+``--queue``: DVC sets ``DVC_EXP_NAME``) the evidence is recorded and pre-checked, and
+``reports/promotion.json`` names the experiment, but nothing is sent unless
+``promotion.submit_experiments`` is true. Pick the experiment to review afterwards with
+``mlops request --from-exp NAME``.
+
 Params: ``promotion.target`` (alias, e.g. ``production``), ``promotion.submit`` (false:
-record and pre-check only), ``promotion.fail_if_blocked`` (exit 1 when the policy says no).
+record and pre-check only), ``promotion.submit_experiments`` (true: experiments submit
+too), ``promotion.fail_if_blocked`` (exit 1 when the policy says no).
 Output: ``reports/promotion.json``.
 
 Example:
@@ -24,6 +31,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +134,63 @@ def local_verdict(bundle: Any, policy: Any, target: str) -> Verdict:
         return exc.verdict  # type: ignore[attr-defined]  # precheck attaches every rule
 
 
+def mark_bento(model: dict[str, Any], package: dict[str, Any], *, passed: bool) -> None:
+    """Tag the version with its Bento (``mlops.bento``); discard the Bento of a blocked one.
+
+    ``mlops versions MODEL`` then shows which Bento each version has, and ``bentoml list``
+    holds no Bento the policy already refused.
+
+    Example:
+        >>> mark_bento({"name": "iris", "version": 3}, {"bento_tag": "iris:v3-ab"},
+        ...            passed=False)  # doctest: +SKIP
+    """
+    from mlops import registry
+    from mlops.packaging import discard
+
+    tag = package.get("bento_tag")
+    if not tag:
+        return
+    if passed:
+        registry.set_tag(model["name"], model["version"], "mlops.bento", tag)
+    else:
+        discard(tag)
+        registry.set_tag(model["name"], model["version"], "mlops.bento", f"{tag} (discarded)")
+
+
+def experiment_name(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The DVC experiment this stage runs in, or ``None`` for a workspace ``dvc repro``.
+
+    ``dvc exp run`` (in the workspace, ``--temp`` or ``--queue``) sets ``DVC_EXP_NAME`` and
+    ``DVC_EXP_BASELINE_REV`` for every stage it runs; ``dvc repro`` sets neither.
+
+    Example:
+        >>> experiment_name({"DVC_EXP_NAME": "dashing-bolt"}), experiment_name({})
+        ('dashing-bolt', None)
+    """
+    name = environ.get("DVC_EXP_NAME") or None
+    if name is None and environ.get("DVC_EXP_BASELINE_REV"):
+        return environ["DVC_EXP_BASELINE_REV"][:7]
+    return name
+
+
+def should_submit(p: Mapping[str, Any], experiment: str | None) -> bool:
+    """Submit from a workspace run when ``promotion.submit``; from an experiment only when
+    ``promotion.submit_experiments`` is true too (a sweep must not flood the review queue).
+
+    Example:
+        >>> should_submit({"submit": True}, None), should_submit({"submit": True}, "exp-1")
+        (True, False)
+        >>> should_submit({"submit": True, "submit_experiments": True}, "exp-1")
+        True
+    """
+    if not _common.need(dict(p), "submit", bool, where="promotion"):
+        return False
+    if experiment is None:
+        return True
+    return bool(_common.need({"submit_experiments": False, **p}, "submit_experiments", bool,
+                             where="promotion"))  # fmt: skip
+
+
 def main() -> None:
     """Record evidence, check the policy, submit; write ``reports/promotion.json``.
 
@@ -143,13 +209,15 @@ def main() -> None:
     }
     bundle = record_evidence(model, reports)
     verdict = local_verdict(bundle, promotion.resolve_policy(POLICY_YAML), target)
-    sent = None
-    if verdict.passed and _common.need(p, "submit", bool, where="promotion"):
+    sent, experiment = None, experiment_name()
+    mark_bento(model, reports["package"], passed=verdict.passed)
+    if verdict.passed and should_submit(p, experiment):
         handle = promotion.submit(model["name"], model["version"], to=target, digest=bundle.digest)
         sent = handle.promotion.to_dict()
     doc = summary(
         model, target=target, digest=bundle.digest, verdict=verdict.to_dict(), promotion=sent
     )
+    doc["experiment"] = experiment
     _common.write_json(PROMOTION_JSON, doc)
     print(
         f"request: {model['name']} v{model['version']} -> {target}: {doc['state']}"
@@ -157,6 +225,8 @@ def main() -> None:
     )
     for reason in doc["blocked_by"]:
         print(f"  blocked by {reason}")
+    if verdict.passed and sent is None and experiment:
+        print(f"  experiment {experiment!r} not submitted: mlops request --from-exp {experiment}")
     if not verdict.passed and _common.need(p, "fail_if_blocked", bool, where="promotion"):
         raise PolicyViolation(
             f"{model['name']} v{model['version']} may not be promoted to {target!r}: "

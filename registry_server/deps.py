@@ -37,10 +37,16 @@ def authorize(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
 ) -> None:
-    """Apply the permissions table to this route: token needed? one of these roles?"""
+    """Apply the permissions table to this route: token needed? one of these roles?
+
+    A token sent to a public route must be valid too: a caller who sends the wrong one
+    hears so instead of silently reading as anonymous.
+    """
     route = request.scope.get("route")
     access = access_for(request.method, getattr(route, "path", request.url.path))
     if not access.token:
+        if authorization is not None:  # a public read with a wrong token is still refused
+            _authenticate(request, authorization)
         return
     caller = _authenticate(request, authorization)
     if access.roles is not None and not caller.has_any(access.roles):

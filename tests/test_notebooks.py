@@ -132,3 +132,33 @@ def test_why_blocked_names_the_regression_against_the_champion(why_blocked_nb) -
     assert re.search(r"FAIL checks\.metrics\.accuracy: accuracy: 0\.\d+ vs champion", text)
     assert "PASS checks.suites.iris_train:" in text and "PASS checks.smoke_test:" in text
     assert "'champion_alias': 'staging'" in text or "champion_alias='staging'" in text
+
+
+# --- quiet by default: what the wrapped tools print stays out of the outputs ----------------
+NOISE = re.compile(
+    r"\bINFO\b|\bWARNING\b|\w+Warning\b|\d+%\||it/s\]|Downloading artifacts|IProgress"
+    r"|Successfully registered model|Created version '"
+)
+
+
+def _noise(book: nbformat.NotebookNode) -> list[str]:
+    """Every output that is stderr or looks like a tool's log line, bar or warning."""
+    found = []
+    for cell in book.cells:
+        for out in cell.get("outputs", ()):
+            text = out.get("text", "") + out.get("data", {}).get("text/plain", "")
+            if out.get("name") == "stderr" or NOISE.search(text):
+                found.append(text[:300])
+    return found
+
+
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "why_blocked.ipynb"])
+def test_committed_notebooks_hold_no_progress_bars_warnings_or_info_lines(name: str) -> None:
+    book = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert any(cell.get("outputs") for cell in book.cells)  # executed (scripts/execute-notebooks)
+    assert _noise(book) == []
+
+
+def test_executed_notebooks_are_quiet(notebooks: dict[str, tuple]) -> None:
+    for name, (book, _, _) in notebooks.items():
+        assert _noise(book) == [], name

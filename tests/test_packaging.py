@@ -114,13 +114,39 @@ def test_labels_are_stamped_on_the_model_and_the_bento(packaged, iris) -> None:
     assert bentoml.bentos.get(report.bento_tag).info.labels == expected
 
 
-def test_bento_carries_the_model_requirements(packaged) -> None:
+def test_bento_carries_the_model_requirements_but_not_the_dev_tools(packaged) -> None:
     report, _ = packaged
     model_reqs = packaging.model_requirements(report.model_tag)
     bento_reqs = packaging.bento_requirements(report.bento_tag)
     assert any(line.startswith("scikit-learn==") for line in model_reqs)
-    assert set(model_reqs) <= set(bento_reqs)
+    # MLflow's inference picked the test runner up from the logging process
+    assert {"pytest", "rich"} <= {line.split("==")[0] for line in model_reqs}
+    assert set(packaging.runtime_requirements(model_reqs)) <= set(bento_reqs)
+    names = {line.split("==")[0] for line in bento_reqs}
+    assert not names & packaging.DEV_TOOLS, names & packaging.DEV_TOOLS
     assert any(line.startswith("bentoml==") for line in bento_reqs)
+
+
+def test_bento_version_names_the_model_version(packaged, iris) -> None:
+    report, _ = packaged
+    assert report.bento_tag.split(":")[1].startswith(f"v{iris[1]}-")
+
+
+def test_the_smoke_test_serves_on_the_port_it_is_given(packaged, iris) -> None:
+    import socket
+
+    report, _ = packaged
+    name, version, features = iris
+    sample = features.head(3)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = packaging.smoke_test(
+            report.bento_tag, sample, expected=_pyfunc(name, version, sample), port=port
+        )
+    assert not result.passed
+    assert "exited" in result.error and ("in use" in result.error or str(port) in result.error)
 
 
 def test_served_bento_predicts_like_the_mlflow_pyfunc(packaged, iris) -> None:

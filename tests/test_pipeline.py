@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipelines._repo import BIN, PipelineRepo, make_pipeline_repo
+from tests.pipelines._repo import BIN, SOURCE, PipelineRepo, make_pipeline_repo, pipeline_env
 from tests.pipelines._server import RegistryServer, start_registry_server
 
 pytestmark = pytest.mark.slow
@@ -274,23 +274,133 @@ def test_second_repro_does_nothing(pipeline: Pipeline) -> None:
     assert pipeline.repo.git("status", "--porcelain") == ""
 
 
-def test_an_experiment_with_a_changed_param_reruns_from_train(pipeline: Pipeline) -> None:
-    repo = pipeline.repo
-    run = repro(repo, "exp", "run", "-S", "train.C=0.5")
-    assert run.returncode == 0, run.output[-6000:]
-    assert set(run.seconds) == {"train", "evaluate", "package", "request"}
-    diff = json.loads(repo.dvc("params", "diff", "--json").stdout)
-    changed = diff["params.yaml"]["train.C"]
-    assert (changed["old"], changed["new"]) == (1.0, 0.5)
-    assert read(repo, "reports/model.json")["version"] == 2
-    assert mlflow_counts(repo) == {"runs": 2, "versions": 2}
-    doc = read(repo, "reports/promotion.json")
-    assert (doc["version"], doc["state"]) == (2, "pending")
-    from mlops.client import RegistryClient
+def _exp_promotion(repo: PipelineRepo, name: str) -> dict:
+    return json.loads(repo.git("show", f"{_exp_rev(repo, name)}:reports/promotion.json"))
 
-    with RegistryClient(pipeline.server.url, token=pipeline.server.admin_token) as client:
-        states = {p.version: p.state for p in client.list_promotions(model=MODEL)}
-    assert states == {1: "superseded", 2: "pending"}
+
+def _exp_rev(repo: PipelineRepo, name: str) -> str:
+    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    for baseline in shown:
+        for exp in baseline.get("experiments") or ():
+            if exp.get("name") == name:
+                return exp["revs"][0]["rev"]
+    raise AssertionError(f"no experiment {name!r} in {shown}")
+
+
+def test_a_sweep_of_experiments_submits_nothing_and_one_is_requested_on_purpose(
+    pipeline: Pipeline,
+) -> None:
+    repo = pipeline.repo
+    before = _promotions(pipeline.server)
+    home = {"MLOPS_HOME": str(repo.home)}  # a --temp run shares the workspace's stores
+    sweep = {"sweep-temp": ("--temp", "0.25"), "sweep-a": ("", "0.5"), "sweep-b": ("", "2.0")}
+    for name, (where, c) in sweep.items():
+        args = ["exp", "run", "-n", name, "-S", f"train.C={c}", *([where] if where else [])]
+        proc = subprocess.run(
+            [str(BIN / "dvc"), *args],
+            cwd=repo.root,
+            env={**repo.env, **home},
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+        if not where:  # a --temp run keeps its stages' output to itself
+            said = f"experiment '{name}' not submitted: mlops request --from-exp {name}"
+            assert said in proc.stdout, proc.stdout[-3000:]
+    assert _promotions(pipeline.server) == before  # nothing reached the review queue
+    assert mlflow_counts(repo) == {"runs": 4, "versions": 4}
+    docs = {name: _exp_promotion(repo, name) for name in sweep}
+    for name, doc in docs.items():
+        got = (doc["experiment"], doc["submitted"], doc["state"])
+        assert got == (name, False, "not_submitted"), doc
+    assert sorted(d["version"] for d in docs.values()) == [2, 3, 4]
+
+    chosen = docs["sweep-temp"]
+    out = repo.run(str(BIN / "mlops"), "request", "--from-exp", "sweep-temp", "--json")
+    request = json.loads(out.stdout)
+    assert (request["model"], request["version"]) == (MODEL, chosen["version"])
+    assert (request["target"], request["state"]) == ("production", "pending")
+    assert request["evidence_digest"] == chosen["evidence_digest"]
+    assert _promotions(pipeline.server) == before + 1
+    missing = repo.run(str(BIN / "mlops"), "request", "--from-exp", "no-such-exp", check=False)
+    assert missing.returncode == 1 and "not_found: No DVC experiment" in missing.stderr
+    assert "mlops request --from-exp NAME" in missing.stderr
+
+
+def test_serve_runs_the_bento_approved_for_the_alias(pipeline: Pipeline) -> None:
+    from mlops.client import RegistryClient
+    from tests.conftest import free_port, stop_process, wait_for_http
+
+    repo, server = pipeline.repo, pipeline.server
+    with RegistryClient(server.url, token=server.admin_token) as admin:
+        (pending,) = admin.list_promotions(model=MODEL, state="pending")
+        approvers = [admin.create_token(u, ["approver"]).token for u in ("ann", "bob")]
+    for token in approvers:
+        with RegistryClient(server.url, token=token) as client:
+            client.approve(pending.id, comment="evidence looks right")
+    with RegistryClient(server.url, token=server.admin_token) as admin:
+        deadline = time.monotonic() + 60
+        while admin.get_promotion(pending.id).state != "promoted":
+            assert time.monotonic() < deadline, admin.get_promotion(pending.id)
+            time.sleep(0.5)
+    approved = library(repo, f"mlops.evidence.load({MODEL!r}, {pending.version}).package")
+    tag = approved["bento_tag"]
+    assert tag != read(repo, "reports/package.json")["bento_tag"]  # not the workspace's latest
+    assert tag.split(":")[1].startswith(f"v{pending.version}-")
+    dry = repo.run(str(BIN / "mlops"), "serve", f"{MODEL}@production", "--dry-run")
+    assert dry.stdout.strip() == tag
+
+    port = free_port()
+    log = repo.root.parent / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "mlops"), "serve", f"{MODEL}@production", "--port", str(port)],
+            cwd=repo.root / "reports",
+            env=repo.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=120, proc=proc)
+        import httpx
+
+        rows = [dict.fromkeys(["sepal length (cm)", "sepal width (cm)", "petal length (cm)",
+                               "petal width (cm)"], 1.0)]  # fmt: skip
+        answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"data": rows}, timeout=30)
+        assert answer.status_code == 200 and len(answer.json()) == 1, answer.text
+    finally:
+        stop_process(proc)
+    served = f"serving {tag} ({MODEL}@production, evidence approved in request #{pending.id})"
+    assert served in log.read_text()
+
+
+def test_mlops_env_lets_mlflow_bentoml_and_dvc_see_the_project_stores(pipeline: Pipeline) -> None:
+    repo = pipeline.repo
+    cwd = repo.root / "reports"  # anywhere inside the project
+
+    def after_env(command: str) -> str:
+        res = subprocess.run(
+            ["bash", "-c", f'eval "$(mlops env)" && {command}'],
+            cwd=cwd,
+            env=repo.env,
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+        return res.stdout
+
+    model = read(repo, "reports/model.json")
+    run = json.loads(after_env(f"mlflow runs describe --run-id {model['run_id']}"))
+    assert run["info"]["run_id"] == model["run_id"]  # MLflow's own CLI reads the pipeline's store
+    assert "mlops" in after_env("mlflow experiments search")
+    bentos = json.loads(after_env(f"bentoml list {MODEL} -o json"))
+    assert read(repo, "reports/package.json")["bento_tag"] in [b["tag"] for b in bentos]
+    assert str(repo.remote) in after_env("dvc remote list")
+    assert not (cwd / "mlflow.db").exists() and not (repo.root / "mlflow.db").exists()
+    exports = json.loads(repo.run(str(BIN / "mlops"), "env", "--json").stdout)
+    assert exports["BENTOML_HOME"] == str(repo.home / "bentoml")
+    assert exports["MLFLOW_TRACKING_URI"] == f"sqlite:///{repo.home / 'mlflow.db'}"
 
 
 def test_a_failing_suite_stops_the_pipeline_naming_the_expectation(tmp_path: Path) -> None:
@@ -350,9 +460,68 @@ def test_a_stricter_policy_blocks_the_request_and_can_fail_the_stage(pipeline: P
     assert any(b.startswith("checks.metrics.accuracy:") for b in doc["blocked_by"])
     assert "blocked by checks.metrics.accuracy" in lenient.output
     assert _promotions(pipeline.server) == 2  # nothing new was sent
+    # the blocked version's Bento is discarded, and its tag says so
+    assert (
+        not (repo.home / "bentoml" / "bentos" / doc["model"])
+        .joinpath(read(repo, "reports/package.json")["bento_tag"].split(":")[1])
+        .exists()
+    )
+    bento = library(repo, f"mlops.registry.get({MODEL!r}, {doc['version']}).tags['mlops.bento']")
+    assert bento.endswith("(discarded)")
 
     strict = repro(repo, "exp", "run", "-S", "promotion.fail_if_blocked=true")
 
     assert strict.returncode != 0
-    assert "error: policy_violation: iris-classifier v2 may not be promoted" in strict.output
+    assert re.search(r"error: policy_violation: iris-classifier v\d+ may not be promoted",
+                     strict.output)  # fmt: skip
     assert "checks.metrics.accuracy" in strict.output
+
+
+def test_a_fresh_clone_is_a_dvc_project_that_reproduces(tmp_path: Path) -> None:
+    """What the README says: clone, `dvc repro`, `dvc push`; no `dvc init`, no remote set-up."""
+    from mlops.client import RegistryClient
+
+    clone = tmp_path / "clone"
+    branch = subprocess.run(
+        ["git", "-C", str(SOURCE), "rev-parse", "--abbrev-ref", "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    subprocess.run(["git", "clone", "-q", "--branch", branch, str(SOURCE), str(clone)], check=True)
+    repo = PipelineRepo(
+        root=clone, remote=clone / ".mlops" / "dvc-remote", env=pipeline_env(PYTHONPATH=str(clone))
+    )
+    assert (
+        repo.git("rev-parse", "HEAD")
+        == subprocess.run(
+            ["git", "-C", str(SOURCE), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
+    assert (clone / ".dvc" / "config").is_file()
+    assert str(repo.remote) in repo.dvc("remote", "list").stdout
+    server = start_registry_server(
+        tmp_path / "server",
+        tracking_uri=f"sqlite:///{repo.home / 'mlflow.db'}",
+        policy_path=clone / "promotion-policy.yaml",
+        env=repo.env,
+    )
+    try:
+        with RegistryClient(server.url, token=server.admin_token) as admin:
+            requester = admin.create_token("clone", ["requester"]).token
+        repo.env.update(MLOPS_REGISTRY_URL=server.url, MLOPS_TOKEN=requester)
+        run = repro(repo, "repro")
+        assert run.returncode == 0, run.output[-6000:]
+        assert sorted(run.seconds) == sorted(STAGES)
+        doc = read(repo, "reports/promotion.json")
+        assert (doc["submitted"], doc["state"], doc["experiment"]) == (True, "pending", None)
+        repo.dvc("push")
+        md5 = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]["prepare"]["outs"][0]
+        assert (repo.remote / "files" / "md5" / md5["md5"][:2] / md5["md5"][2:]).is_file()
+        assert repo.run("git", "check-ignore", "-q", ".mlops/dvc-remote").returncode == 0
+        # no noise from the wrapped tools in the stages' output
+        assert "INFO mlflow" not in run.output and "Downloading artifacts" not in run.output
+        assert "%|" not in run.output  # a tqdm bar
+        log = server.log.read_text()  # the server fetched and checked the evidence: quietly
+        assert "Downloading artifacts" not in log and "%|" not in log
+        assert "INFO mlflow" not in log and "INFO  [alembic" not in log
+    finally:
+        server.stop()

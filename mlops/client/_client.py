@@ -101,7 +101,7 @@ class RegistryClient:
         *,
         token: str | None = None,
         http: httpx.Client | None = None,
-        timeout: float = 10.0,
+        timeout: float = 30.0,
     ) -> None:
         if base_url is None or token is None:
             from mlops.config import load_settings

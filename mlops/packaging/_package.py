@@ -52,15 +52,19 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "DEV_TOOLS",
     "PackageReport",
     "Parity",
     "SmokeResult",
     "bento_requirements",
+    "bento_version",
     "build",
     "dependency_parity",
+    "discard",
     "import_model",
     "model_requirements",
     "package",
+    "runtime_requirements",
     "serve",
     "smoke_test",
 ]
@@ -69,6 +73,15 @@ _SERVICE_CLASS = "MlflowModelService"
 _SUPPORTED_TYPES = {"double", "float", "long", "integer", "boolean", "string", "datetime", "binary"}
 # What the generated service itself imports, added to the model's own requirements.
 _SERVICE_PACKAGES = ("mlflow", "pandas", "numpy", "pydantic")
+# Development tools MLflow's requirement inference picks up from the process that logged the
+# model (a test runner, a notebook, a terminal UI); a served model never imports them.
+DEV_TOOLS = frozenset(
+    {
+        "pytest", "rich", "ruff", "ipykernel", "ipython", "jupyter", "jupyter-client",
+        "jupyter-core", "nbclient", "nbformat", "notebook", "playwright", "schemathesis",
+        "import-linter", "typer", "tqdm", "ipywidgets", "debugpy",
+    }
+)  # fmt: skip
 
 
 # --- BentoML model store ------------------------------------------------------------------
@@ -146,6 +159,16 @@ def model_requirements(model_tag: str) -> list[str]:
     return _requirement_lines(path.read_text())
 
 
+def runtime_requirements(requirements: Sequence[str]) -> list[str]:
+    """``requirements`` without the development tools in :data:`DEV_TOOLS`.
+
+    Example:
+        >>> runtime_requirements(["scikit-learn==1.9.1", "pytest==9.2.0", "rich==15.0.0"])
+        ['scikit-learn==1.9.1']
+    """
+    return [line for line in requirements if _requirement_name(line) not in DEV_TOOLS]
+
+
 # --- the generated service and the build --------------------------------------------------
 def _columns(model_dir: Path, model_tag: str) -> list[dict[str, Any]]:
     """Columns and types from the MLflow signature, as the generated service reads them."""
@@ -176,6 +199,21 @@ def _columns(model_dir: Path, model_tag: str) -> list[dict[str, Any]]:
     return columns
 
 
+def bento_version(labels: Mapping[str, str]) -> str | None:
+    """A Bento version that names the model version, e.g. ``v3-5k2mqx4d``.
+
+    ``bentoml list`` then shows which registered version each Bento serves.
+
+    Example:
+        >>> bento_version({"mlops.version": "3"})[:3], bento_version({})
+        ('v3-', None)
+    """
+    import secrets
+
+    number = labels.get("mlops.version")
+    return f"v{number}-{secrets.token_hex(4)}" if number else None
+
+
 def _write_build_context(ctx: Path, model_tag: str, labels: dict[str, str]) -> None:
     model_dir = _model_dir(model_tag)
     spec = {
@@ -187,7 +225,7 @@ def _write_build_context(ctx: Path, model_tag: str, labels: dict[str, str]) -> N
     template = resources.files("mlops.packaging").joinpath("_bento_service.py.tmpl").read_text()
     (ctx / "service.py").write_text(template)
     (ctx / "mlops_service.json").write_text(json.dumps(spec, indent=2))
-    requirements = model_requirements(model_tag)
+    requirements = runtime_requirements(model_requirements(model_tag))
     present = {_requirement_name(line) for line in requirements}
     extra = [_installed_pin(p) for p in _SERVICE_PACKAGES if p not in present]
     (ctx / "requirements.txt").write_text("\n".join([*requirements, *extra]) + "\n")
@@ -230,6 +268,8 @@ def build(model_tag: str, *, labels: Mapping[str, str] | None = None) -> str:
         _write_build_context(ctx, str(stored.tag), stamped)
         cmd = [sys.executable, "-m", "bentoml", "build", str(ctx)]
         cmd += ["-f", str(ctx / "bentofile.yaml"), "--output", "tag"]
+        version = bento_version(stamped)
+        cmd += ["--version", version] if version else []
         res = subprocess.run(
             cmd, cwd=ctx, env=_tool_env(), capture_output=True, text=True, check=False
         )
@@ -275,9 +315,14 @@ def _post(url: str, sample: pd.DataFrame) -> Any:
 
 
 def smoke_test(
-    bento_tag: str, sample: pd.DataFrame, *, expected: Sequence[Any], timeout: float = 180.0
+    bento_tag: str,
+    sample: pd.DataFrame,
+    *,
+    expected: Sequence[Any],
+    timeout: float = 180.0,
+    port: int | None = None,
 ) -> SmokeResult:
-    """Serve the Bento, POST ``sample`` to ``/predict``, compare with ``expected``.
+    """Serve the Bento (on ``port``, default a free one), POST ``sample``, compare.
 
     A failure (server not starting, a rejected request, differing predictions) is
     returned as ``passed=False`` with the reason in ``error``, never raised.
@@ -290,7 +335,7 @@ def smoke_test(
     want = _jsonable(expected)
     mismatches, error = len(sample), None
     try:
-        with serve(bento_tag, timeout=timeout) as url:
+        with serve(bento_tag, timeout=timeout, port=port or None) as url:
             mismatches, error = _compare(_post(url, sample), want)
     except PackagingError as exc:
         error = exc.message
@@ -324,11 +369,14 @@ def package(
     sample: pd.DataFrame,
     labels: Mapping[str, str] | None = None,
     smoke: bool = True,
+    port: int | None = None,
 ) -> PackageReport:
     """Import, build, smoke-test and check the dependencies of one model version.
 
     ``sample`` is posted to the served Bento and its predictions must equal the MLflow
     pyfunc's on the same rows. Pass the evidence digest as ``labels={"mlops.evidence": d}``.
+    The smoke test serves on ``port`` (default: a free one). The Bento's requirements are
+    the model's without development tools (:func:`runtime_requirements`).
 
     Raises:
         PackagingError: the import or the build failed. A failing smoke test is not
@@ -341,7 +389,9 @@ def package(
     """
     model_tag = import_model(name, version, labels=labels)
     bento_tag = build(model_tag)
-    parity = dependency_parity(model_requirements(model_tag), bento_requirements(bento_tag))
+    parity = dependency_parity(
+        runtime_requirements(model_requirements(model_tag)), bento_requirements(bento_tag)
+    )
     if not smoke:
         result = SmokeResult(False, len(sample), 0, "skipped: package(..., smoke=False)", 0.0)
         return PackageReport(bento_tag, model_tag, result, parity)
@@ -350,5 +400,20 @@ def package(
     except PackagingError as exc:
         result = SmokeResult(False, len(sample), len(sample), exc.message, 0.0)
     else:
-        result = smoke_test(bento_tag, sample, expected=expected)
+        result = smoke_test(bento_tag, sample, expected=expected, port=port)
     return PackageReport(bento_tag, model_tag, result, parity)
+
+
+def discard(bento_tag: str) -> bool:
+    """Delete a Bento from the store (a blocked version's); ``False`` if it was not there.
+
+    Example:
+        >>> discard("iris-classifier:v3-5k2mqx4d")                       # doctest: +SKIP
+        True
+    """
+    bentoml = _bentoml()
+    try:
+        bentoml.bentos.delete(bento_tag)
+    except bentoml.exceptions.NotFound:
+        return False
+    return True

@@ -93,9 +93,13 @@ class Workspace:
         }
 
     def process_env(self, **extra: str) -> dict[str, str]:
-        """A subprocess environment: this interpreter's bin first on PATH, no stray MLOPS_*."""
+        """A subprocess environment: this interpreter's bin first on PATH, no stray MLOPS_*.
+
+        The stages import the same library as this process (the checkout the pipeline was
+        copied from), whatever else is installed.
+        """
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "BENTOML_"))}
-        env.pop("PYTHONPATH", None)
+        env["PYTHONPATH"] = str(_source_root())
         env.update(self.env(), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", **extra)
         return env
 

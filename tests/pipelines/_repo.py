@@ -71,7 +71,8 @@ def pipeline_env(**extra: str) -> dict[str, str]:
         GIT_COMMITTER_NAME="mlops tests",
         GIT_COMMITTER_EMAIL="tests@example.invalid",
     )
-    env.pop("PYTHONPATH", None)
+    # the stages import the library under test (cwd, the repo, stays first for `pipelines`)
+    env["PYTHONPATH"] = str(SOURCE)
     # mlflow.set_tracking_uri/set_registry_uri export these to os.environ for subprocesses,
     # so earlier tests in this process would otherwise point the pipeline at their stores.
     env.pop("MLFLOW_TRACKING_URI", None)

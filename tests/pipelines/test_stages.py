@@ -395,3 +395,14 @@ def test_recorded_evidence_puts_the_data_docs_where_the_reviewer_page_links(
     assert f"{DATA_DOCS_DIR}/iris_train.html" in files
     page = Path(client.download_artifacts(lineage_model.run_id, f"{DATA_DOCS_DIR}/iris_train.html"))
     assert "iris_train" in page.read_text()
+
+
+def test_an_experiment_submits_when_asked_explicitly() -> None:
+    experiment_name, should_submit = request.experiment_name, request.should_submit
+    assert should_submit({"submit": True}, None) is True
+    assert should_submit({"submit": True}, "exp-1") is False
+    assert should_submit({"submit": True, "submit_experiments": True}, "exp-1") is True
+    assert should_submit({"submit": False, "submit_experiments": True}, None) is False
+    assert experiment_name({"DVC_EXP_NAME": "exp-1"}) == "exp-1"
+    assert experiment_name({"DVC_EXP_BASELINE_REV": "abcdef0123"}) == "abcdef0"
+    assert experiment_name({}) is None

@@ -1,0 +1,125 @@
+"""What to do next, said in the command line's own words.
+
+The library's errors carry a Python hint (``mlops.registry.versions(name)``) and the
+registry server's a REST one (``GET /v1/promotions``); both stay as they are for their
+callers. The CLI prints its own hint instead, looked up by the error's stable ``code``:
+first for the command that failed, then for the code alone, then a generic one. Every hint
+names an ``mlops`` command.
+
+Example:
+    >>> cli_hint("not_found", command="status")
+    'List the promotion requests and their ids with `mlops list --state all`.'
+"""
+
+from __future__ import annotations
+
+__all__ = ["BY_CODE", "BY_COMMAND", "FALLBACK", "cli_hint"]
+
+_REQUEST_IDS = "List the promotion requests and their ids with `mlops list --state all`."
+
+#: The hint for an error code, whatever the command.
+BY_CODE: dict[str, str] = {
+    "mlops_error": "Rerun with `mlops --verbose COMMAND` for details; `mlops --help` lists them.",
+    "config_error": "Check the MLOPS_* variables and the options (`mlops env`, `mlops COMMAND "
+    "--help`).",
+    "missing_dependency": "Install the missing package, then retry; `mlops --help` lists what "
+    "works without it.",
+    "not_found": "Check the name or id: `mlops list --state all` lists requests, "
+    "`mlops token list` tokens.",
+    "model_version_not_found": "List the registered versions with `mlops versions MODEL`.",
+    "alias_not_found": "See which versions held it with `mlops history MODEL ALIAS`, or request "
+    "one with `mlops request MODEL VERSION --to ALIAS`.",
+    "data_error": "Check the dataset is tracked with DVC, then run the pipeline with `dvc repro` "
+    '(`eval "$(mlops env)"` first).',
+    "not_in_dvc_repo": "Run it inside the project (a git + DVC repository; `dvc init` once), "
+    "or set MLOPS_DVC_ROOT; `mlops env` shows it.",
+    "data_not_tracked": "Track it with `dvc add PATH` (or as a stage output) and commit; "
+    "`mlops env` shows the DVC root.",
+    "revision_not_found": "Use a commit, branch or tag that exists (`git log --oneline`); "
+    "`mlops env` shows the project root.",
+    "stale_data": "Run `dvc repro` and commit before requesting; `mlops env` shows the stores.",
+    "data_validation_failed": "Read the failed expectations; fix the data or the suite and run "
+    "`dvc repro` again.",
+    "tracking_error": "Check the MLflow store that `mlops env` prints (MLOPS_TRACKING_URI).",
+    "registry_error": "Check the MLflow registry that `mlops env` prints, and the model name "
+    "with `mlops versions MODEL`.",
+    "registry_unavailable": "Start the registry server with `mlops server`, or pass its URL "
+    "with `--url` (or MLOPS_REGISTRY_URL).",
+    "evaluation_error": "Check the evaluation data and target column in params.yaml, then "
+    "`dvc repro`.",
+    "packaging_error": "Rerun with `mlops --verbose` to see BentoML's output; check the "
+    "model's requirements.",
+    "evidence_error": "Record the evidence again with `dvc repro` (the request stage), then "
+    "`mlops request MODEL VERSION --to ALIAS`.",
+    "evidence_mismatch": "The evidence changed since it was recorded: run `dvc repro`, then "
+    "`mlops request MODEL VERSION --to ALIAS` again.",
+    "policy_error": "Fix promotion-policy.yaml (the message names the key); the server "
+    "reloads it on restart (`mlops server`).",
+    "policy_violation": "See which rule failed with `mlops status ID`; fix the evidence and "
+    "request again with `mlops request`.",
+    "gate_error": "See the request's state and what blocks it with `mlops status ID`.",
+    "freeze_window": "Wait for the freeze window to end (`mlops status ID` shows until when), "
+    "or ask an admin to change the policy.",
+    "conflict": "The request changed meanwhile: look again with `mlops status ID`.",
+    "unauthenticated": "Pass a valid token with --token or MLOPS_TOKEN; an admin creates one "
+    "with `mlops token create USER --role ROLE`.",
+    "forbidden": "Ask an admin for a token with the needed role "
+    "(`mlops token create USER --role ROLE`); `mlops me` shows yours.",
+    "invalid_request": "Check the arguments with `mlops COMMAND --help`.",
+    "promotion_timeout": "The request is still open: follow it with `mlops status ID`.",
+    "suite_error": "Fix the suite file named in the message, then run `dvc repro`.",
+    "suite_not_found": "Check params.yaml validate.suite and the suites/ folder, then `dvc repro`.",
+    "quickstart_failed": "Read the output above; rerun `mlops quickstart --workdir DIR` to keep "
+    "the workspace.",
+    "backup_error": "Check the database URL (`mlops server --help`) and the backup path.",
+}
+
+#: Hints that depend on the command that failed: ``(command, code) -> hint``.
+BY_COMMAND: dict[tuple[str, str], str] = {
+    **{
+        (command, "not_found"): _REQUEST_IDS
+        for command in ("status", "approve", "reject", "cancel")
+    },
+    ("token_revoke", "not_found"): "List the tokens and their ids with `mlops token list`.",
+    ("history", "not_found"): "List the models and targets that have requests with "
+    "`mlops list --state all`.",
+    ("list", "not_found"): "List every request with `mlops list --state all`.",
+    ("alias", "not_found"): "See which versions held it with `mlops history MODEL ALIAS`.",
+    ("rollback", "not_found"): "See the alias journal with `mlops history MODEL ALIAS`.",
+    ("rollback", "gate_error"): "See the alias journal with `mlops history MODEL ALIAS`.",
+    ("request", "gate_error"): "Check the target against promotion-policy.yaml and the "
+    "request with `mlops list --model MODEL`.",
+    ("request", "forbidden"): "Requests need the requester role: ask an admin for one "
+    "(`mlops token create USER --role requester`).",
+    ("approve", "forbidden"): "Approvals need a role the policy names: ask an admin "
+    "(`mlops token create USER --role approver`); `mlops me` shows yours.",
+    ("reject", "forbidden"): "Rejections need a role the policy names: ask an admin "
+    "(`mlops token create USER --role approver`); `mlops me` shows yours.",
+    ("server", "config_error"): "Pick another port with `mlops server --port PORT`, or stop "
+    "the process that holds it.",
+    ("token_create", "config_error"): "Check --database-url (see `mlops token create --help`) "
+    "and that the database is reachable.",
+    ("token_create", "gate_error"): "Pass one or more roles: `mlops token create USER --role "
+    "requester|approver|admin`.",
+    ("request", "not_found"): "List the experiments with `dvc exp show`, then "
+    "`mlops request --from-exp NAME`; `mlops versions MODEL` lists versions.",
+    ("request", "config_error"): "Pick an experiment that passed the pre-check (`dvc exp show`), "
+    "or request a version with `mlops request MODEL VERSION --to ALIAS`.",
+    ("serve", "not_found"): "See which versions held the alias with `mlops history MODEL ALIAS`.",
+    ("serve", "packaging_error"): "Build it again with `dvc repro` (the package stage); "
+    "`mlops serve --help` explains which Bento is served.",
+}
+
+FALLBACK = "Run `mlops COMMAND --help` for the command's options."
+
+
+def cli_hint(code: str, *, command: str | None = None) -> str:
+    """The hint the CLI prints for an error ``code`` raised by ``command``.
+
+    Example:
+        >>> cli_hint("registry_unavailable").startswith("Start the registry server")
+        True
+    """
+    if command is not None and (command, code) in BY_COMMAND:
+        return BY_COMMAND[(command, code)]
+    return BY_CODE.get(code, FALLBACK)
