@@ -17,8 +17,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "AliasHolderMissing",
     "AliasNotFound",
     "AuthenticationError",
+    "ChampionChanged",
     "ConfigError",
     "ConflictError",
     "DataError",
@@ -34,6 +36,7 @@ __all__ = [
     "ModelVersionNotFound",
     "NotFoundError",
     "NotInRepoError",
+    "NothingToRollBack",
     "PackagingError",
     "PermissionDenied",
     "PolicyError",
@@ -214,6 +217,30 @@ class FreezeWindowError(GateError):
 class ConflictError(MlopsError, RuntimeError):
     code = "conflict"
     default_hint = "Reload the resource; its state changed."
+
+
+class AliasHolderMissing(ConflictError):
+    code = "alias_holder_missing"
+    default_hint = (
+        "The version the journal recorded is gone or changed in MLflow; the server wrote "
+        "nothing. Promote an approved version (POST /v1/promotions) to settle the alias."
+    )
+
+
+class ChampionChanged(ConflictError):
+    code = "champion_changed"
+    default_hint = (
+        "The alias holder the evidence was judged against moved: evaluate the version again "
+        "against the current holder and open a new request."
+    )
+
+
+class NothingToRollBack(ConflictError):
+    code = "nothing_to_roll_back"
+    default_hint = (
+        "Rollback only goes back to an earlier approved holder; to put another version in "
+        "the alias, open a promotion request for it."
+    )
 
 
 class AuthenticationError(MlopsError, PermissionError):

@@ -39,7 +39,16 @@ def create_app(
     from registry_server.errors import install_error_handlers
     from registry_server.limits import BodySizeLimit
     from registry_server.mlflow_gateway import MlflowGateway
-    from registry_server.routers import aliases, audit, health, promotions, tokens, webhooks
+    from registry_server.openapi import describe_policy
+    from registry_server.routers import (
+        aliases,
+        audit,
+        health,
+        mlflow_hooks,
+        promotions,
+        tokens,
+        webhooks,
+    )
     from registry_server.services.aliases import AliasReader
     from registry_server.services.auth import ensure_token
     from registry_server.services.context import ServerContext
@@ -56,6 +65,8 @@ def create_app(
         gateway=gateway or MlflowGateway(settings.tracking_uri, settings.registry_uri),
         policy=load_policy(settings.policy_path),
         intent_lease=settings.intent_lease,
+        drift_page_size=settings.drift_page_size,
+        governed_models=settings.governed_models,
         fault_point=settings.fault_point,
     )
     if clock is not None:
@@ -78,8 +89,11 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (health, promotions, aliases, audit, tokens, webhooks):
+    app.state.loops = {}
+    app.state.mlflow_webhook = {"subscribed": False, "error": None}
+    for module in (health, promotions, aliases, audit, tokens, webhooks, mlflow_hooks):
         app.include_router(module.router)
+    describe_policy(app)
     if settings.ui:
         from registry_server.web import mount
 
@@ -105,68 +119,107 @@ def create_app_from_env() -> FastAPI:
 
 
 def reconcile_once(ctx) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """One pass of the background work: finish alias moves, expire, restore aliases."""
-    from registry_server.services.aliases import reconcile_protected
+    """One pass of the background work: finish alias moves, expire, repair alias drift.
+
+    Each step runs even if an earlier one failed; the first failure is raised at the end.
+    """
+    from registry_server.services.drift import reconcile_protected
     from registry_server.services.outbox import apply_intents
     from registry_server.services.promotions import expire_due
 
-    return {
-        "applied": apply_intents(ctx),
-        "expired": expire_due(ctx),
-        "restored": reconcile_protected(ctx),
+    steps = {
+        "applied": apply_intents,
+        "expired": expire_due,
+        "restored": reconcile_protected,
     }
+    out, failed = {}, None
+    for name, step in steps.items():
+        try:
+            out[name] = step(ctx)
+        except Exception as exc:  # the other steps still run; the loop logs and backs off
+            out[name] = 0
+            failed = failed or exc
+    if failed is not None:
+        raise failed
+    return out
 
 
 def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = []
+        from registry_server.loops import LoopHealth, run_loop
+
+        # MLflow is imported and its store opened here, once, before the server answers
+        # anything: request threads and the loops must never race through its first import
+        try:
+            await asyncio.to_thread(app.state.ctx.gateway.preload)
+        except Exception:
+            log.exception("MLflow could not be loaded; /readyz reports it")
+        loops = []
         if settings.reconcile_interval > 0:
-            tasks.append(asyncio.create_task(_reconcile_loop(app, settings.reconcile_interval)))
+            loops.append(
+                (LoopHealth("reconcile", settings.reconcile_interval), _reconcile_work(app))
+            )
         if settings.webhook_interval > 0:
-            tasks.append(asyncio.create_task(_webhook_loop(app, settings)))
+            loops.append((LoopHealth("webhooks", settings.webhook_interval), _webhook_work(app)))
+        for health, work in loops:
+            health.task = asyncio.create_task(run_loop(health, work))
+            app.state.loops[health.name] = health
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
+            for health, _ in loops:
+                health.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await health.task
             app.state.alias_reader.close()
             app.state.ctx.db.dispose()
 
     return lifespan
 
 
-async def _reconcile_loop(app: FastAPI, interval: float) -> None:
-    """First pass at start (recovery after a crash), then one every ``interval`` seconds."""
-    from sqlalchemy.exc import SQLAlchemyError
+def _reconcile_work(app: FastAPI) -> Callable[[], dict[str, int]]:
+    """The first pass at start recovers after a crash; each pass (re)subscribes to MLflow's
+    alias webhooks until that succeeds."""
+    settings: RegistrySettings = app.state.settings
 
+    def work() -> dict[str, int]:
+        if settings.mlflow_webhook_url and settings.mlflow_webhook_secret:
+            _subscribe(app, settings)
+        return reconcile_once(app.state.ctx)
+
+    return work
+
+
+def _subscribe(app: FastAPI, settings: RegistrySettings) -> None:
     from mlops.errors import MlopsError
+    from registry_server.services.mlflow_events import ensure_subscription
 
-    while True:
-        try:
-            await asyncio.to_thread(reconcile_once, app.state.ctx)
-        except (MlopsError, SQLAlchemyError) as exc:  # retried next pass, nothing is lost
-            log.warning("reconcile pass failed: %s", exc)
-        await asyncio.sleep(interval)
+    state = app.state.mlflow_webhook
+    if state["subscribed"]:
+        return
+    try:
+        state["id"] = ensure_subscription(
+            app.state.ctx, url=settings.mlflow_webhook_url, secret=settings.mlflow_webhook_secret
+        )
+    except MlopsError as exc:
+        state["error"] = str(exc)
+        log.warning("subscribing to MLflow alias webhooks failed (retried): %s", exc)
+        return
+    state["subscribed"], state["error"] = True, None
 
 
-async def _webhook_loop(app: FastAPI, settings: RegistrySettings) -> None:
-    """Deliver due webhook calls every ``webhook_interval`` seconds."""
-    from sqlalchemy.exc import SQLAlchemyError
-
+def _webhook_work(app: FastAPI) -> Callable[[], object]:
     from registry_server.services.webhooks import dispatch_due
 
-    while True:
-        try:
-            await asyncio.to_thread(
-                dispatch_due,
-                app.state.ctx,
-                timeout=settings.webhook_timeout,
-                max_attempts=settings.webhook_max_attempts,
-                backoff=settings.webhook_backoff,
-            )
-        except SQLAlchemyError as exc:
-            log.warning("webhook pass failed: %s", exc)
-        await asyncio.sleep(settings.webhook_interval)
+    settings: RegistrySettings = app.state.settings
+
+    def work() -> object:
+        return dispatch_due(
+            app.state.ctx,
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            backoff=settings.webhook_backoff,
+        )
+
+    return work

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from fastapi.exceptions import RequestValidationError
@@ -18,11 +19,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops.errors import MlopsError
+from registry_server.redact import locations, redact_body
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
 
-__all__ = ["STATUS_BY_CODE", "install_error_handlers", "status_for"]
+__all__ = ["STATUS_BY_CODE", "install_error_handlers", "public_body", "status_for"]
+
+log = logging.getLogger("registry_server")
 
 STATUS_BY_CODE: dict[str, int] = {
     "unauthenticated": 401,
@@ -31,6 +35,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "model_version_not_found": 404,
     "alias_not_found": 404,
     "conflict": 409,
+    "champion_changed": 409,
+    "nothing_to_roll_back": 409,
+    "alias_holder_missing": 409,
     "evidence_mismatch": 409,
     "freeze_window": 409,
     "policy_violation": 422,
@@ -40,6 +47,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_request": 422,
     "registry_unavailable": 503,
     "registry_error": 502,
+    "internal_error": 500,
 }
 
 
@@ -59,8 +67,27 @@ def _body(code: str, message: str, hint: str, details: dict | None = None) -> di
     return body
 
 
-async def _mlops_error(_request: Request, exc: MlopsError) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=status_for(exc))
+def public_body(request: Request, exc: MlopsError) -> dict:
+    """``exc.to_dict()`` without the server's locations (MLflow URIs, database URL, their
+    file paths): any caller reads error bodies; the server log keeps the full message."""
+    state = request.app.state
+    parent = getattr(state, "parent", None)  # the pages are a sub-application
+    ctx = getattr(state, "ctx", None) or getattr(getattr(parent, "state", None), "ctx", None)
+    gateway, db = getattr(ctx, "gateway", None), getattr(ctx, "db", None)
+    hidden = locations(
+        getattr(gateway, "tracking_uri", None),
+        getattr(gateway, "registry_uri", None),
+        getattr(db, "url", None),
+    )
+    body = exc.to_dict()
+    public = redact_body(body, hidden)
+    if public != body:
+        log.warning("%s on %s %s: %s", exc.code, request.method, request.url.path, exc.message)
+    return public
+
+
+async def _mlops_error(request: Request, exc: MlopsError) -> JSONResponse:
+    return JSONResponse(public_body(request, exc), status_code=status_for(exc))
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -77,6 +104,19 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
     return JSONResponse(body, status_code=422)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of every route whose path matches the request's."""
+    from fastapi.routing import iter_route_contexts  # included routers, flattened
+
+    path = request.scope.get("path", request.url.path)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and route.methods and regex.match(path):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 404:
         body = _body(
@@ -85,11 +125,15 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
             "See the API at /docs; routes live under /v1.",
         )
     elif exc.status_code == 405:
+        allowed = _allowed_methods(request)
         body = _body(
             "method_not_allowed",
-            f"Method {request.method} is not allowed on {request.url.path}.",
+            f"Method {request.method} is not allowed on {request.url.path}"
+            + (f" (allowed: {', '.join(allowed)})." if allowed else "."),
             "See the API at /docs for the methods of this route.",
         )
+        if allowed:  # every route on this path, not only the first one Starlette tried
+            return JSONResponse(body, status_code=405, headers={"Allow": ", ".join(allowed)})
     elif exc.status_code == 400:  # e.g. a body that is not JSON: same answer as bad fields
         body = _body(
             "invalid_request",
@@ -102,8 +146,20 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: logged with its traceback, answered with our body, never text."""
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = _body(
+        "internal_error",
+        f"The server failed on {request.method} {request.url.path}: {type(exc).__name__}.",
+        "Retry; if it persists, check the server log and GET /readyz.",
+    )
+    return JSONResponse(body, status_code=500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(MlopsError, _mlops_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,15 @@ from mlops.errors import (
     RegistryUnavailable,
 )
 
-__all__ = ["EVIDENCE_DIGEST_TAG", "EVIDENCE_PATH_TAG", "EvidenceArtifact", "MlflowGateway"]
+__all__ = [
+    "ALIAS_EVENTS",
+    "EVIDENCE_DIGEST_TAG",
+    "EVIDENCE_PATH_TAG",
+    "EvidenceArtifact",
+    "MlflowGateway",
+    "ModelAliases",
+    "VersionIdentity",
+]
 
 log = logging.getLogger("registry_server.mlflow")
 
@@ -44,6 +54,45 @@ class EvidenceArtifact:
     run_datasets: tuple[tuple[str, str], ...] | None = None
 
 
+@dataclass(frozen=True)
+class VersionIdentity:
+    """Who a registered version is, beyond its number.
+
+    ``model_created_ms`` and ``version_created_ms`` are MLflow's own creation times of
+    the registered model and of the version: a name deleted and registered again, or a
+    version deleted and its number reused, gets new ones even from the same run.
+    """
+
+    run_id: str | None
+    evidence_digest: str | None
+    model_created_ms: int | None
+    version_created_ms: int | None
+
+
+@dataclass(frozen=True)
+class ModelAliases:
+    """One registered model as a page of the alias sweep sees it."""
+
+    name: str
+    created_ms: int | None
+    aliases: dict[str, int]
+    #: MLflow's last-updated time of the model (moves when versions are added or deleted)
+    updated_ms: int | None = None
+
+
+#: modules the server's MLflow calls import lazily: loaded once, before readiness
+_PRELOAD = (
+    "mlflow",
+    "mlflow.exceptions",
+    "mlflow.tracking",
+    "mlflow.artifacts",
+    "mlflow.store.artifact.artifact_repository_registry",
+)
+
+#: MLflow webhook events the server subscribes to (alias set and alias deleted)
+ALIAS_EVENTS = ("model_version_alias.created", "model_version_alias.deleted")
+
+
 def _is_not_found(exc: Exception) -> bool:
     return getattr(exc, "error_code", "") in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
@@ -55,6 +104,8 @@ class MlflowGateway:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
         self._client: Any = None
+        self._loaded: str | None = None  # "ok", or why MLflow cannot be used here
+        self._load_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
@@ -72,16 +123,164 @@ class MlflowGateway:
         except MlflowException as exc:
             if _is_not_found(exc):
                 raise ModelVersionNotFound(
-                    f"Model {name!r} has no version {version} in MLflow at {self.tracking_uri}.",
+                    f"Model {name!r} has no version {version} in MLflow.",
                     hint="Register the version first (`mlops.register`) or fix name/version.",
                 ) from exc
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: Exception) -> RegistryUnavailable:
+        log.warning("MLflow at %s failed: %s", self.tracking_uri, exc)  # the log keeps where
         return RegistryUnavailable(
-            f"MLflow at {self.tracking_uri} failed: {exc}",
+            f"MLflow failed ({type(exc).__name__}); the server log has the details.",
             hint="Check that the MLflow tracking server/store is reachable; the move is retried.",
         )
+
+    def preload(self) -> None:
+        """Import MLflow and build the client and its store now, once, in one thread.
+
+        Called before the server reports ready, so request threads and background loops
+        never race each other through MLflow's first import ("partially initialized
+        module"). Reaching the store is not required: an outage is retried later.
+        Raises what the import raised; :meth:`usable` reports it afterwards.
+        """
+        with self._load_lock:
+            if self._loaded is not None:
+                return
+            try:
+                self._load()
+            except Exception as exc:
+                self._loaded = f"unusable: {type(exc).__name__}: {exc}"[:500]
+                raise
+            self._loaded = "ok"
+
+    def _load(self) -> None:
+        import importlib
+
+        for module in _PRELOAD:
+            importlib.import_module(module)
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            client.search_registered_models(max_results=1)
+        except (MlflowException, OSError) as exc:
+            log.warning("MLflow at %s not reachable at start: %s", self.tracking_uri, exc)
+
+    def usable(self) -> str:
+        """``"ok"`` once MLflow is loaded in this process, else why not (loads it if needed)."""
+        if self._loaded is None:
+            try:
+                self.preload()
+            except Exception:  # reported, not raised: readiness says why
+                log.exception("MLflow could not be loaded")
+        return self._loaded or "unusable: not loaded"
+
+    def identity(self, name: str, version: int) -> VersionIdentity | None:
+        """Who ``name`` version ``version`` is in MLflow now; ``None`` if it does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(name)
+            mv = self.client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                return None
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        return VersionIdentity(
+            run_id=mv.run_id or None,
+            evidence_digest=dict(mv.tags or {}).get(EVIDENCE_DIGEST_TAG),
+            model_created_ms=model.creation_timestamp,
+            version_created_ms=mv.creation_timestamp,
+        )
+
+    def model_aliases(self, name: str) -> ModelAliases | None:
+        """The aliases of one registered model; ``None`` if the model does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                return None
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        return _model_aliases(model)
+
+    def alias_pages(self, page_size: int = 500) -> Iterator[list[ModelAliases]]:
+        """Every registered model with its aliases, one page (one MLflow call) at a time."""
+        from mlflow.exceptions import MlflowException
+
+        token = None
+        while True:
+            try:
+                page = self.client.search_registered_models(max_results=page_size, page_token=token)
+            except MlflowException as exc:
+                raise self._unavailable(exc) from exc
+            except OSError as exc:
+                raise self._unavailable(exc) from exc
+            yield [_model_aliases(m) for m in page]
+            token = page.token
+            if not token:
+                return
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` from ``name`` (idempotent: a missing alias or model is fine)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as exc:
+            if not _is_not_found(exc):
+                raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        log.info("mlflow alias deleted: %s@%s", name, alias)
+
+    def ensure_alias_webhook(self, *, name: str, url: str, secret: str) -> str:
+        """Subscribe ``url`` to MLflow's alias events with ``secret``; the webhook id.
+
+        An existing webhook with the same name is updated (url, events, secret, active),
+        so a restart or a new secret never leaves two subscriptions behind.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            existing = [w for w in self._webhooks() if w.name == name]
+            if existing:
+                hook = self.client.update_webhook(
+                    existing[0].webhook_id,
+                    url=url,
+                    events=list(ALIAS_EVENTS),
+                    secret=secret,
+                    status="ACTIVE",
+                )
+                for extra in existing[1:]:
+                    self.client.delete_webhook(extra.webhook_id)
+            else:
+                hook = self.client.create_webhook(
+                    name,
+                    url,
+                    list(ALIAS_EVENTS),
+                    description="mlops registry: alias drift",
+                    secret=secret,
+                )
+        except MlflowException as exc:
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        return hook.webhook_id
+
+    def _webhooks(self) -> list[Any]:
+        hooks, token = [], None
+        while True:
+            page = self.client.list_webhooks(max_results=100, page_token=token)
+            hooks.extend(page)
+            token = page.token
+            if not token:
+                return hooks
 
     def version_exists(self, name: str, version: int) -> bool:
         """True if the registered model version exists."""
@@ -186,3 +385,15 @@ class MlflowGateway:
                     hint="Check the artifact store, or record the evidence again.",
                 ) from exc
             return Path(local).read_bytes()
+
+
+def _model_aliases(model: Any) -> ModelAliases:
+    raw = model.aliases or {}
+    if not isinstance(raw, dict):  # older clients hand back a list of alias objects
+        raw = {a.alias: a.version for a in raw}
+    return ModelAliases(
+        name=model.name,
+        created_ms=model.creation_timestamp,
+        aliases={alias: int(version) for alias, version in raw.items()},
+        updated_ms=model.last_updated_timestamp,
+    )

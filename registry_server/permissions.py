@@ -63,6 +63,7 @@ PERMISSIONS: dict[str, Access] = {
     "POST /v1/promotions/{request_id}/cancel": Access(token=True, policy="owner"),
     "POST /v1/promotions/{request_id}/approve": Access(token=True, policy="approvals"),
     "POST /v1/promotions/{request_id}/reject": Access(token=True, policy="approvals"),
+    "POST /v1/mlflow/webhook": PUBLIC,  # authenticated by MLflow's HMAC signature instead
     "GET /v1/aliases/{model}/{alias}": PUBLIC,
     "GET /v1/aliases/{model}/{alias}/history": PUBLIC,
     "POST /v1/aliases/{model}/{alias}/rollback": Access(token=True, policy="rollback"),

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mlops.identity import MAX_USER_NAME, USER_NAME_PATTERN
+
 __all__ = [
     "AliasHistory",
     "AliasOut",
@@ -30,8 +32,12 @@ __all__ = [
 ]
 
 MAX_INT = 2**31 - 1  # ids and versions are 32-bit integers in the database
+NO_NUL = r"^[^\x00]*$"  # what the server refuses is in the schema: no NUL in any text
+_TEXT = {"pattern": NO_NUL}  # documented; ``_In._no_nul`` refuses with a clear message
 
-State = Literal["pending", "approved", "promoted", "rejected", "cancelled", "expired", "superseded"]
+State = Literal[
+    "pending", "approved", "promoted", "rejected", "cancelled", "expired", "superseded", "stale"
+]
 Role = Literal["requester", "approver", "admin"]
 
 
@@ -48,22 +54,41 @@ class _In(BaseModel):
 
 
 class PromotionIn(_In):
-    model: str = Field(min_length=1, description="Registered model name.")
+    model: str = Field(min_length=1, json_schema_extra=_TEXT, description="Registered model name.")
     version: int = Field(
         ge=1, le=MAX_INT, strict=True, description="Model version (a JSON integer)."
     )
-    target: str = Field(min_length=1, description="Target alias, e.g. production.")
+    target: str = Field(
+        min_length=1,
+        json_schema_extra=_TEXT,
+        description="Target alias of the policy, e.g. production.",
+    )
     evidence_digest: str = Field(
         pattern="^[0-9a-f]{64}$", description="SHA-256 of the version's evidence."
     )
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _integral(cls, value: object) -> object:
+        """``3.0`` is the JSON integer 3 (JSON Schema's "integer"); ``3.5``, ``"3"`` are not."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
 
 class CommentIn(_In):
-    comment: str = Field(default="", max_length=4000)
+    comment: str = Field(default="", max_length=4000, json_schema_extra=_TEXT)
 
 
 class TokenIn(_In):
-    user: str = Field(min_length=1, max_length=200)
+    user: str = Field(
+        min_length=1,
+        max_length=MAX_USER_NAME,
+        description="User name: ASCII letters, digits and . _ - @ +, starting and ending "
+        "with a letter or digit (compared case-insensitively; a second spelling of an "
+        "existing user is refused with 409).",
+        json_schema_extra={"pattern": USER_NAME_PATTERN},  # checked after NFKC, in the service
+    )
     roles: list[Role] = Field(min_length=1)
 
 
@@ -93,6 +118,11 @@ class QuorumOut(BaseModel):
     need: int
 
 
+class ChampionOut(BaseModel):
+    version: int | None
+    run_id: str | None
+
+
 class PromotionOut(BaseModel):
     id: int
     model: str
@@ -107,6 +137,11 @@ class PromotionOut(BaseModel):
     verdict: VerdictOut
     quorum: QuorumOut
     blocked_by: list[str]
+    champion: ChampionOut | None = Field(
+        default=None,
+        description="The alias holder the verdict was judged against (version null: none); "
+        "null when the target's verdict does not depend on it.",
+    )
 
 
 class PromotionPage(BaseModel):
@@ -122,6 +157,11 @@ class AliasOut(BaseModel):
     version: int
     since: str
     request_id: int | None
+    attention: str | None = Field(
+        default=None,
+        description="Why a person must decide, e.g. 'alias_holder_missing': the recorded "
+        "holder is gone or changed in MLflow and the server wrote nothing.",
+    )
 
 
 class AliasHistoryItem(BaseModel):
@@ -194,8 +234,14 @@ WebhookEvent = Literal[
     "expired",
     "superseded",
     "evidence_changed",
+    "evidence_tampered",
+    "champion_changed",
+    "rollback_requested",
     "rolled_back",
+    "rollback_void",
     "alias_drift_restored",
+    "alias_holder_missing",
+    "alias_unbacked_removed",
     "token_created",
     "token_revoked",
     "webhook_created",
@@ -214,6 +260,7 @@ class WebhookIn(_In):
         default=None,
         min_length=16,
         max_length=200,
+        json_schema_extra=_TEXT,
         description="HMAC key for X-Mlops-Signature (generated if omitted; shown once).",
     )
 

@@ -46,6 +46,36 @@ class RegistrySettings(BaseSettings):
     reconcile_interval: float = Field(
         default=30.0, ge=0, description="Seconds between retries of pending alias moves (0: off)."
     )
+    drift_page_size: int = Field(
+        default=500,
+        ge=1,
+        le=1000,
+        description="Registered models read per MLflow call by the protected-alias sweep.",
+    )
+    governed_models: str = Field(
+        default="*",
+        min_length=1,
+        description="Glob of the registered models whose protected aliases this server "
+        "governs (default: every model in the registry).",
+    )
+    mlflow_webhook_url: str | None = Field(
+        default=None,
+        description="URL at which the MLflow tracking server reaches this server's "
+        "POST /v1/mlflow/webhook. With mlflow_webhook_secret set, the server subscribes to "
+        "MLflow's alias events at start and repairs drift within a second.",
+    )
+    mlflow_webhook_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        description="HMAC key MLflow signs its alias webhooks with (X-MLflow-Signature); "
+        "deliveries without a valid signature are refused.",
+    )
+    mlflow_webhook_tolerance: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds an MLflow webhook's signed timestamp may differ from now "
+        "(older deliveries are refused as replays).",
+    )
     admin_token: str | None = Field(
         default=None, description="If set, a token for user 'admin' with role admin at start."
     )

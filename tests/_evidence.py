@@ -63,6 +63,7 @@ def bundle(
     accuracy: float = 0.95,
     champion: Mapping[str, float] | None = None,
     champion_version: int | None = None,
+    champion_run_id: str | None = None,
     suite: str = "iris_train",
     suite_ok: bool = True,
     smoke_ok: bool = True,
@@ -84,7 +85,13 @@ def bundle(
         "lineage": {"git_commit": git_commit, "datasets": [dict(d) for d in datasets]},
         "validation": [_validation(suite, suite_ok, dataset, detailed)] if validation else [],
         "evaluation": _evaluation(
-            name, version, accuracy, champion, champion_version, dataset, detailed
+            name,
+            version,
+            accuracy,
+            champion,
+            (champion_version, champion_run_id),
+            dataset,
+            detailed,
         ),
         "package": _package(name, version, smoke_ok, detailed) if package else None,
     }
@@ -113,10 +120,11 @@ def _evaluation(
     version: int,
     accuracy: float,
     champion: Mapping[str, float] | None,
-    champion_version: int | None,
+    holder: tuple[int | None, str | None],
     dataset: Any,
     detailed: bool,
 ) -> dict[str, Any]:
+    champion_version, champion_run_id = holder
     candidate = {"accuracy": accuracy}
     verdicts: list[dict[str, Any]] = []
     if detailed:
@@ -136,6 +144,7 @@ def _evaluation(
         "candidate_version": version,
         "champion_alias": "production",
         "champion_version": champion_version,
+        "champion_run_id": champion_run_id,
         "task": "classification",
         "dataset": dataset,
         "rows": 150,

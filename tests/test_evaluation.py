@@ -18,6 +18,7 @@ CONTRACT_KEYS = {
     "candidate_version",
     "champion_alias",
     "champion_version",
+    "champion_run_id",
     "task",
     "dataset",
     "rows",
@@ -106,7 +107,7 @@ def test_without_champion_only_absolute_thresholds_apply(
     )
 
     assert report.task == "classification"
-    assert report.champion_version is None
+    assert report.champion_version is None and report.champion_run_id is None
     assert report.champion_metrics is None
     assert report.beats_champion is None
     assert report.passed is True
@@ -153,6 +154,7 @@ def test_weak_candidate_fails_against_the_champion(
     )
 
     assert report.champion_version == champion
+    assert report.champion_run_id == classifiers["good"]  # the champion's own run, for binding
     assert report.champion_metrics is not None
     assert report.champion_metrics["accuracy"] > 0.9
     assert report.passed is False

@@ -213,7 +213,9 @@ def token_create(
         _print_json(created)
         return
     console = _console()
-    console.print(escape(f"token {created['id']} for {name} [{', '.join(created['roles'])}]:"))
+    console.print(
+        escape(f"token {created['id']} for {created['user']} [{', '.join(created['roles'])}]:")
+    )
     typer.echo(created["token"])
     console.print("[yellow]Store it now: it is not shown again.[/]")
 

@@ -90,6 +90,9 @@ class EvaluationReport:
     beats_champion: bool | None
     passed: bool
     notes: tuple[str, ...] = field(default=())
+    #: MLflow run of the champion version: with its version, the champion the verdict is
+    #: bound to (a re-registered name gets the same number but another run)
+    champion_run_id: str | None = None
 
     @property
     def failures(self) -> tuple[MetricVerdict, ...]:
@@ -103,6 +106,7 @@ class EvaluationReport:
             "candidate_version": self.candidate_version,
             "champion_alias": self.champion_alias,
             "champion_version": self.champion_version,
+            "champion_run_id": self.champion_run_id,
             "task": self.task,
             "dataset": dict(self.dataset) if self.dataset is not None else None,
             "rows": self.rows,
@@ -138,6 +142,7 @@ class EvaluationReport:
                 beats_champion=d["beats_champion"],
                 passed=bool(d["passed"]),
                 notes=tuple(d["notes"]),
+                champion_run_id=d.get("champion_run_id"),
             )
         except (KeyError, TypeError) as exc:
             raise EvaluationError(f"Not an evaluation report dict: missing or bad {exc}.") from exc
@@ -222,7 +227,7 @@ def evaluate(
     client = _client()
     candidate_metrics = _score(_load_model(client, name, version), features, y_true, task)
     _check_metric_names(rules, candidate_metrics)
-    champ_version = _champion_version(client, name, champion)
+    champ_version, champ_run_id = _champion_version(client, name, champion)
     champion_metrics = None
     if champ_version is None:
         notes.append(
@@ -259,6 +264,7 @@ def evaluate(
         beats_champion=_beats(task, rules, candidate_metrics, champion_metrics),
         passed=all(v.passed for v in verdicts),
         notes=tuple(notes),
+        champion_run_id=champ_run_id,
     )
     if log:
         report = _log(client, report)
@@ -312,17 +318,19 @@ def _split(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
 # --- MLflow ---------------------------------------------------------------------------
 
 
-def _champion_version(client: Any, name: str, alias: str) -> int | None:
+def _champion_version(client: Any, name: str, alias: str) -> tuple[int | None, str | None]:
+    """The champion's version and run id, ``(None, None)`` when nobody holds ``alias``."""
     mlflow = require("mlflow")
     try:
-        return int(client.get_model_version_by_alias(name, alias).version)
+        mv = client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as exc:
         if "not found" in str(exc).lower() or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None  # no such alias yet: there is no champion
+            return None, None  # no such alias yet: there is no champion
         raise RegistryError(
             f"Could not read alias {alias!r} of model {name!r}: {exc}",
             hint="Check the alias name (letters, digits, '_' and '-').",
         ) from exc
+    return int(mv.version), mv.run_id or None
 
 
 def _load_model(client: Any, name: str, version: int) -> Any:

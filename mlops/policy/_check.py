@@ -30,6 +30,7 @@ from datetime import UTC, datetime  # noqa: F401  (UTC: the docstring examples u
 from typing import Any, NamedTuple
 
 from mlops.errors import PolicyError
+from mlops.identity import normalise_identity, same_person
 from mlops.policy._schema import DEFAULT_ROLES as DEFAULT_ROLES  # public constant
 from mlops.policy._schema import (
     Approvals,
@@ -294,6 +295,16 @@ class ApprovalRecord(NamedTuple):
     digest: str
     at: datetime
 
+    @property
+    def identity(self) -> str:
+        """The person behind ``user``, normalised: how the approval rules compare people.
+
+        Example:
+            >>> ApprovalRecord("Ci-Bot ", (), "approve", "d", datetime(2026, 1, 1)).identity
+            'ci-bot'
+        """
+        return normalise_identity(self.user)
+
 
 @dataclass(frozen=True)
 class Tally:
@@ -323,7 +334,7 @@ class Tally:
 
     def why_not(self, user: str) -> str | None:
         """Why ``user``'s approval did not count (``None`` if it counted)."""
-        return next((r for u, r in self.ignored if u == user), None)
+        return next((r for u, r in self.ignored if same_person(u, user)), None)
 
     def __str__(self) -> str:
         head = f"{self.have}/{self.need} approvals" + (" (quorum)" if self.quorum else "")
@@ -343,7 +354,7 @@ def _ignore_reason(
     rules = tp.approvals
     if rec.decision != "approve":
         return f"decision was {rec.decision!r}"
-    if rules.exclude_requester and rec.user == requester:
+    if rules.exclude_requester and same_person(rec.user, requester):
         return "the requester may not approve their own request"
     if not set(rec.roles) & set(rules.roles):
         return f"roles {sorted(rec.roles)} hold none of {list(rules.roles)}"
@@ -364,7 +375,9 @@ def evaluate_approvals(
 ) -> Tally:
     """Count the approvals that satisfy the policy (pure; the server calls it).
 
-    Each approval is ``(user, roles, decision, digest, at)``.
+    Each approval is ``(user, roles, decision, digest, at)``. People are compared by
+    normalised identity (:func:`mlops.identity.normalise_identity`): ``Ci-Bot`` is the
+    requester ``ci-bot`` and counts once with ``ci-bot ``.
 
     Example:
         >>> tp = parse_policy({"targets": {"p": {"approvals": {"count": 1}}}}).targets["p"]
@@ -374,14 +387,17 @@ def evaluate_approvals(
         True
     """
     counted: list[str] = []
+    people: set[str] = set()
     ignored: list[tuple[str, str]] = []
     records = sorted((ApprovalRecord(*a) for a in approvals), key=lambda r: _utc(r.at))
     for rec in records:
         reason = _ignore_reason(rec, target_policy, requester, digest, now)
-        if reason is None and target_policy.approvals.distinct and rec.user in counted:
+        person = rec.identity
+        if reason is None and target_policy.approvals.distinct and person in people:
             reason = "already counted once for this person"
         if reason is None:
             counted.append(rec.user)
+            people.add(person)
         else:
             ignored.append((rec.user, reason))
     need = target_policy.approvals.count

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
@@ -35,11 +35,18 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """A person known to the server (created with their first token)."""
+    """A person known to the server (created with their first token).
+
+    ``identity`` is the normalised name (:func:`mlops.identity.normalise_identity`), unique:
+    ``NULL`` only for a legacy row that collided with an older user (migration 0005).
+    """
 
     __tablename__ = "users"
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(TS)
+    identity: Mapped[str | None] = mapped_column(
+        String(200), nullable=True, unique=True, index=True
+    )
 
 
 class Token(Base):
@@ -69,6 +76,9 @@ class PromotionRequest(Base):
     previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(TS)
     updated_at: Mapped[datetime] = mapped_column(TS)
+    #: the champion the verdict was judged against, ``{"version", "run_id"}`` (version
+    #: null: no holder); null when the target's verdict does not depend on the holder
+    champion: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     approvals: Mapped[list[Approval]] = relationship(
         back_populates="request", order_by="Approval.id", lazy="selectin"
     )
@@ -92,7 +102,14 @@ class Approval(Base):
 
 
 class AliasJournal(Base):
-    """Which version held an alias from when to when (``to_at`` null: current holder)."""
+    """Which version held an alias from when to when (``to_at`` null: current holder).
+
+    A holder is recorded by identity, not only by number: the run, the evidence digest
+    and MLflow's own creation times of the registered model and of the version (a deleted
+    and re-registered name gets new ones). ``attention`` is set (with ``attention_at``) when
+    the recorded holder is gone or changed in MLflow: the server then writes nothing and
+    waits for a person to promote or roll back.
+    """
 
     __tablename__ = "alias_journal"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -103,6 +120,12 @@ class AliasJournal(Base):
     to_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
     request_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     action: Mapped[str] = mapped_column(String(20))
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    evidence_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_created_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    version_created_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attention: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    attention_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
 
     __table_args__ = (Index("ix_alias_journal_lookup", "model", "alias", "to_at"),)
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlops.errors import AliasNotFound
 from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
-from registry_server.schemas import AliasHistory, AliasOut, CommentIn, error_responses
+from registry_server.schemas import NO_NUL, AliasHistory, AliasOut, CommentIn, error_responses
 from registry_server.services import aliases
+
+Name = Annotated[str, Path(pattern=NO_NUL)]
 
 router = APIRouter(
     dependencies=[AuthorizeDep],
@@ -20,21 +24,21 @@ router = APIRouter(
 
 
 @router.get("/{model}/{alias}", response_model=AliasOut, responses={404: {}})
-async def get_alias(model: str, alias: str, request: Request) -> Response:
+async def get_alias(model: Name, alias: Name, request: Request) -> Response:
     """The version holding ``alias`` now, from the journal (no MLflow call, no auth)."""
     body = request.app.state.alias_reader.current(model, alias)
     return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("/{model}/{alias}/history", response_model=AliasHistory)
-def alias_history(model: str, alias: str, ctx: ContextDep) -> dict:
+def alias_history(model: Name, alias: Name, ctx: ContextDep) -> dict:
     """Every version that held the alias, newest first."""
     return aliases.history(ctx.db, model, alias)
 
 
 @router.post("/{model}/{alias}/rollback", response_model=AliasOut)
 def rollback_alias(
-    model: str, alias: str, ctx: ContextDep, caller: CallerDep, body: CommentIn | None = None
+    model: Name, alias: Name, ctx: ContextDep, caller: CallerDep, body: CommentIn | None = None
 ) -> dict:
     """Move the alias back to its previous holder (roles from the policy's rollback rule)."""
     return aliases.rollback(ctx, caller, model, alias, comment=(body or CommentIn()).comment)

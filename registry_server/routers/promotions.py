@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query
 from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
 from registry_server.schemas import (
     MAX_INT,
+    NO_NUL,
     CommentIn,
     PromotionIn,
     PromotionOut,
@@ -44,8 +45,8 @@ def create_promotion(body: PromotionIn, ctx: ContextDep, caller: CallerDep) -> d
 @router.get("", response_model=PromotionPage)
 def list_promotions(
     ctx: ContextDep,
-    model: str | None = None,
-    target: str | None = None,
+    model: Annotated[str | None, Query(pattern=NO_NUL)] = None,
+    target: Annotated[str | None, Query(pattern=NO_NUL)] = None,
     state: State | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,

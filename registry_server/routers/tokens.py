@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from mlops.errors import PermissionDenied
 from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
-from registry_server.schemas import MeOut, TokenIn, TokenIssued, TokenList, error_responses
+from registry_server.schemas import (
+    NO_NUL,
+    MeOut,
+    TokenIn,
+    TokenIssued,
+    TokenList,
+    error_responses,
+)
 from registry_server.services import audit, auth
 from registry_server.services.context import Caller
+
+TokenId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)]
 
 router = APIRouter(
     dependencies=[AuthorizeDep],
@@ -43,7 +54,7 @@ def list_tokens(ctx: ContextDep, caller: CallerDep) -> dict:
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: str, ctx: ContextDep, caller: CallerDep) -> None:
+def revoke_token(token_id: TokenId, ctx: ContextDep, caller: CallerDep) -> None:
     """Revoke a token (admin only)."""
     _admin(caller)
     with ctx.db.session() as s:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 
 from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
 from registry_server.schemas import (
+    NO_NUL,
     DeliveryList,
     DeliveryOut,
     WebhookCreated,
@@ -17,7 +18,7 @@ from registry_server.schemas import (
 )
 from registry_server.services import audit, webhooks
 
-Id = Annotated[str, Path(min_length=1, max_length=64)]
+Id = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)]
 
 router = APIRouter(
     dependencies=[AuthorizeDep],

@@ -18,15 +18,26 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from mlops.errors import AliasNotFound, ConflictError, PermissionDenied, PolicyViolation
-from registry_server.db.models import AliasJournal
-from registry_server.services import audit
+from mlops.errors import (
+    AliasNotFound,
+    ConflictError,
+    NothingToRollBack,
+    PermissionDenied,
+    PolicyViolation,
+    RegistryUnavailable,
+)
+from registry_server.db.models import AliasJournal, Outbox
+from registry_server.services import audit, journal, outbox
+from registry_server.services._rows import lock_target
 from registry_server.services.context import Caller, ServerContext, utc
+from registry_server.services.faults import crash_here
+from registry_server.services.holders import check_holder
+from registry_server.services.journal import move_alias
 
 if TYPE_CHECKING:
     from registry_server.db.engine import Database
 
-__all__ = ["AliasReader", "current", "history", "move_alias", "reconcile_protected", "rollback"]
+__all__ = ["AliasReader", "current", "history", "move_alias", "rollback"]
 
 
 def _not_found(model: str, alias: str) -> AliasNotFound:
@@ -37,7 +48,7 @@ def _not_found(model: str, alias: str) -> AliasNotFound:
 
 
 _CURRENT_SQL = (
-    "SELECT version, from_at, request_id FROM alias_journal "
+    "SELECT version, from_at, request_id, attention FROM alias_journal "
     "WHERE model = {m} AND alias = {a} AND to_at IS NULL ORDER BY id DESC LIMIT 1"
 )
 
@@ -73,7 +84,7 @@ class AliasReader:
         self._local = threading.local()
 
     def current(self, model: str, alias: str) -> dict[str, Any]:
-        """``{"model", "alias", "version", "since", "request_id"}`` of the holder now."""
+        """``{"model", "alias", "version", "since", "request_id", "attention"}`` now."""
         if self._path is not None:
             row = (
                 self._sqlite().execute(_CURRENT_SQL.format(m="?", a="?"), (model, alias)).fetchone()
@@ -95,11 +106,16 @@ def _holder(model: str, alias: str, row: Any) -> dict[str, Any]:
         "version": row[0],
         "since": utc(since).isoformat(),
         "request_id": row[2],
+        "attention": row[3],  # e.g. "alias_holder_missing": a person must decide
     }
 
 
 def current(db: Database, model: str, alias: str) -> dict[str, Any]:
-    """The current holder: ``{"model", "alias", "version", "since", "request_id"}``."""
+    """The holder now: ``{"model", "alias", "version", "since", "request_id", "attention"}``.
+
+    ``attention`` is ``None``, or why a person must decide (the recorded holder is gone or
+    changed in MLflow, see :mod:`registry_server.services.drift`).
+    """
     sql = text(_CURRENT_SQL.format(m=":m", a=":a"))
     with db.read_engine.connect() as conn:
         row = conn.execute(sql, {"m": model, "a": alias}).first()
@@ -128,45 +144,35 @@ def history(db: Database, model: str, alias: str, *, limit: int = 100) -> dict[s
     return {"items": items}
 
 
-def move_alias(
-    s: Session,
-    ctx: ServerContext,
-    *,
-    model: str,
-    alias: str,
-    version: int,
-    request_id: int | None,
-    action: str = "promote",
-) -> int | None:
-    """Close the current journal row and open one for ``version``; the previous version."""
-    stmt = select(AliasJournal).where(
-        AliasJournal.model == model, AliasJournal.alias == alias, AliasJournal.to_at.is_(None)
-    )
-    if s.get_bind().dialect.name != "sqlite":
-        stmt = stmt.with_for_update()
-    now = ctx.now()
-    previous = None
-    for row in s.scalars(stmt):
-        row.to_at = now
-        previous = row.version
-    s.add(
-        AliasJournal(
-            model=model,
-            alias=alias,
-            version=version,
-            from_at=now,
-            request_id=request_id,
-            action=action,
-        )
-    )
-    s.flush()
-    return previous
-
-
 def rollback(
     ctx: ServerContext, caller: Caller, model: str, alias: str, *, comment: str = ""
 ) -> dict[str, Any]:
-    """Move the alias back to the holder before the current one (policy rollback roles)."""
+    """Move the alias back down the journal to the approved holder before the current one.
+
+    The journal is a stack of approved holders: rollback pops the top one, never moves
+    forward to a version that was itself rolled back (that needs a new promotion request).
+    The move goes through the outbox like a promotion: intent first (with a
+    ``rollback_requested`` event), then MLflow, then the journal and ``rolled_back``; a crash
+    anywhere ends, after restart, in exactly one move. Pending promotions of the alias end
+    ``stale``: the champion they were judged against is leaving.
+
+    Example:
+        >>> rollback(ctx, Caller("bob", ("approver",)), "churn", "production")["version"]
+        ... # doctest: +SKIP
+        2
+    """
+    _may_roll_back(ctx, caller, model, alias)
+    with ctx.db.read_sessions() as s:
+        cur, prev = _rollback_pair(s, model, alias)
+    check_holder(ctx, prev, alias=alias)  # the number must still name the approved model
+    outbox_id = _record_rollback(ctx, caller, cur, prev, comment)
+    crash_here(ctx, "after_intent")
+    outbox.apply_intents(ctx, outbox_id=outbox_id)
+    _rollback_outcome(ctx, outbox_id, cur, prev)
+    return current(ctx.db, model, alias)
+
+
+def _may_roll_back(ctx: ServerContext, caller: Caller, model: str, alias: str) -> None:
     tp = ctx.policy.targets.get(alias)
     if tp is None:
         raise PolicyViolation(
@@ -178,113 +184,84 @@ def rollback(
             f"User {caller.user!r} with roles {list(caller.roles)} may not roll back "
             f"{model}@{alias}; it needs one of {list(tp.rollback.roles)}.",
         )
-    cur, prev = _rollback_pair(ctx.db, model, alias)
-    ctx.gateway.set_alias(model, alias, prev.version)
-    with ctx.db.session() as s:
-        now_row = s.scalar(
-            select(AliasJournal).where(
-                AliasJournal.model == model,
-                AliasJournal.alias == alias,
-                AliasJournal.to_at.is_(None),
-            )
+
+
+def _rollback_pair(s: Session, model: str, alias: str) -> tuple[AliasJournal, AliasJournal]:
+    """The holder now and the approved holder below it on the journal stack."""
+    stack = journal.holder_stack(s, model, alias)
+    if not stack or stack[-1].to_at is not None:
+        raise _not_found(model, alias)
+    cur = stack[-1]
+    if len(stack) < 2:
+        rolled = cur.action == "rollback"
+        why = (
+            f"v{cur.version} was reached by a rollback and no earlier approved holder is left"
+            if rolled
+            else f"v{cur.version} is the only approved holder it ever had"
         )
-        if now_row is None or now_row.id != cur.id:
-            raise ConflictError(
-                f"{model}@{alias} moved while rolling back; reload and retry.",
-            )
-        move_alias(
-            s,
-            ctx,
+        raise NothingToRollBack(
+            f"{model}@{alias}: {why}; nothing to roll back to. A version that was rolled "
+            "back is never rolled back to.",
+            hint=f"To put another version in {alias!r}, open a promotion request for it "
+            "(POST /v1/promotions, `mlops request`): it needs evidence and approvals again.",
             model=model,
             alias=alias,
-            version=prev.version,
-            request_id=prev.request_id,
-            action="rollback",
+            version=cur.version,
         )
-        payload = {
-            "model": model,
-            "alias": alias,
-            "from_version": cur.version,
-            "to_version": prev.version,
-            "comment": comment,
-        }
-        audit.append(s, actor=caller.user, action="rolled_back", payload=payload, at=ctx.now())
-    return current(ctx.db, model, alias)
+    return cur, stack[-2]
 
 
-def _rollback_pair(db: Database, model: str, alias: str) -> tuple[AliasJournal, AliasJournal]:
-    with db.read_sessions() as s:
-        rows = list(
-            s.scalars(
-                select(AliasJournal)
-                .where(AliasJournal.model == model, AliasJournal.alias == alias)
-                .order_by(AliasJournal.id.desc())
-            )
-        )
-    if not rows or rows[0].to_at is not None:
-        raise _not_found(model, alias)
-    cur = rows[0]
-    prev = next((r for r in rows[1:] if r.version != cur.version), None)
-    if prev is None:
-        raise ConflictError(
-            f"{model}@{alias} only ever had version {cur.version}; nothing to roll back to.",
-            hint="Promote another version instead.",
-        )
-    return cur, prev
-
-
-def reconcile_protected(ctx: ServerContext) -> int:
-    """Put back protected aliases moved in MLflow behind the server's back; count them.
-
-    Each restore runs under the model+alias lock and re-reads the journal and the pending
-    alias moves first, so a promotion finishing at the same moment is never undone.
-    """
-    protected = [name for name, tp in ctx.policy.targets.items() if tp.protected]
-    if not protected:
-        return 0
-    with ctx.db.read_sessions() as s:
-        rows = list(
-            s.scalars(
-                select(AliasJournal).where(
-                    AliasJournal.alias.in_(protected), AliasJournal.to_at.is_(None)
-                )
-            )
-        )
-    fixed = 0
-    for row in rows:
-        if ctx.gateway.get_alias(row.model, row.alias) != row.version:
-            fixed += _restore(ctx, row.id, row.model, row.alias)
-    return fixed
-
-
-def _restore(ctx: ServerContext, row_id: int, model: str, alias: str) -> bool:
-    from registry_server.services._rows import lock_target
-    from registry_server.services.outbox import pending_aliases
-
+def _record_rollback(
+    ctx: ServerContext, caller: Caller, cur: AliasJournal, prev: AliasJournal, comment: str
+) -> int:
+    """The intent, under the alias lock, if ``cur`` still holds and no rollback is pending."""
+    model, alias = cur.model, cur.alias
     with ctx.db.session() as s:
         lock_target(s, model, alias)
-        holder = s.scalar(
-            select(AliasJournal).where(
-                AliasJournal.model == model,
-                AliasJournal.alias == alias,
-                AliasJournal.to_at.is_(None),
-            )
-        )
-        if holder is None or holder.id != row_id or (model, alias) in pending_aliases(s):
-            return False  # the server itself is moving it: not drift
-        seen = ctx.gateway.describe_alias(model, alias)
-        if seen.get("version") == holder.version:
-            return False
-        ctx.gateway.set_alias(model, alias, holder.version)
+        now_row = journal.holder(s, model, alias, lock=True)
+        if now_row is None or now_row.id != cur.id:
+            raise ConflictError(f"{model}@{alias} moved while rolling back; reload and retry.")
+        for intent in journal.pending_intents(s, model, alias):
+            if intent.payload.get("action") == "rollback":
+                raise ConflictError(
+                    f"A rollback of {model}@{alias} to v{intent.payload['version']} is "
+                    "already recorded and waits for MLflow.",
+                    hint=f"Wait for it: GET /v1/aliases/{model}/{alias} shows the holder.",
+                )
+        why = f"{model}@{alias} is being rolled back from v{cur.version} to v{prev.version}"
+        outbox.void_for_rollback(s, ctx, model, alias, why)
         payload = {
             "model": model,
             "alias": alias,
-            "found_version": seen.get("version"),
-            "restored_version": holder.version,
-            "seen": seen,
-            "where": ctx.gateway.registry_uri,
+            "version": prev.version,
+            "from_version": cur.version,
+            "from_journal_id": cur.id,
+            "to_journal_id": prev.id,
+            "to_request_id": prev.request_id,
+            "actor": caller.user,
+            "comment": comment,
         }
-        audit.append(
-            s, actor="system", action="alias_drift_restored", payload=payload, at=ctx.now()
+        outbox_id = outbox.record_rollback_intent(s, ctx, payload)
+        event = {k: payload[k] for k in ("model", "alias", "from_version", "comment")}
+        event |= {"to_version": prev.version, "outbox_id": outbox_id}
+        audit.append(s, actor=caller.user, action="rollback_requested", payload=event, at=ctx.now())
+    return outbox_id
+
+
+def _rollback_outcome(
+    ctx: ServerContext, outbox_id: int, cur: AliasJournal, prev: AliasJournal
+) -> None:
+    """Raise unless the rollback's intent is done (moved, or waiting for MLflow)."""
+    with ctx.db.read_sessions() as s:
+        intent = s.get(Outbox, outbox_id)
+        state, error = intent.state, intent.last_error
+    where = f"{cur.model}@{cur.alias}"
+    if state == "void":
+        raise ConflictError(f"{where} moved before the rollback was applied; nothing moved.")
+    if state == "pending":
+        raise RegistryUnavailable(
+            f"The rollback of {where} from v{cur.version} to v{prev.version} is recorded, but "
+            f"MLflow did not take it yet ({error}); the server retries it.",
+            hint=f"No need to roll back again: GET /v1/aliases/{cur.model}/{cur.alias} shows "
+            "the holder once it is applied.",
         )
-    return True

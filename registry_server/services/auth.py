@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mlops.errors import AuthenticationError, GateError, NotFoundError
+from mlops.errors import AuthenticationError, ConflictError, GateError, NotFoundError
+from mlops.identity import check_user_name, normalise_identity
 from registry_server.db.models import Token, User
 from registry_server.services.context import Caller
 
@@ -65,12 +67,34 @@ def _check_roles(roles: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(roles))
 
 
-def _ensure_user(session: Session, user: str, now: datetime) -> None:
-    if not user or not user.strip():
-        raise GateError("The user name must not be empty.", hint="Pass --user NAME.")
-    if session.get(User, user) is None:
-        session.add(User(name=user, created_at=now))
-        session.flush()
+def _ensure_user(session: Session, user: str, now: datetime) -> str:
+    """The stored name of ``user``, creating the user; a second spelling of anyone is refused.
+
+    ``Ann`` after ``ann`` is a conflict, not a new person: people are compared by
+    normalised identity, so a second spelling would only be a way around the requester
+    and distinct-people rules. The name is stored in NFKC form (fullwidth ``ann`` is
+    ``ann``); revoked-then-recreated names reuse the old row.
+    """
+    name = check_user_name(user)
+    identity = normalise_identity(name)
+    owner = session.scalar(select(User).where(User.identity == identity))
+    if owner is not None and owner.name != name:
+        raise ConflictError(
+            f"User name {name!r} collides with the existing user {owner.name!r} "
+            f"(both are {identity!r} once normalised).",
+            hint=f"Issue the token for {owner.name!r} if it is the same person, "
+            "otherwise choose a distinct name.",
+        )
+    if owner is None:
+        session.add(User(name=name, created_at=now, identity=identity))
+        try:
+            session.flush()
+        except IntegrityError as exc:  # a concurrent create of another spelling won
+            raise ConflictError(
+                f"User name {name!r} collides with a user created at the same time.",
+                hint="Retry: the name is refused if it denotes an existing user.",
+            ) from exc
+    return name
 
 
 def create_token(
@@ -84,7 +108,7 @@ def create_token(
     """
     now = datetime.now(UTC)
     roles = _check_roles(roles)
-    _ensure_user(session, user, now)
+    user = _ensure_user(session, user, now)
     token = token or secrets.token_urlsafe(32)
     row = Token(
         id=uuid.uuid4().hex,
@@ -110,8 +134,9 @@ def authenticate(session: Session, authorization: str | None) -> Caller:
         raise AuthenticationError("This route needs a bearer token; none was sent.")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError(
-            f"Authorization header must be 'Bearer <token>', got scheme {scheme!r}."
+        raise AuthenticationError(  # never echo the header: it may be the token itself
+            "The Authorization header must be 'Bearer <token>'.",
+            hint="Send the header as `Authorization: Bearer <token>`.",
         )
     digest = hash_token(token.strip())
     row = session.scalar(select(Token).where(Token.token_hash == digest))

@@ -38,6 +38,10 @@ class ServerContext:
     clock: Callable[[], datetime] = field(default=_now)
     intent_lease: float = 30.0
     fault_point: str | None = None
+    drift_page_size: int = 500
+    governed_models: str = "*"  # glob of the models whose protected aliases it guards
+    #: model name -> MLflow's last-updated time when its alias holders were last verified
+    alias_checks: dict[str, int | None] = field(default_factory=dict)
 
     def now(self) -> datetime:
         """The current time in UTC, from the injected clock."""

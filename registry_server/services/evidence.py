@@ -9,13 +9,39 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.errors import EvidenceMismatch
 from mlops.evidence import digest_of, from_json
 from registry_server.mlflow_gateway import EvidenceArtifact, MlflowGateway
 
-__all__ = ["current_evidence", "digest_of"]
+if TYPE_CHECKING:
+    from registry_server.services.context import ServerContext
+
+__all__ = ["checked_evidence", "current_evidence", "digest_of"]
+
+
+def checked_evidence(
+    ctx: ServerContext, actor: str, model: str, version: int
+) -> tuple[dict[str, Any], str]:
+    """:func:`current_evidence`, recording an ``evidence_tampered`` audit event on a mismatch.
+
+    Evidence that no longer matches its tag, its version or its run was edited in place:
+    the call is refused (the :class:`EvidenceMismatch` propagates) and the attempt stays in
+    the audit log, in its own transaction, whatever the caller does next.
+
+    Example:
+        >>> checked_evidence(ctx, "ann", "churn", 3)  # doctest: +SKIP
+    """
+    try:
+        return current_evidence(ctx.gateway, model, version)
+    except EvidenceMismatch as exc:
+        from registry_server.services import audit
+
+        payload = {"model": model, "version": version, "reason": exc.message}
+        with ctx.db.session() as s:
+            audit.append(s, actor=actor, action="evidence_tampered", payload=payload, at=ctx.now())
+        raise
 
 
 def current_evidence(

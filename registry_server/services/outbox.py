@@ -21,15 +21,22 @@ from sqlalchemy.orm import Session
 
 from mlops.errors import EvidenceError, EvidenceMismatch, RegistryError
 from registry_server.db.models import Outbox, PromotionRequest
+from registry_server.services import audit, champion
 from registry_server.services._rows import lock_request, lock_target, record_event, set_state
-from registry_server.services.aliases import move_alias
 from registry_server.services.context import ServerContext
-from registry_server.services.evidence import current_evidence
+from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
+from registry_server.services.journal import INTENT, holder, move_alias, pending_aliases
 
-__all__ = ["INTENT", "apply_intents", "pending_aliases", "record_alias_intent"]
+__all__ = [
+    "INTENT",
+    "apply_intents",
+    "pending_aliases",
+    "record_alias_intent",
+    "record_rollback_intent",
+    "void_for_rollback",
+]
 
-INTENT = "alias_intent"
 _MAX_BACKOFF = 300.0
 _GRACE = 2.0  # seconds the background pass leaves an untried intent to its own request
 
@@ -42,23 +49,55 @@ def record_alias_intent(s: Session, ctx: ServerContext, actor: str, req: Promoti
         "alias": req.target,
         "version": req.version,
         "evidence_digest": req.evidence_digest,
+        "action": "promote",
+        "champion": req.champion,
     }
-    s.add(
-        Outbox(
-            kind=INTENT,
-            request_id=req.id,
-            payload=payload,
-            state="pending",
-            attempts=0,
-            next_attempt_at=ctx.now(),
-            created_at=ctx.now(),
-        )
-    )
+    _add_intent(s, ctx, payload, request_id=req.id)
     record_event(s, ctx, actor, "approved", req)
 
 
-def apply_intents(ctx: ServerContext, *, request_id: int | None = None) -> int:
-    """Move the aliases of pending intents that are due (or of ``request_id``)."""
+def record_rollback_intent(s: Session, ctx: ServerContext, payload: dict) -> int:
+    """Record a rollback as an alias move, in the caller's transaction; the outbox id.
+
+    ``payload`` names ``model``, ``alias``, ``version`` (the holder to go back to),
+    ``from_journal_id`` (the holder being rolled back, which must still hold at the move),
+    ``to_request_id``, ``actor`` and ``comment``.
+    """
+    return _add_intent(s, ctx, {**payload, "action": "rollback"}, request_id=None)
+
+
+def _add_intent(s: Session, ctx: ServerContext, payload: dict, *, request_id: int | None) -> int:
+    intent = Outbox(
+        kind=INTENT,
+        request_id=request_id,
+        payload=payload,
+        state="pending",
+        attempts=0,
+        next_attempt_at=ctx.now(),
+        created_at=ctx.now(),
+    )
+    s.add(intent)
+    s.flush()
+    return intent.id
+
+
+def void_for_rollback(s: Session, ctx: ServerContext, model: str, alias: str, why: str) -> None:
+    """A rollback is recorded: pending promotions of ``model@alias`` lose their champion."""
+    stmt = select(Outbox).where(Outbox.kind == INTENT, Outbox.state == "pending")
+    for intent in s.scalars(stmt.order_by(Outbox.id)):
+        p = intent.payload
+        if (p["model"], p["alias"]) != (model, alias) or intent.request_id is None:
+            continue
+        intent.state, intent.done_at, intent.last_error = "void", ctx.now(), why
+        req = lock_request(s, intent.request_id)
+        if req.state == "approved":
+            _mark_stale(s, ctx, req, why, at_stage="rollback")
+
+
+def apply_intents(
+    ctx: ServerContext, *, request_id: int | None = None, outbox_id: int | None = None
+) -> int:
+    """Move the aliases of pending intents that are due (or of ``request_id``/``outbox_id``)."""
     now = ctx.now()
     with ctx.db.read_sessions() as s:
         stmt = select(Outbox.id).where(
@@ -66,6 +105,8 @@ def apply_intents(ctx: ServerContext, *, request_id: int | None = None) -> int:
         )
         if request_id is not None:
             stmt = stmt.where(Outbox.request_id == request_id)
+        elif outbox_id is not None:
+            stmt = stmt.where(Outbox.id == outbox_id)
         else:  # leave a fresh intent to the request that recorded it (it answers "promoted")
             fresh = now - timedelta(seconds=_GRACE)
             stmt = stmt.where(or_(Outbox.attempts > 0, Outbox.created_at <= fresh))
@@ -100,6 +141,12 @@ def _apply_one(ctx: ServerContext, outbox_id: int) -> bool:
     payload = _claim(ctx, outbox_id)
     if payload is None:
         return False
+    if payload.get("action") == "rollback":
+        return _apply_rollback(ctx, outbox_id, payload)
+    why = _champion_moved(ctx, outbox_id)
+    if why is not None:
+        _void_stale(ctx, outbox_id, why)
+        return False
     try:
         evidence_ok = _evidence_unchanged(ctx, payload)
         if evidence_ok:
@@ -122,7 +169,7 @@ def _evidence_unchanged(ctx: ServerContext, payload: dict) -> bool:
     if not digest:
         return True
     try:
-        _, current = current_evidence(ctx.gateway, payload["model"], payload["version"])
+        _, current = checked_evidence(ctx, "system", payload["model"], payload["version"])
     except EvidenceMismatch:
         return False
     return current == digest
@@ -137,6 +184,11 @@ def _finish(ctx: ServerContext, outbox_id: int) -> bool:
         if intent is None or intent.state != "pending":
             return False  # another worker finished it
         req = lock_request(s, intent.request_id)
+        lock_target(s, req.model, req.target)
+        why = champion.moved(s, req, ctx.policy.targets.get(req.target))
+        if why is not None:  # another move finished between the check and now
+            _end_stale(s, ctx, intent, req, why)
+            return False
         previous = move_alias(
             s, ctx, model=req.model, alias=req.target, version=req.version, request_id=req.id
         )
@@ -168,7 +220,108 @@ def _retry_later(ctx: ServerContext, outbox_id: int, exc: Exception) -> None:
         intent.next_attempt_at = ctx.now() + timedelta(seconds=delay)
 
 
-def pending_aliases(s: Session) -> set[tuple[str, str]]:
-    """``(model, alias)`` pairs with an alias move not finished yet."""
-    stmt = select(Outbox.payload).where(Outbox.kind == INTENT, Outbox.state == "pending")
-    return {(p["model"], p["alias"]) for p in s.scalars(stmt)}
+# --- the champion binding ----------------------------------------------------------------
+def _champion_moved(ctx: ServerContext, outbox_id: int) -> str | None:
+    """Why the request's champion no longer holds the alias, right before the move."""
+    with ctx.db.read_sessions() as s:
+        intent = s.get(Outbox, outbox_id)
+        req = s.get(PromotionRequest, intent.request_id)
+        return champion.moved(s, req, ctx.policy.targets.get(req.target))
+
+
+def _void_stale(ctx: ServerContext, outbox_id: int, why: str) -> None:
+    with ctx.db.session() as s:
+        intent = s.get(Outbox, outbox_id)
+        if intent is None or intent.state != "pending":
+            return
+        req = lock_request(s, intent.request_id)
+        _end_stale(s, ctx, intent, req, why)
+
+
+def _end_stale(
+    s: Session, ctx: ServerContext, intent: Outbox, req: PromotionRequest, why: str
+) -> None:
+    intent.state, intent.done_at, intent.last_error = "void", ctx.now(), f"champion moved: {why}"
+    _mark_stale(s, ctx, req, why, at_stage="alias_move")
+
+
+def _mark_stale(
+    s: Session, ctx: ServerContext, req: PromotionRequest, why: str, *, at_stage: str
+) -> None:
+    set_state(ctx, req, "stale")
+    record_event(s, ctx, "system", "champion_changed", req, reason=why, at_stage=at_stage)
+
+
+# --- rollbacks ---------------------------------------------------------------------------
+def _apply_rollback(ctx: ServerContext, outbox_id: int, payload: dict) -> bool:
+    """Point MLflow back at the earlier holder, then journal and audit it, once."""
+    model, alias = payload["model"], payload["alias"]
+    with ctx.db.read_sessions() as s:
+        row = holder(s, model, alias)
+    if row is None or row.id != payload["from_journal_id"]:
+        _void_rollback(ctx, outbox_id)
+        return False
+    try:
+        ctx.gateway.set_alias(model, alias, payload["version"])
+    except RegistryError as exc:
+        _retry_later(ctx, outbox_id, exc)
+        return False
+    crash_here(ctx, "after_mlflow_set")
+    done = _finish_rollback(ctx, outbox_id)
+    crash_here(ctx, "after_final")
+    return done
+
+
+def _finish_rollback(ctx: ServerContext, outbox_id: int) -> bool:
+    with ctx.db.session() as s:
+        stmt = select(Outbox).where(Outbox.id == outbox_id)
+        if s.get_bind().dialect.name != "sqlite":
+            stmt = stmt.with_for_update()
+        intent = s.scalar(stmt)
+        if intent is None or intent.state != "pending":
+            return False  # another worker finished it
+        p = intent.payload
+        lock_target(s, p["model"], p["alias"])
+        row = holder(s, p["model"], p["alias"], lock=True)
+        if row is None or row.id != p["from_journal_id"]:
+            _end_rollback_void(s, ctx, intent)
+            return False
+        move_alias(
+            s,
+            ctx,
+            model=p["model"],
+            alias=p["alias"],
+            version=p["version"],
+            request_id=p.get("to_request_id"),
+            action="rollback",
+        )
+        intent.state, intent.done_at, intent.last_error = "done", ctx.now(), None
+        audit.append(
+            s, actor=p["actor"], action="rolled_back", payload=_rollback_event(p), at=ctx.now()
+        )
+    return True
+
+
+def _rollback_event(p: dict) -> dict:
+    return {
+        "model": p["model"],
+        "alias": p["alias"],
+        "from_version": p["from_version"],
+        "to_version": p["version"],
+        "comment": p.get("comment", ""),
+    }
+
+
+def _void_rollback(ctx: ServerContext, outbox_id: int) -> None:
+    with ctx.db.session() as s:
+        intent = s.get(Outbox, outbox_id)
+        if intent is not None and intent.state == "pending":
+            _end_rollback_void(s, ctx, intent)
+
+
+def _end_rollback_void(s: Session, ctx: ServerContext, intent: Outbox) -> None:
+    """The holder being rolled back was replaced before the rollback applied: nothing moves."""
+    intent.state, intent.done_at = "void", ctx.now()
+    intent.last_error = "the alias moved before the rollback was applied"
+    payload = {**_rollback_event(intent.payload), "reason": intent.last_error}
+    audit.append(s, actor="system", action="rollback_void", payload=payload, at=ctx.now())

@@ -14,12 +14,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mlops.errors import (
+    ChampionChanged,
     ConflictError,
     EvidenceMismatch,
     FreezeWindowError,
@@ -27,8 +29,10 @@ from mlops.errors import (
     PolicyViolation,
     RegistryUnavailable,
 )
+from mlops.identity import same_person
 from mlops.policy import TargetPolicy, active_freeze, check
 from registry_server.db.models import Approval, Outbox, PromotionRequest
+from registry_server.services import champion
 from registry_server.services._rows import (
     lock_request,
     lock_target,
@@ -37,7 +41,7 @@ from registry_server.services._rows import (
     set_state,
 )
 from registry_server.services.context import Caller, ServerContext, utc
-from registry_server.services.evidence import current_evidence
+from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 from registry_server.services.outbox import apply_intents, record_alias_intent
 from registry_server.services.views import promotion_view
@@ -87,7 +91,7 @@ def create(
     """Open a request after checking version, evidence digest and policy verdict."""
     _require(caller, ("requester", "admin"), "request a promotion")
     tp = _target(ctx, target)
-    bundle, digest = current_evidence(ctx.gateway, model, version)
+    bundle, digest = checked_evidence(ctx, caller.user, model, version)
     if evidence_digest != digest:
         raise EvidenceMismatch(
             f"Request names evidence {evidence_digest}, but {model!r} v{version} has {digest}.",
@@ -100,16 +104,19 @@ def create(
             f"{model!r} v{version} may not go to {target!r}: {failed}.",
             rules=[r.to_dict() for r in verdict.failures],
         )
+    bound = champion.bind(ctx, bundle, model, target, tp)
     now = ctx.now()
     with ctx.db.session() as s:
         lock_target(s, model, target)
+        champion.check_create(s, model, target, bound)
         older = s.scalars(
             select(PromotionRequest).where(
                 PromotionRequest.model == model,
                 PromotionRequest.target == target,
                 PromotionRequest.state == "pending",
             )
-        )
+        ).all()
+        _may_supersede(caller, older, model, target)
         req = PromotionRequest(
             model=model,
             version=version,
@@ -120,8 +127,9 @@ def create(
             verdict={"passed": verdict.passed, "rules": [r.to_dict() for r in verdict.rules]},
             created_at=now,
             updated_at=now,
+            champion=bound.to_dict() if bound is not None else None,
         )
-        for old in list(older):
+        for old in older:
             set_state(ctx, old, "superseded")
             record_event(s, ctx, caller.user, "superseded", old, by_version=version)
         s.add(req)
@@ -134,6 +142,22 @@ def create(
         crash_here(ctx, "after_intent")
         apply_intents(ctx, request_id=request_id)
     return get(ctx, request_id)
+
+
+def _may_supersede(
+    caller: Caller, older: Sequence[PromotionRequest], model: str, target: str
+) -> None:
+    """Only a pending request's own requester (same identity) or an admin may supersede it."""
+    foreign = [r for r in older if not same_person(r.requester, caller.user)]
+    if foreign and not caller.is_admin:
+        other = foreign[0]
+        raise ConflictError(
+            f"Request {other.id} of {other.requester!r} to move {model!r} to {target!r} is "
+            f"pending; user {caller.user!r} may not supersede it (only its requester or an "
+            "admin can).",
+            hint=f"Wait for a decision on request {other.id}, or ask {other.requester!r} or "
+            f"an admin to cancel it (POST /v1/promotions/{other.id}/cancel).",
+        )
 
 
 # --- decisions -------------------------------------------------------------------------------
@@ -156,12 +180,12 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
             f"{req.target!r} is frozen until {window.end.isoformat()} ({window.reason}).",
         )
     _require(caller, tp.approvals.roles, f"approve promotions to {req.target!r}")
-    if tp.approvals.exclude_requester and caller.user == req.requester:
+    if tp.approvals.exclude_requester and same_person(caller.user, req.requester):
         raise PermissionDenied(
             f"User {caller.user!r} requested promotion {request_id} and may not approve it.",
             hint="Ask another approver.",
         )
-    digest, verified = _approval_digest(ctx, req)
+    digest, verified = _approval_digest(ctx, caller, req)
     if digest != req.evidence_digest:
         _record_stale(ctx, caller, request_id, digest)
         raise EvidenceMismatch(
@@ -170,11 +194,14 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
             "approvals of the old evidence no longer count.",
             hint="Open a new promotion request for the current evidence.",
         )
+    _end_if_champion_moved(ctx, caller, request_id, tp)
     with ctx.db.session() as s:
         req = lock_request(s, request_id)
         _pending(ctx, s, req, tp)
         before = promotion_view(req, tp, ctx.now())
-        mine = [a for a in before["approvals"] if a["user"] == caller.user and a["counts"]]
+        mine = [
+            a for a in before["approvals"] if same_person(a["user"], caller.user) and a["counts"]
+        ]
         if mine and tp.approvals.distinct:
             raise ConflictError(
                 f"User {caller.user!r} already approved promotion {request_id}.",
@@ -212,7 +239,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
     return get(ctx, request_id)
 
 
-def _approval_digest(ctx: ServerContext, req: PromotionRequest) -> tuple[str, bool]:
+def _approval_digest(ctx: ServerContext, caller: Caller, req: PromotionRequest) -> tuple[str, bool]:
     """The evidence digest now, and whether MLflow could be asked.
 
     If MLflow is unreachable the approval binds to the request's digest and the alias move
@@ -220,9 +247,32 @@ def _approval_digest(ctx: ServerContext, req: PromotionRequest) -> tuple[str, bo
     the move but neither loses the approval nor lets changed evidence through.
     """
     try:
-        return current_evidence(ctx.gateway, req.model, req.version)[1], True
+        return checked_evidence(ctx, caller.user, req.model, req.version)[1], True
     except RegistryUnavailable:
         return req.evidence_digest, False
+
+
+def _end_if_champion_moved(
+    ctx: ServerContext, caller: Caller, request_id: int, tp: TargetPolicy
+) -> None:
+    """End a pending request ``stale`` if its champion left the alias; then refuse."""
+    with ctx.db.session() as s:
+        req = lock_request(s, request_id)
+        lock_target(s, req.model, req.target)
+        why = champion.moved(s, req, tp) if req.state == "pending" else None
+        if why is not None:
+            set_state(ctx, req, "stale")
+            record_event(
+                s, ctx, caller.user, "champion_changed", req, reason=why, at_stage="approval"
+            )
+            model, target = req.model, req.target
+    if why is not None:
+        raise ChampionChanged(
+            f"Promotion request {request_id} was {why}; it is now stale and its approvals "
+            "no longer count.",
+            hint=f"Evaluate {model!r} again against the current {target!r} holder, record the "
+            "evidence and open a new request (POST /v1/promotions).",
+        )
 
 
 def _record_stale(ctx: ServerContext, caller: Caller, request_id: int, digest: str) -> None:

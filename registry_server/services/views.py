@@ -65,6 +65,7 @@ def promotion_view(req: PromotionRequest, tp: TargetPolicy | None, now: datetime
         "verdict": {"passed": req.verdict.get("passed"), "rules": req.verdict.get("rules", [])},
         "quorum": {"have": have, "need": need},
         "blocked_by": blocked,
+        "champion": req.champion,
     }
 
 

@@ -95,13 +95,14 @@ def _page(request: Request, status: int, code: str, message: str, hint: str) -> 
 async def _error_page(request: Request, exc: MlopsError) -> Response:
     from fastapi.responses import RedirectResponse
 
-    from registry_server.errors import status_for
+    from registry_server.errors import public_body, status_for
     from registry_server.web._session import SignInRequired
 
     if isinstance(exc, SignInRequired) and request.method == "GET":
         target = quote(str(exc.details.get("next", "")), safe="/")
         return RedirectResponse(f"{request.app.state.prefix}/login?next={target}", 303)
-    return _page(request, status_for(exc), exc.code, exc.message, exc.hint)
+    body = public_body(request, exc)
+    return _page(request, status_for(exc), exc.code, body["message"], body["hint"])
 
 
 async def _http_error_page(request: Request, exc: Exception) -> Response:

@@ -17,10 +17,12 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from mlops.errors import AuthenticationError
+from registry_server.schemas import MAX_INT
 from registry_server.services import aliases, promotions
 from registry_server.services.context import Caller, ServerContext
 from registry_server.web import _queries
@@ -43,6 +45,9 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 _STATES = ("pending", "approved", "promoted", "rejected", "cancelled", "expired", "superseded")
+
+
+RequestId = Annotated[int, PathParam(ge=1, le=MAX_INT, description="Promotion request id.")]
 
 
 def _ctx(request: Request) -> ServerContext:
@@ -181,7 +186,7 @@ def requests_list(
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
 def request_detail(
-    request: Request, request_id: int, ctx: ContextDep, caller: CallerDep
+    request: Request, request_id: RequestId, ctx: ContextDep, caller: CallerDep
 ) -> HTMLResponse:
     """One request with its evidence, verdict, approvals and the decision form."""
     context = _queries.request_page(ctx, caller, request_id)
@@ -191,7 +196,7 @@ def request_detail(
 @router.post("/requests/{request_id}/approve")
 def approve(
     request: Request,
-    request_id: int,
+    request_id: RequestId,
     ctx: ContextDep,
     caller: CallerDep,
     _csrf_ok: CsrfDep,
@@ -209,7 +214,7 @@ def approve(
 @router.post("/requests/{request_id}/reject")
 def reject(
     request: Request,
-    request_id: int,
+    request_id: RequestId,
     ctx: ContextDep,
     caller: CallerDep,
     _csrf_ok: CsrfDep,
@@ -222,7 +227,7 @@ def reject(
 
 @router.post("/requests/{request_id}/cancel")
 def cancel(
-    request: Request, request_id: int, ctx: ContextDep, caller: CallerDep, _csrf_ok: CsrfDep
+    request: Request, request_id: RequestId, ctx: ContextDep, caller: CallerDep, _csrf_ok: CsrfDep
 ) -> RedirectResponse:
     """Cancel through :func:`registry_server.services.promotions.cancel`."""
     promotions.cancel(ctx, caller, request_id)
@@ -230,7 +235,7 @@ def cancel(
 
 
 @router.get("/requests/{request_id}/data-docs/{suite}")
-def data_docs(request_id: int, suite: str, ctx: ContextDep, caller: CallerDep) -> Response:
+def data_docs(request_id: RequestId, suite: str, ctx: ContextDep, caller: CallerDep) -> Response:
     """The suite's Data Docs page from MLflow, sandboxed (no access to this site's cookies)."""
     req = promotions.get(ctx, request_id)
     body = _queries.data_docs(ctx, req["model"], req["version"], suite)

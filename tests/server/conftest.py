@@ -100,8 +100,24 @@ class MlflowModel:
             )
         return int(mv.version)
 
+    def champion(self, name: str, alias: str = "production") -> dict[str, Any]:
+        """The holder of ``alias`` in MLflow now, as ``mlops.evaluate`` records it."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client().get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return {"champion_version": None, "champion_run_id": None}
+        return {"champion_version": int(mv.version), "champion_run_id": mv.run_id}
+
     def record(self, name: str, version: int, **overrides: Any) -> str:
-        """Record an evidence bundle for the version the way ``mlops.evidence.record`` does."""
+        """Record an evidence bundle for the version the way ``mlops.evidence.record`` does.
+
+        The evaluation names the ``production`` holder of the moment, as ``mlops.evaluate``
+        does, unless ``champion_version`` (and ``champion_run_id``) are given.
+        """
+        if "champion_version" not in overrides:
+            overrides |= self.champion(name)
         bundle = evidence_bundle(name, version, self.run_id, **overrides)
         return _evidence.record(self.client(), self.run_id, bundle)
 
@@ -113,10 +129,14 @@ def evidence_bundle(
     *,
     accuracy: float = 0.95,
     champion: float | None = None,
+    champion_version: int | None = None,
+    champion_run_id: str | None = None,
     suite_ok: bool = True,
     smoke_ok: bool = True,
 ) -> dict[str, Any]:
     """The shared test bundle (``tests._evidence``); ``champion`` is its accuracy."""
+    if champion is None and champion_version is not None:  # evaluate scores the holder too
+        champion = round(accuracy - 0.01, 4)
     champ = {"accuracy": champion} if champion is not None else None
     return _evidence.bundle(
         name,
@@ -124,6 +144,8 @@ def evidence_bundle(
         run_id,
         accuracy=accuracy,
         champion=champ,
+        champion_version=champion_version,
+        champion_run_id=champion_run_id,
         suite_ok=suite_ok,
         smoke_ok=smoke_ok,
     )
@@ -235,7 +257,9 @@ class FlakyGateway(MlflowGateway):
 
 
 @pytest.fixture
-def server(database_url: str, policy_file: Path, mlflow_model: MlflowModel) -> Iterator[Server]:
+def server(
+    database_url: str, policy_file: Path, mlflow_model: MlflowModel, name: str
+) -> Iterator[Server]:
     clock = Clock()
     settings = RegistrySettings(
         database_url=database_url,
@@ -243,6 +267,7 @@ def server(database_url: str, policy_file: Path, mlflow_model: MlflowModel) -> I
         tracking_uri=mlflow_model.tracking_uri,
         reconcile_interval=0,
         ui=False,
+        governed_models=f"{name}*",  # the session's MLflow store is shared by many tests
     )
     gateway = FlakyGateway(mlflow_model.tracking_uri)
     app = create_app(settings, clock=clock, gateway=gateway)

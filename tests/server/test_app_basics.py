@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from registry_server import create_app
+from registry_server.db.engine import Database
 from registry_server.settings import RegistrySettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,8 @@ def test_health_and_ready(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["revision"] == ready.json()["head"] == "0002"
+    assert ready.json()["revision"] == ready.json()["head"] == Database.head_revision()
+    assert ready.json()["mlflow"] == "ok" and ready.json()["attention"] == []
 
 
 def test_unknown_route_has_our_error_body(client: TestClient) -> None:
@@ -97,10 +99,18 @@ def test_readyz_reports_a_schema_behind_head(client: TestClient) -> None:
     try:
         res = client.get("/readyz")
         assert res.status_code == 503
-        assert res.json() == {"status": "unavailable", "revision": "0000", "head": "0002"}
+        body = res.json()
+        assert (body["status"], body["revision"], body["head"]) == (
+            "unavailable",
+            "0000",
+            Database.head_revision(),
+        )
     finally:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+            conn.execute(
+                text("UPDATE alembic_version SET version_num = :v"),
+                {"v": Database.head_revision()},
+            )
     assert client.get("/readyz").status_code == 200
 
 

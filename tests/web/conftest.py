@@ -47,6 +47,7 @@ def rich_bundle(
         accuracy=accuracy,
         champion=champion["metrics"] if champion else None,
         champion_version=champion["version"] if champion else None,
+        champion_run_id=champion.get("run_id", run_id) if champion else None,
         datasets=[_evidence.DATASET],
         git_commit=_evidence.GIT_COMMIT,
         detailed=True,
