@@ -20,6 +20,7 @@ from registry_server.mlflow_gateway import MlflowGateway
 from registry_server.settings import RegistrySettings
 from registry_server.tokens import create_token
 from tests import _evidence
+from tests._evidence import canonical as canonical  # re-exported for the server tests
 from tests.conftest import SKLEARN_REQUIREMENTS, use_experiment
 
 POLICY = """
