@@ -69,16 +69,19 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
-    def upgrade(self) -> None:
-        """Run the Alembic migrations up to head."""
+    def upgrade(self) -> str | None:
+        """Run the Alembic migrations up to head; return the revision found under the lock."""
         from alembic import command
+        from alembic.runtime.migration import MigrationContext
 
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":  # several workers may start at once
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727000)")
+            before = MigrationContext.configure(conn).get_current_revision()
             cfg = _alembic_config(self.url)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        return before
 
     def current_revision(self) -> str | None:
         """The migration revision of the database (``None`` before the first migration)."""
