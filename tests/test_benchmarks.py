@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HTTP_BENCHMARKS = ["registry_server.py"]
+HTTP_BENCHMARKS = ["registry_server.py", "scale.py"]
 
 
 @pytest.mark.parametrize("bench", HTTP_BENCHMARKS)
