@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: quickstart test test-setup lint bench clean
+.PHONY: quickstart test test-setup lint bench bench-tools clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,8 +31,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+## Run every benchmark; first install what they drive (Debian's wrk) where possible.
+bench: $(STAMP) bench-tools
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# wrk loads the HTTP servers: a load generator in Python would be measured instead of them.
+# Installed with apt-get when root; otherwise the benchmark that needs it says so and fails.
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing wrk (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	  else \
+	    echo "wrk is missing and cannot be installed here: sudo apt-get install wrk (or brew install wrk)"; \
+	  fi; }
 
 clean:
 	rm -rf $(VENV) .mlops .pytest_cache

@@ -8,9 +8,9 @@ duration with the same number of connections:
 - ours:   ``GET /v1/aliases/{model}/production``
 - MLflow: ``GET /api/2.0/mlflow/registered-models/alias?name={model}&alias=production``
 
-The load generator is ``wrk`` when installed (``apt-get install wrk``), else a bounded
-asyncio/httpx loop (which on a 2-core machine measures the client as much as the
-servers). Prints a table, then one JSON line::
+The load generator is ``wrk`` (``make bench`` installs it where it can); without it the
+benchmark says so and exits 2 rather than measure a Python load generator on the same
+cores. Prints a table, then one JSON line::
 
     {"ours_rps", "mlflow_rps", "ratio", "ours_p99_ms", "connections"}
 
@@ -20,12 +20,10 @@ Run: ``python benchmarks/registry_server.py [--duration 10] [--connections 16]``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +33,11 @@ from pathlib import Path
 
 import httpx
 
-from mlops._procs import free_port, stop_group
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._wrk import require_wrk, run_wrk  # noqa: E402
+from mlops._procs import free_port, stop_group  # noqa: E402
 
 BIN = Path(sys.executable).parent
 POLICY = """
@@ -133,57 +135,9 @@ def _promote(base: str, admin: str, name: str, version: int, digest: str) -> Non
         raise RuntimeError(f"promotion did not complete: {done.json()}")
 
 
-# --- load generators ---------------------------------------------------------------------
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _wrk(url: str, duration: float, connections: int) -> dict[str, float]:
-    threads = min(2, connections)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    pct = {}
-    for p, value, unit in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
-        pct[p] = float(value) * _UNITS[unit]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise RuntimeError(f"{url}: {errors.group(1)} non-2xx responses\n{out}")
-    return {"rps": rps, "p50_ms": pct["50"], "p99_ms": pct["99"]}
-
-
-async def _python_load(url: str, duration: float, connections: int) -> dict[str, float]:
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-        end = time.perf_counter() + duration
-
-        async def worker() -> None:
-            while time.perf_counter() < end:
-                t0 = time.perf_counter()
-                res = await client.get(url)
-                res.raise_for_status()
-                latencies.append((time.perf_counter() - t0) * 1e3)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": latencies[len(latencies) // 2],
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-    }
-
-
-def _measure(url: str, duration: float, connections: int, tool: str) -> dict[str, float]:
+def _measure(url: str, duration: float, connections: int) -> dict[str, float]:
     httpx.get(url, timeout=10).raise_for_status()
-    if tool == "wrk":
-        return _wrk(url, duration, connections)
-    return asyncio.run(_python_load(url, duration, connections))
+    return run_wrk(url, duration=duration, connections=connections)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,9 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
     args = parser.parse_args(argv)
-    tool = args.tool if args.tool != "auto" else ("wrk" if shutil.which("wrk") else "python")
+    require_wrk("benchmarks/registry_server.py")
 
     tmp = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     # MLflow's job runner (a dozen huey workers) would compete with both servers for the cores.
@@ -251,14 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         _wait(f"{ours_url}/readyz", procs[-1])
         _promote(ours_url, admin, name, version, digest)
 
-        ours = _measure(
-            f"{ours_url}/v1/aliases/{name}/production", args.duration, args.connections, tool
-        )
+        ours = _measure(f"{ours_url}/v1/aliases/{name}/production", args.duration, args.connections)
         theirs = _measure(
             f"{mlflow_url}/api/2.0/mlflow/registered-models/alias?name={name}&alias=production",
             args.duration,
             args.connections,
-            tool,
         )
     finally:
         for proc in reversed(procs):
@@ -267,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"alias read, {args.connections} connections, {args.duration:g}s each, "
-        f"{args.workers} workers each, load generator: {tool}"
+        f"{args.workers} workers each, load generator: wrk"
     )
     print(f"{'server':<10}{'rps':>12}{'p50 ms':>10}{'p99 ms':>10}")
     for label, r in (("ours", ours), ("mlflow", theirs)):

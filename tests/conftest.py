@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import shutil
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,16 +175,27 @@ class MlflowServer:
     backend: Path
 
 
-def start_mlflow_server(workdir: Path, *, port: int | None = None) -> MlflowServer:
+def start_mlflow_server(
+    workdir: Path,
+    *,
+    port: int | None = None,
+    backend_store_uri: str | None = None,
+    artifacts_destination: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> MlflowServer:
     """Start a real ``mlflow server`` on loopback (SQLite + local artifacts in ``workdir``).
 
-    Restarting on the same ``workdir`` and ``port`` reuses the store (an outage test's
+    ``backend_store_uri`` (e.g. a PostgreSQL URL) and ``artifacts_destination`` (e.g.
+    ``s3://bucket/mlflow``, reached with ``MLFLOW_S3_ENDPOINT_URL`` and ``AWS_*`` from
+    ``env``) replace the local defaults; clients reach artifacts through the server either
+    way. Restarting on the same ``workdir`` and ``port`` reuses the store (an outage test's
     "MLflow is back"). MLflow's background job runner is off: nothing here uses it and it
     starts a dozen worker processes.
     """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    backend = backend_store_uri or f"sqlite:///{workdir / 'server.db'}"
+    env = {**os.environ, **(env or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(workdir / "mlflow-server.log", "a") as log:
         proc = subprocess.Popen(
             [
@@ -196,9 +208,9 @@ def start_mlflow_server(workdir: Path, *, port: int | None = None) -> MlflowServ
                 "--workers",
                 "1",
                 "--backend-store-uri",
-                f"sqlite:///{workdir / 'server.db'}",
+                backend,
                 "--artifacts-destination",
-                str(workdir / "artifacts"),
+                artifacts_destination or str(workdir / "artifacts"),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -227,23 +239,40 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     stop_process(server.proc)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """A fresh PostgreSQL database at 127.0.0.1:5432 for the session (dropped after)."""
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str = "mlops_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database at 127.0.0.1:5432 for the block (dropped after)."""
     import psycopg
 
-    name = f"mlops_test_{uuid.uuid4().hex[:8]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     try:
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:  # a hard failure, never a skip: CI starts PG
         raise RuntimeError(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}") from exc
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-__all__ = ["free_port", "run", "start_mlflow_server", "stop_process", "wait_for_http"]
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database at 127.0.0.1:5432 for the session (dropped after)."""
+    with fresh_pg_database() as url:
+        yield url
+
+
+__all__ = [
+    "free_port",
+    "fresh_pg_database",
+    "run",
+    "start_mlflow_server",
+    "stop_process",
+    "wait_for_http",
+]
 
 
 # --- a registered model with DVC lineage -------------------------------------------------

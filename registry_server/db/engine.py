@@ -69,21 +69,24 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
-    def upgrade(self, *, secret_key: str | None = None) -> None:
-        """Run the Alembic migrations up to head.
+    def upgrade(self, *, secret_key: str | None = None) -> str | None:
+        """Run the Alembic migrations up to head; return the revision found under the lock.
 
         ``secret_key`` (``MLOPS_REGISTRY_SECRET_KEY``) encrypts webhook secrets moved by a
         migration; without it the migration finds the key as the server does.
         """
         from alembic import command
+        from alembic.runtime.migration import MigrationContext
 
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":  # several workers may start at once
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727000)")
+            before = MigrationContext.configure(conn).get_current_revision()
             cfg = _alembic_config(self.url)
             cfg.attributes["connection"] = conn
             cfg.attributes["secret_key"] = secret_key
             command.upgrade(cfg, "head")
+        return before
 
     def current_revision(self) -> str | None:
         """The migration revision of the database (``None`` before the first migration)."""
