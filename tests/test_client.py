@@ -372,3 +372,18 @@ def test_real_server_process(server_process: ServerProcess, trained: TrainedMode
     with pytest.raises(ConflictError, match="not pending"):
         ann.reject(p.id, comment="too late")
     assert admin.verify_audit().ok
+
+
+def test_every_final_state_of_the_server_ends_a_wait():
+    # a request ending "stale" (its champion moved) must end Promotion.wait() too
+    import typing
+
+    from mlops.cli._review import STATES
+    from mlops.client import FINAL_STATES
+    from registry_server.schemas import State
+    from registry_server.web.routes import _STATES
+
+    server_states = set(typing.get_args(State))
+
+    assert server_states - {"pending", "approved"} == FINAL_STATES
+    assert set(STATES) == set(_STATES) == server_states

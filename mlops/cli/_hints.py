@@ -71,6 +71,17 @@ BY_CODE: dict[str, str] = {
     "suite_not_found": "Check params.yaml validate.suite and the suites/ folder, then `dvc repro`.",
     "quickstart_failed": "Read the output above; rerun `mlops quickstart --workdir DIR` to keep "
     "the workspace.",
+    "champion_changed": "The champion moved since the evaluation: run `dvc repro` (or "
+    "`mlops.promote`) to evaluate against the new holder, then `mlops request` again.",
+    "nothing_to_roll_back": "Nothing approved lies below the holder: see `mlops history MODEL "
+    "ALIAS`; to move forward, `mlops request MODEL VERSION --to ALIAS`.",
+    "alias_holder_missing": "The recorded holder is gone or changed in MLflow: look with "
+    "`mlops history MODEL ALIAS` and `mlops versions MODEL`, then promote a version with "
+    "`mlops request`.",
+    "model_not_ready": "Log the model again (its run failed); `mlops versions MODEL` shows "
+    "what is registered.",
+    "untrusted_model_type": "Trust the named type in code (`mlops.log_model(..., trusted=[...])`) "
+    "and rerun `dvc repro`.",
     "backup_error": "Check the database URL (`mlops server --help`) and the backup path.",
 }
 

@@ -24,7 +24,16 @@ if TYPE_CHECKING:
     from mlops.client import RegistryClient
 
 #: Every state a promotion request can be in (the server's state machine).
-STATES = ("pending", "approved", "promoted", "rejected", "cancelled", "expired", "superseded")
+STATES = (
+    "pending",
+    "approved",
+    "promoted",
+    "rejected",
+    "cancelled",
+    "expired",
+    "superseded",
+    "stale",
+)
 StateChoice = Enum("StateChoice", {s: s for s in ("all", *STATES)}, type=str)  # type: ignore[misc]
 
 Id = Annotated[str, typer.Argument(metavar="ID", help="Promotion request id (`mlops list`).")]

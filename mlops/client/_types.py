@@ -30,7 +30,7 @@ __all__ = [
     "Token",
 ]
 
-FINAL_STATES = frozenset({"promoted", "rejected", "cancelled", "expired", "superseded"})
+FINAL_STATES = frozenset({"promoted", "rejected", "cancelled", "expired", "superseded", "stale"})
 
 
 def _plain(value: Any) -> Any:
@@ -124,6 +124,8 @@ class Promotion(_Entity):
     rules: tuple[RuleResult, ...] = ()
     quorum: Quorum = field(default_factory=lambda: Quorum(0, 0))
     blocked_by: tuple[str, ...] = ()
+    #: the champion the evidence was judged against (model, version, run id), bound at create
+    champion: Mapping[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Promotion:
@@ -151,6 +153,7 @@ class Promotion(_Entity):
             ),
             quorum=Quorum(int(quorum.get("have", 0)), int(quorum.get("need", 0))),
             blocked_by=tuple(d.get("blocked_by") or ()),
+            champion=d.get("champion"),
         )
 
     @property

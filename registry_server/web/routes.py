@@ -44,7 +44,16 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-_STATES = ("pending", "approved", "promoted", "rejected", "cancelled", "expired", "superseded")
+_STATES = (
+    "pending",
+    "approved",
+    "promoted",
+    "rejected",
+    "cancelled",
+    "expired",
+    "superseded",
+    "stale",
+)
 
 
 RequestId = Annotated[int, PathParam(ge=1, le=MAX_INT, description="Promotion request id.")]
