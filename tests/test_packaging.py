@@ -209,7 +209,9 @@ def test_a_skipped_smoke_test_does_not_pass(iris) -> None:
 def test_parity_lists_an_injected_missing_requirement(packaged) -> None:
     report, _ = packaged
     bento_reqs = packaging.bento_requirements(report.bento_tag)
-    model_reqs = [*packaging.model_requirements(report.model_tag), "imaginary-package==1.0"]
+    # compared as package() compares them: the model's runtime requirements (no dev tools)
+    runtime = packaging.runtime_requirements(packaging.model_requirements(report.model_tag))
+    model_reqs = [*runtime, "imaginary-package==1.0"]
     parity = packaging.dependency_parity(model_reqs, bento_reqs)
     assert parity.missing == ("imaginary-package==1.0",)
     assert parity.mismatched == ()
