@@ -70,6 +70,7 @@ def pipeline_env(**extra: str) -> dict[str, str]:
         GIT_AUTHOR_EMAIL="tests@example.invalid",
         GIT_COMMITTER_NAME="mlops tests",
         GIT_COMMITTER_EMAIL="tests@example.invalid",
+        COLUMNS="500",  # the tools' tables never wrap a long temporary path
     )
     # the stages import the library under test (cwd, the repo, stays first for `pipelines`)
     env["PYTHONPATH"] = str(SOURCE)
