@@ -232,7 +232,11 @@ def _request_against_champion(
             challenger_run,
             name,
             accuracy=0.97,
-            champion={"version": champ.version, "metrics": metrics},
+            champion={
+                "version": champ.version,
+                "metrics": metrics,
+                "run_id": champion_run.model.run_id,  # the holder it was judged against
+            },
         )
         body = {"model": name, "version": cand.version, "target": "production"}
         res = http.post(

@@ -90,7 +90,11 @@ def _promoted_pair(
         challenger_run,
         name,
         accuracy=0.97,
-        champion={"version": champ.version, "metrics": metrics},
+        champion={
+            "version": champ.version,
+            "metrics": metrics,
+            "run_id": champion_run.model.run_id,  # the holder it was judged against
+        },
     )
     return champ.version, cand.version, pages.request(name, cand.version, cand.digest)
 
