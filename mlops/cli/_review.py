@@ -18,22 +18,12 @@ import typer
 
 from mlops.cli._base import Json, Token, Url, app, audit_app, client, handles_errors
 from mlops.cli._output import console, print_json, show_holder, show_promotion, table, what
+from mlops.client import STATES
 from mlops.errors import NotFoundError
 
 if TYPE_CHECKING:
     from mlops.client import RegistryClient
 
-#: Every state a promotion request can be in (the server's state machine).
-STATES = (
-    "pending",
-    "approved",
-    "promoted",
-    "rejected",
-    "cancelled",
-    "expired",
-    "superseded",
-    "stale",
-)
 StateChoice = Enum("StateChoice", {s: s for s in ("all", *STATES)}, type=str)  # type: ignore[misc]
 
 Id = Annotated[str, typer.Argument(metavar="ID", help="Promotion request id (`mlops list`).")]

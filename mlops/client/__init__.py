@@ -9,6 +9,7 @@ Example:
 
 from mlops.client._client import FINAL_STATES, InvalidRequest, RegistryClient
 from mlops.client._types import (
+    STATES,
     AliasHolder,
     AliasMove,
     Approval,
@@ -23,6 +24,7 @@ from mlops.client._types import (
 
 __all__ = [
     "FINAL_STATES",
+    "STATES",
     "AliasHolder",
     "AliasMove",
     "Approval",

@@ -30,7 +30,18 @@ __all__ = [
     "Token",
 ]
 
-FINAL_STATES = frozenset({"promoted", "rejected", "cancelled", "expired", "superseded", "stale"})
+#: every state of a promotion request, in the order of its life; the last six are final
+STATES = (
+    "pending",
+    "approved",
+    "promoted",
+    "rejected",
+    "cancelled",
+    "expired",
+    "superseded",
+    "stale",
+)
+FINAL_STATES = frozenset(STATES[2:])
 
 
 def _plain(value: Any) -> Any:

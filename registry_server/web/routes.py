@@ -21,6 +21,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from mlops.client import STATES as _STATES
 from mlops.errors import AuthenticationError
 from registry_server.schemas import MAX_INT
 from registry_server.services import aliases, promotions
@@ -44,16 +45,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-_STATES = (
-    "pending",
-    "approved",
-    "promoted",
-    "rejected",
-    "cancelled",
-    "expired",
-    "superseded",
-    "stale",
-)
 
 
 RequestId = Annotated[int, PathParam(ge=1, le=MAX_INT, description="Promotion request id.")]
