@@ -151,6 +151,10 @@ class PromotionPage(BaseModel):
     total: int
     limit: int
     offset: int
+    next_before: int | None = Field(
+        default=None,
+        description="Pass as ``before`` for the next (older) page; null on the last page.",
+    )
 
 
 class AliasOut(BaseModel):

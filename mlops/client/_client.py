@@ -155,23 +155,23 @@ class RegistryClient:
     def list_promotions(self, *, page_size: int = 50, **filters: Any) -> Iterator[Promotion]:
         """Iterate over promotion requests, newest pages fetched lazily.
 
-        Filters: ``model``, ``target``, ``state`` (``None`` values are ignored).
+        Filters: ``model``, ``target``, ``state`` (``None`` values are ignored). Pages are
+        followed by the server's ``next_before`` (keyset): a request created while
+        iterating neither repeats nor shifts one out of the listing.
 
         Example:
             >>> [p.id for p in client.list_promotions(state="pending")]  # doctest: +SKIP
         """
         params = {k: v for k, v in filters.items() if v is not None}
-        offset = 0
+        params["limit"] = page_size
         while True:
-            page = self._call(
-                "GET", "/v1/promotions", params={**params, "limit": page_size, "offset": offset}
-            )
+            page = self._call("GET", "/v1/promotions", params=params)
             items = page.get("items", [])
             for item in items:
                 yield Promotion.from_dict(item)
-            offset += len(items)
-            if not items or offset >= int(page.get("total", 0)):
+            if not items or page.get("next_before") is None:
                 return
+            params["before"] = page["next_before"]
 
     def get_promotion(self, promotion_id: int | str) -> Promotion:
         """One promotion request by id.

@@ -84,7 +84,10 @@ class PromotionRequest(Base):
         back_populates="request", order_by="Approval.id", lazy="selectin"
     )
 
-    __table_args__ = (Index("ix_promotion_model_target_state", "model", "target", "state"),)
+    __table_args__ = (
+        Index("ix_promotion_model_target_state", "model", "target", "state"),
+        Index("ix_promotion_state_id", "state", "id"),  # a state's newest page, any depth
+    )
 
 
 class Approval(Base):

@@ -50,10 +50,14 @@ def list_promotions(
     state: State | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_INT, description="Only requests older than this id.")
+    ] = None,
 ) -> dict:
-    """Requests, newest first, filtered by model, target and state."""
+    """Requests, newest first, filtered by model, target and state; page with ``before``
+    (the previous page's ``next_before``): each page costs the same however deep."""
     return promotions.list_requests(
-        ctx, model=model, target=target, state=state, limit=limit, offset=offset
+        ctx, model=model, target=target, state=state, limit=limit, offset=offset, before=before
     )
 
 

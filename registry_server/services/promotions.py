@@ -362,10 +362,16 @@ def get(ctx: ServerContext, request_id: int) -> dict[str, Any]:
         return _view(ctx, s, req)
 
 
-def _view(ctx: ServerContext, s: Session, req: PromotionRequest) -> dict[str, Any]:
+def _view(
+    ctx: ServerContext, s: Session, req: PromotionRequest, intents: dict | None = None
+) -> dict[str, Any]:
+    """The wire form; ``intents`` (request id -> outbox row) spares the per-row lookup."""
     view = promotion_view(req, ctx.policy.rules(req.model, req.target), ctx.now())
     if req.state == "approved":
-        intent = s.scalar(select(Outbox).where(Outbox.request_id == req.id))
+        if intents is not None:
+            intent = intents.get(req.id)
+        else:
+            intent = s.scalar(select(Outbox).where(Outbox.request_id == req.id))
         if intent is not None and intent.state == "pending":
             why = intent.last_error or "queued"
             retry = utc(intent.next_attempt_at).isoformat()
@@ -383,8 +389,18 @@ def list_requests(
     state: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    before: int | None = None,
 ) -> dict[str, Any]:
-    """A page of requests, newest first, with the total count."""
+    """A page of requests, newest first, with the total count.
+
+    ``before`` (a request id) starts the page after that request: keyset paging, which
+    reads only the page however deep it is. ``next_before`` is the value for the next
+    page, ``None`` on the last one.
+
+    Example:
+        >>> page = list_requests(ctx, state="pending", limit=50)       # doctest: +SKIP
+        >>> list_requests(ctx, state="pending", before=page["next_before"])  # doctest: +SKIP
+    """
     conds = []
     if model:
         conds.append(PromotionRequest.model == model)
@@ -394,12 +410,29 @@ def list_requests(
         conds.append(PromotionRequest.state == state)
     with ctx.db.read_sessions() as s:
         total = s.scalar(select(func.count()).select_from(PromotionRequest).where(*conds))
+        if before is not None:
+            conds.append(PromotionRequest.id < before)
         stmt = (
             select(PromotionRequest)
             .where(*conds)
             .order_by(PromotionRequest.id.desc())
-            .limit(limit)
+            .limit(limit + 1)
             .offset(offset)
         )
-        items = [_view(ctx, s, r) for r in s.scalars(stmt)]
-    return {"items": items, "total": total or 0, "limit": limit, "offset": offset}
+        rows = list(s.scalars(stmt))
+        more, rows = len(rows) > limit, rows[:limit]
+        approved = [r.id for r in rows if r.state == "approved"]
+        intents = {
+            o.request_id: o
+            for o in (
+                s.scalars(select(Outbox).where(Outbox.request_id.in_(approved))) if approved else ()
+            )
+        }
+        items = [_view(ctx, s, r, intents) for r in rows]
+    return {
+        "items": items,
+        "total": total or 0,
+        "limit": limit,
+        "offset": offset,
+        "next_before": rows[-1].id if more else None,
+    }
