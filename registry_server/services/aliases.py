@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from datetime import datetime
@@ -56,16 +57,18 @@ _CURRENT_SQL = (
 class AliasReader:
     """The hot read path: one constant query, no ORM, no MLflow.
 
-    On SQLite each thread keeps its own read-only connection (WAL: readers never wait
-    for the writer, and every statement sees the latest commit); on PostgreSQL it uses
-    the pooled read engine.
+    Each thread keeps its own connection: on SQLite a read-only one (WAL: readers never
+    wait for the writer, and every statement sees the latest commit); on PostgreSQL one
+    in autocommit, taken out of the pool, so a read is one round trip (the pool would add
+    a liveness ping and a rollback to each) and the driver prepares the statement once.
+    A PostgreSQL connection that broke (server restart) is replaced and the read retried.
     """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._local = threading.local()
         self._path = db.sqlite_path if db.is_sqlite else None
-        self._opened: list[sqlite3.Connection] = []
+        self._opened: list[Any] = []
 
     def _sqlite(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -76,8 +79,36 @@ class AliasReader:
             self._opened.append(conn)
         return conn
 
+    def _pg(self) -> Any:
+        conn = getattr(self._local, "pg", None)
+        if conn is None:
+            fairy = self.db.read_engine.raw_connection()
+            fairy.detach()  # ours for the thread's life, not the pool's
+            conn = fairy.dbapi_connection
+            conn.autocommit = True
+            self._local.pg = conn
+            self._opened.append(conn)
+        return conn
+
+    def _pg_row(self, model: str, alias: str) -> Any:
+        sql = _CURRENT_SQL.format(m="%s", a="%s")
+        dbapi = self.db.read_engine.dialect.dbapi
+        for attempt in (1, 2):
+            conn = self._pg()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql, (model, alias))
+                    return cur.fetchone()
+            except (dbapi.OperationalError, dbapi.InterfaceError):
+                self._local.pg = None
+                with contextlib.suppress(Exception):
+                    conn.close()
+                if attempt == 2:
+                    raise
+        return None  # pragma: no cover - the loop returns or raises
+
     def close(self) -> None:
-        """Close the per-thread SQLite connections."""
+        """Close the per-thread connections."""
         for conn in self._opened:
             conn.close()
         self._opened.clear()
@@ -90,9 +121,7 @@ class AliasReader:
                 self._sqlite().execute(_CURRENT_SQL.format(m="?", a="?"), (model, alias)).fetchone()
             )
         else:
-            with self.db.read_engine.connect() as conn:
-                sql = _CURRENT_SQL.format(m="%s", a="%s")
-                row = conn.exec_driver_sql(sql, (model, alias)).first()
+            row = self._pg_row(model, alias)
         return _holder(model, alias, row)
 
 
