@@ -329,6 +329,29 @@ def test_list_promotions_iterates_pages(registry: Registry, trained: TrainedMode
     assert list(client.list_promotions(model=f"{model_name}-none")) == []
 
 
+def test_list_promotions_follows_keyset_pages_while_requests_arrive(
+    registry: Registry, trained: TrainedModel, model_name
+):
+    """A request opened between two pages neither repeats an item nor hides one (paging by
+    offset repeated the last item of the first page)."""
+    rita = registry.client("rita")
+    ids = []
+    for _ in range(5):
+        version, digest = trained.new_version(model_name)
+        ids.append(rita.request_promotion(model_name, version, "staging", digest).id)
+    listing = registry.client("ann").list_promotions(model=model_name, page_size=2)
+    seen = [next(listing).id, next(listing).id]
+    version, digest = trained.new_version(model_name)
+    rita.request_promotion(model_name, version, "staging", digest)
+    seen += [p.id for p in listing]
+    assert seen == ids[::-1]
+    page = registry.http.get(
+        "/v1/promotions", params={"model": model_name, "limit": 2, "before": ids[2]}
+    ).json()
+    assert [p["id"] for p in page["items"]] == [ids[1], ids[0]]
+    assert page["next_before"] is None
+
+
 def test_tokens_me_and_revoke(registry: Registry):
     admin = registry.client("root")
     user = f"carl-{uuid.uuid4().hex[:6]}"
