@@ -1,27 +1,33 @@
 """The registry server over a big registry, on PostgreSQL: reads, lists, approvals, the
 protected-alias sweep and the audit verification.
 
-Seeds two fresh PostgreSQL databases: MLflow's (through its own ``SqlAlchemyStore``:
-``--models`` registered models with ``--versions`` versions each, ``production`` on the
-newest) and the registry's (the alias journal naming those holders, ``--models`` promoted
-requests and ``--events-per-model`` hash-chained audit events per model). Then, with a
-real ``mlflow server`` and the registry server (2 workers) on them:
+Seeds two fresh PostgreSQL databases (:mod:`benchmarks._scale_seed`): MLflow's
+(``--models`` registered models with ``--versions`` versions each, ``production`` on the
+newest) and the registry's (the alias journal naming those holders, ``--requests-per-model``
+requests per model plus a pending one on every tenth, and ``--events`` hash-chained audit
+events, 100 per model by default). Then, with a real ``mlflow server`` and the registry
+server (``--workers``, 3) on them:
 
 - alias-holder reads, ours vs. MLflow's REST API, with wrk at ``--connections`` (p50/p99);
-- ``GET /v1/promotions`` (a page of 50) p99 with wrk;
-- approvals per second: ``--approval-models`` real sklearn versions with recorded evidence,
-  each requested and approved by two people over HTTP (the second approval moves the alias);
-- one full drift sweep (``reconcile_protected``) cold (first pass: every holder's identity is
-  read once) and warm, counting the calls the gateway makes to MLflow;
-- ``audit.verify`` over every event.
+- the pending list (``GET /v1/promotions?state=pending``, a page of 50) and one request's
+  view, p99 with wrk;
+- one full drift sweep (``reconcile_protected``) cold (a fresh process: every holder's
+  identity is verified) and warm, counting the calls the gateway makes to MLflow;
+- ``audit.verify`` over every event;
+- approvals: ``--approval-models`` real versions with recorded evidence, each requested,
+  then approved by two people at once from ``--approval-threads`` clients (the second
+  approval moves the alias); approvals per second, p50/p99, and the double moves found
+  afterwards (a request with two ``promoted`` events or journal rows; must be 0).
 
-Per-model and per-event costs are extrapolated linearly to 10k models and 1M events
-(``sweep_10k_s``, ``verify_1m_s``); the table shows what was measured. The last line is
-JSON: ``alias_p99_ms``, ``alias_ratio_vs_mlflow``, ``list_p99_ms``, ``approvals_per_s``,
-``verify_1m_s``, ``sweep_10k_s``, ``sweep_mlflow_calls`` (cold) and the measured figures.
+Sweep and verify are scaled linearly to 10k models and 1M events (``sweep_10k_s``,
+``verify_1m_s``); at ``--models 10000`` they are what was measured. The last line is
+JSON: ``alias_p99_ms``, ``alias_ratio_vs_mlflow``, ``list_p99_ms``, ``request_p99_ms``,
+``approvals_per_s``, ``approval_p99_ms``, ``double_moves``, ``verify_1m_s``,
+``sweep_10k_s``, ``sweep_mlflow_calls`` (cold) and the measured figures.
 
 Run from the repository root (wrk and PostgreSQL at 127.0.0.1:5432 required):
-``python benchmarks/scale.py [--models 200] [--versions 3] [--duration 5]``
+``python benchmarks/scale.py [--models 500] [--duration 5]``; ``--models 10000`` is the
+full run (under 10 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -32,14 +38,15 @@ import contextlib
 import json
 import sys
 import tempfile
+import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._scale_seed import quiet, seed_mlflow, seed_registry  # noqa: E402
 from benchmarks._wrk import require_wrk, run_wrk  # noqa: E402
 
 POLICY = """
@@ -68,72 +75,6 @@ class CountingClient:
             return attr(*args, **kwargs)
 
         return call
-
-
-@contextlib.contextmanager
-def quiet() -> Any:
-    """Silence what MLflow prints and logs at INFO inside the block."""
-    import io
-    import logging
-
-    logger = logging.getLogger("mlflow")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def seed_mlflow(url: str, models: int, versions: int) -> list[tuple[str, int]]:
-    """Registered models with versions and ``production`` on the newest, via MLflow's store."""
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
-
-    with quiet():  # creating the store runs MLflow's migrations, logged at INFO
-        store = SqlAlchemyStore(url)
-    holders = []
-    for i in range(models):
-        name = f"scale-{i:06d}"
-        store.create_registered_model(name)
-        for v in range(versions):
-            store.create_model_version(name, f"mlflow-artifacts:/seed/{name}/{v + 1}")
-        store.set_registered_model_alias(name, "production", str(versions))
-        holders.append((name, versions))
-    store.engine.dispose()
-    return holders
-
-
-def seed_registry(url: str, holders: list[tuple[str, int]], events_per_model: int) -> int:
-    """The journal of those holders, one promoted request each, and the audit events."""
-    from registry_server.db.engine import Database
-    from registry_server.db.models import AliasJournal, PromotionRequest
-    from registry_server.services import audit
-
-    db, now, events = Database(url), datetime.now(UTC), 0
-    db.upgrade()
-    for start in range(0, len(holders), 200):
-        with db.session() as s:
-            for name, version in holders[start : start + 200]:
-                s.add(
-                    PromotionRequest(
-                        model=name, version=version, target="production",
-                        evidence_digest="0" * 64, requester="seed", state="promoted",
-                        verdict={"passed": True, "rules": []}, created_at=now, updated_at=now,
-                    )
-                )  # fmt: skip
-                s.add(
-                    AliasJournal(
-                        model=name, alias="production", version=version, from_at=now,
-                        action="promoted",
-                    )
-                )  # fmt: skip
-                for j in range(events_per_model):
-                    payload = {"model": name, "version": version, "seq": j}
-                    audit.append(s, actor="seed", action="approval", payload=payload, at=now)
-                    events += 1
-    db.dispose()
-    return events
 
 
 def sweep(registry_url: str, mlflow_url: str, policy: Path) -> dict[str, Any]:
@@ -180,17 +121,48 @@ def verify(registry_url: str) -> tuple[float, int]:
     return seconds, result["count"]
 
 
-def approvals(registry_url: str, mlflow_url: str, count: int) -> float:
-    """Approvals per second over HTTP: ``count`` requests, two approvals each."""
+def _register_many(mlflow_url: str, count: int) -> list[tuple[str, int, str]]:
+    """``count`` registered models of one logged sklearn model, each with its own evidence."""
+    import hashlib
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from benchmarks.registry_server import _canonical, _register_model
+
+    out = []
+    with quiet():  # MLflow prints run links and registration notices
+        version, _ = _register_model(mlflow_url, "approve-0")
+        client = MlflowClient(mlflow_url)
+        first = client.get_model_version("approve-0", str(version))
+        bundle = json.loads(
+            Path(client.download_artifacts(first.run_id, first.tags["mlops.evidence.path"]))
+            .read_text()
+        )  # fmt: skip
+        for i in range(count):
+            name = f"approve-{i + 1}"
+            mv = mlflow.register_model(first.source, name)
+            bundle["model"] = {"name": name, "version": int(mv.version), "run_id": first.run_id}
+            data = _canonical(bundle)
+            digest = hashlib.sha256(data).hexdigest()
+            path = f"mlops/evidence/{digest}.json"
+            client.log_text(first.run_id, data.decode(), path)
+            client.set_model_version_tag(name, mv.version, "mlops.evidence.digest", digest)
+            client.set_model_version_tag(name, mv.version, "mlops.evidence.path", path)
+            out.append((name, int(mv.version), digest))
+    return out
+
+
+def approvals(registry_url: str, mlflow_url: str, count: int, threads: int) -> dict[str, Any]:
+    """Approvals per second over HTTP from ``threads`` clients: ``count`` requests, two
+    approvals each (the second reaches quorum and moves the alias); p50/p99 latency."""
+    import concurrent.futures
+
     import httpx
 
-    from benchmarks.registry_server import _register_model
     from tests.server._procs import tokens
 
-    versions = []
-    with quiet():  # MLflow prints run links and registration notices
-        for i in range(count):
-            versions.append((f"approve-{i}", *_register_model(mlflow_url, f"approve-{i}")))
+    versions = _register_many(mlflow_url, count)
     with httpx.Client(base_url=registry_url, timeout=60) as api:
         h = tokens(api, {"rita": "requester", "ann": "approver", "bob": "approver"})
         ids = []
@@ -200,27 +172,69 @@ def approvals(registry_url: str, mlflow_url: str, count: int) -> float:
             res = api.post("/v1/promotions", json=body, headers=h["rita"])
             res.raise_for_status()
             ids.append(res.json()["id"])
+
+    local = threading.local()
+
+    def approve(job: tuple[int, str]) -> float:
+        if not hasattr(local, "api"):
+            local.api = httpx.Client(base_url=registry_url, timeout=60)
         started = time.perf_counter()
-        for rid in ids:
-            for user in ("ann", "bob"):
-                api.post(f"/v1/promotions/{rid}/approve", headers=h[user]).raise_for_status()
+        local.api.post(f"/v1/promotions/{job[0]}/approve", headers=h[job[1]]).raise_for_status()
+        return time.perf_counter() - started
+
+    # each request's two approvals go in at once, from different clients
+    jobs = [(rid, user) for rid in ids for user in ("ann", "bob")]
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        started = time.perf_counter()
+        latencies = sorted(pool.map(approve, jobs))
         seconds = time.perf_counter() - started
+    with httpx.Client(base_url=registry_url, timeout=60) as api:
         states = {api.get(f"/v1/promotions/{rid}").json()["state"] for rid in ids}
     if states != {"promoted"}:
         raise RuntimeError(f"approval requests ended {states}")
-    return 2 * count / seconds
+    return {
+        "per_s": len(jobs) / seconds,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
+
+
+def double_moves(registry_db: str) -> int:
+    """Requests with more than one ``promoted`` event or journal row (must be 0)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(registry_db)
+    with engine.connect() as conn:
+        events = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM (SELECT payload::json->>'request_id' AS r FROM audit_events "
+                "WHERE action = 'promoted' GROUP BY 1 HAVING count(*) > 1) d"
+            )
+        ).scalar_one()
+        rows = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM (SELECT request_id FROM alias_journal WHERE request_id "
+                "IS NOT NULL GROUP BY 1 HAVING count(*) > 1) d"
+            )
+        ).scalar_one()
+    engine.dispose()
+    return events + rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=200)
-    parser.add_argument("--versions", type=int, default=3)
-    parser.add_argument("--events-per-model", type=int, default=10)
-    parser.add_argument("--approval-models", type=int, default=3)
+    parser.add_argument("--versions", type=int, default=10)
+    parser.add_argument("--requests-per-model", type=int, default=10)
+    parser.add_argument("--events", type=int, default=None, help="default: 100 per model")
+    parser.add_argument("--approval-models", type=int, default=60)
+    parser.add_argument("--approval-threads", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args(argv)
     require_wrk("benchmarks/scale.py")
+    events = args.events if args.events is not None else 100 * args.models
 
     from tests.conftest import fresh_pg_database, start_mlflow_server, stop_process
     from tests.server._procs import start_registry
@@ -232,39 +246,70 @@ def main(argv: list[str] | None = None) -> int:
         registry_db = stack.enter_context(fresh_pg_database("mlops_scale_registry"))
         started = time.perf_counter()
         holders = seed_mlflow(mlflow_db, args.models, args.versions)
-        events = seed_registry(registry_db, holders, args.events_per_model)
+        seeded = seed_registry(
+            registry_db, holders, requests_per_model=args.requests_per_model, events=events
+        )
         seeding = time.perf_counter() - started
         mlflow = start_mlflow_server(tmp / "mlflow", backend_store_uri=mlflow_db)
         stack.callback(stop_process, mlflow.proc)
         registry = start_registry(
             tmp, database_url=registry_db, tracking_uri=mlflow.url,
-            policy_file=tmp / "policy.yaml", workers=2, reconcile_interval=0,
+            policy_file=tmp / "policy.yaml", workers=args.workers, reconcile_interval=0,
+            log_level="warning",  # the default: no access log line per request
         )  # fmt: skip
         stack.callback(registry.stop)
-        name = holders[0][0]
+        name = holders[len(holders) // 2][0]
         load = {"duration": args.duration, "connections": args.connections}
         ours = run_wrk(f"{registry.url}/v1/aliases/{name}/production", **load)
         theirs = run_wrk(
             f"{mlflow.url}/api/2.0/mlflow/registered-models/alias?name={name}&alias=production",
             **load,
         )
-        listing = run_wrk(f"{registry.url}/v1/promotions?limit=50", **load)
+        listing = run_wrk(f"{registry.url}/v1/promotions?state=pending&limit=50", **load)
+        one = run_wrk(f"{registry.url}/v1/promotions/{seeded['requests'] // 2}", **load)
         swept = sweep(registry_db, mlflow.url, tmp / "policy.yaml")
         verify_s, verified = verify(registry_db)
-        per_s = approvals(registry.url, mlflow.url, args.approval_models)
-
+        approved = approvals(registry.url, mlflow.url, args.approval_models, args.approval_threads)
+        doubles = double_moves(registry_db)
+    report(args, seeded, seeding, [("alias read, ours", ours), ("alias read, mlflow", theirs),
+           ("pending list, 50 a page", listing), ("one request", one)], swept,
+           (verify_s, verified), approved, doubles)  # fmt: skip
     cold = swept["cold"]
     print(
-        f"scale: {args.models} models x {args.versions} versions, {events} audit events "
-        f"(seeded in {seeding:.1f}s), PostgreSQL, 2 registry workers, wrk at "
+        json.dumps(
+            {
+                "alias_p99_ms": round(ours["p99_ms"], 2),
+                "alias_ratio_vs_mlflow": round(ours["rps"] / theirs["rps"], 2),
+                "list_p99_ms": round(listing["p99_ms"], 2),
+                "request_p99_ms": round(one["p99_ms"], 2),
+                "approvals_per_s": round(approved["per_s"], 1),
+                "approval_p99_ms": round(approved["p99_ms"], 1),
+                "double_moves": doubles,
+                "verify_1m_s": round(verify_s / verified * 1_000_000, 2),
+                "sweep_10k_s": round(cold["s"] / args.models * 10_000, 2),
+                "sweep_mlflow_calls": cold["calls"],
+                "sweep_warm_mlflow_calls": swept["warm"]["calls"],
+                "models": args.models,
+                "audit_events": verified,
+                "sweep_s": round(cold["s"], 2),
+                "verify_s": round(verify_s, 2),
+            }
+        )
+    )
+    return 0 if doubles == 0 else 1
+
+
+def report(args: Any, seeded: dict, seeding: float, wrk: list, swept: dict, verified: tuple,
+           approved: dict, doubles: int) -> None:  # fmt: skip
+    """The human-readable table above the JSON line."""
+    print(
+        f"scale: {args.models} models x {args.versions} versions, {seeded['requests']} requests "
+        f"({seeded['pending']} pending), {seeded['audit_events']} audit events (seeded in "
+        f"{seeding:.1f}s), PostgreSQL, {args.workers} registry workers, wrk at "
         f"{args.connections} connections for {args.duration:g}s"
     )
-    rows = [
-        ("alias read, ours (rps / p50 / p99 ms)", ours),
-        ("alias read, mlflow (rps / p50 / p99 ms)", theirs),
-        ("promotion list, 50 a page", listing),
-    ]
-    for label, r in rows:
+    print(f"  {'(rps / p50 / p99 ms)':<42}")
+    for label, r in wrk:
         print(f"  {label:<42}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
     for label in ("cold", "warm"):
         s = swept[label]
@@ -272,25 +317,12 @@ def main(argv: list[str] | None = None) -> int:
             f"  sweep {label:<5} {s['s']:>8.2f}s  {s['calls']:>6} MLflow calls "
             f"{s['by_method']}  repairs {s['repairs']}"
         )
-    print(f"  audit verify       {verify_s:>8.3f}s for {verified} events")
-    print(f"  approvals          {per_s:>8.1f}/s over HTTP ({args.approval_models} requests)")
+    print(f"  audit verify       {verified[0]:>8.3f}s for {verified[1]} events")
     print(
-        json.dumps(
-            {
-                "alias_p99_ms": round(ours["p99_ms"], 2),
-                "alias_ratio_vs_mlflow": round(ours["rps"] / theirs["rps"], 2),
-                "list_p99_ms": round(listing["p99_ms"], 2),
-                "approvals_per_s": round(per_s, 1),
-                "verify_1m_s": round(verify_s / verified * 1_000_000, 1),
-                "sweep_10k_s": round(cold["s"] / args.models * 10_000, 1),
-                "sweep_mlflow_calls": cold["calls"],
-                "sweep_warm_mlflow_calls": swept["warm"]["calls"],
-                "models": args.models,
-                "audit_events": verified,
-            }
-        )
+        f"  approvals          {approved['per_s']:>8.1f}/s over HTTP ({args.approval_models} "
+        f"requests x 2, {args.approval_threads} clients), p50 {approved['p50_ms']:.0f} ms, "
+        f"p99 {approved['p99_ms']:.0f} ms, double moves {doubles}"
     )
-    return 0
 
 
 if __name__ == "__main__":
