@@ -166,3 +166,19 @@ def test_audit_verify_accepts_a_payload_stored_in_another_spelling(server: Serve
         )
     with server.ctx.db.read_sessions() as s:
         assert audit.verify(s)["ok"] is True
+
+
+def test_alias_reads_survive_a_dropped_database_connection(server: Server, name: str) -> None:
+    """The hot read keeps one connection per thread; one the database dropped is replaced."""
+    if server.ctx.db.is_sqlite:
+        pytest.skip("PostgreSQL only: SQLite reads a local file")
+    version = _promote(server, name)
+    reader = server.client.app.state.alias_reader
+    assert reader.current(name, "production")["version"] == version
+    pid = reader._local.pg.info.backend_pid
+    with server.ctx.db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    assert reader.current(name, "production")["version"] == version
+    assert reader._local.pg.info.backend_pid != pid
+    res = server.client.get(f"/v1/aliases/{name}/production")
+    assert res.status_code == 200 and res.json()["version"] == version
