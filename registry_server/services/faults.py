@@ -1,4 +1,4 @@
-"""Crash points of the alias move, armed only by a test setting (``fault_point``).
+"""Crash points of the alias move and the verifier, armed only by a test setting (``fault_point``).
 
 When ``MLOPS_REGISTRY_FAULT_POINT`` names a point, the server kills itself with SIGKILL
 the moment it reaches it: no ``finally``, no rollback, exactly like a power cut. The
@@ -6,7 +6,7 @@ crash-safety tests restart the process and check that recovery ends in one alias
 
 Example:
     >>> POINTS
-    ('after_intent', 'after_mlflow_set', 'after_final')
+    ('after_intent', 'after_mlflow_set', 'after_final', 'mid_verification')
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["POINTS", "crash_here"]
 
-POINTS = ("after_intent", "after_mlflow_set", "after_final")
+POINTS = ("after_intent", "after_mlflow_set", "after_final", "mid_verification")
 log = logging.getLogger("registry_server")
 
 
