@@ -158,6 +158,7 @@ class _DataCache:
                     f"The {what} data {name!r} (md5 {md5}) is not in the DVC remote "
                     f"{remote!r}: {exc.message}",
                     hint="Push it with `dvc push`, then open a new request.",
+                    missing_md5=md5,  # a pipeline may push right after it requests
                 ) from exc
             self.frames[md5] = read_fetched(files)
         return self.frames[md5]

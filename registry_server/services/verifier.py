@@ -15,10 +15,11 @@ Outcomes (each an audit event of the same name):
   (and, with no approvals required, moves the alias through the outbox);
 - ``evidence_unverified``: values differ; the request ends ``rejected``, the event and
   the request's ``verification`` name each value (bundle vs recomputed);
-- ``evidence_unverifiable``: the inputs cannot be had (data missing from the DVC remote,
-  a report on data with no DVC identity, an unknown model version), or a transient
-  failure (remote or MLflow unreachable) lasted ``verify_max_attempts`` tries; the
-  request ends ``rejected``.
+- ``evidence_unverifiable``: the inputs cannot be had (a report on data with no DVC
+  identity, an unknown model version), or data missing from the DVC remote or a
+  transient failure (remote or MLflow unreachable) lasted ``verify_max_attempts`` tries
+  (backing off 2, 4, 8... seconds: a pipeline pushes its data right after it requests);
+  the request ends ``rejected``.
 
 Example:
     >>> verify_due(ctx)  # number of verifications completed  # doctest: +SKIP
@@ -145,6 +146,9 @@ def _verify_one(ctx: ServerContext, job_id: int) -> bool:
     try:
         result = _rederive(ctx, job)
     except EvidenceUnverifiable as exc:
+        if exc.details.get("missing_md5") and job["attempts"] < ctx.verify_max_attempts:
+            _retry_later(ctx, job_id, exc)  # `dvc repro` requests, then `dvc push`
+            return False
         result = _outcome("unverifiable", EvidenceUnverifiable.code, exc.message)
     except (EvidenceMismatch, EvidenceUnverified) as exc:
         result = _outcome("unverified", EvidenceUnverified.code, exc.message)

@@ -4,7 +4,6 @@ with real GX, the candidate and champion re-scored; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,8 @@ from fastapi.testclient import TestClient
 
 import mlops
 from mlops import evidence
+from mlops.client import RegistryClient
+from mlops.promotion import submit
 from registry_server.app import create_app
 from registry_server.services.verifier import _claim, verify_due
 from registry_server.settings import RegistrySettings
@@ -173,30 +174,20 @@ def test_honest_bundle_is_verified_by_the_background_worker_then_approvable(
         with app.state.ctx.db.session() as s:
             for user in ("rita", "ann", "root"):
                 srv.tokens[user] = create_token(s, user, USERS[user]).token
-        rid = srv.request(vname, version, digest).json()["id"]
+        requester = RegistryClient(http=client, token=srv.tokens["rita"])
+        handle = submit(vname, version, to="production", digest=digest, client=requester)
+        assert handle.state == "verifying"
 
-        refused = srv.approve(rid, "ann")  # the loop may not have started: it is verifying
-        if refused.status_code != 200:
-            assert refused.status_code == 409 and refused.json()["code"] == "evidence_verifying"
-        body = _wait(srv, rid, lambda b: b["state"] != "verifying")
-        assert body["state"] in ("pending", "approved", "promoted"), body
-        found = body["verification"]
+        handle.wait_verified(timeout=60)  # what mlops.promote() does after it submits
+
+        assert handle.state == "pending", handle.promotion
+        found = handle.promotion.verification
         assert found["state"] == "verified" and found["differences"] == []
         assert found["steps"] == ["validation", "evaluation"] and found["checked"] > 20
-        if body["state"] == "pending":
-            body = srv.approve(rid, "ann").json()
+        body = srv.approve(handle.id, "ann").json()
         assert body["state"] == "promoted", body
         assert app.state.loops["verifier"].report()["alive"]
         assert len(_events(srv, vname, "evidence_verified")) == 1
-
-
-def _wait(srv: Server, rid: int, done, timeout: float = 60.0) -> dict:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        body = srv.client.get(f"/v1/promotions/{rid}").json()
-        if done(body) or time.monotonic() > deadline:
-            return body
-        time.sleep(0.2)
 
 
 def test_approval_while_verifying_is_refused_with_its_code(
@@ -252,12 +243,20 @@ def test_data_missing_from_the_remote_ends_unverifiable(
     digest = _record(bundle)
 
     rid = vserver.request(vname, version, digest).json()["id"]
+    for attempt in range(1, vserver.ctx.verify_max_attempts):  # a push may still come
+        assert verify_due(vserver.ctx) == 0
+        running = vserver.client.get(f"/v1/promotions/{rid}").json()
+        assert running["state"] == "verifying"
+        assert running["verification"]["attempts"] == attempt
+        assert "is not in the DVC remote" in running["verification"]["reason"]
+        vserver.clock.advance(seconds=2.0**attempt)
     assert verify_due(vserver.ctx) == 1
 
     body = vserver.client.get(f"/v1/promotions/{rid}").json()
     assert body["state"] == "rejected"
     found = body["verification"]
     assert found["code"] == "evidence_unverifiable"
+    assert found["attempts"] == vserver.ctx.verify_max_attempts
     assert "0123456789abcdef0123456789abcdef" in found["reason"]
     assert "is not in the DVC remote" in found["reason"]
     (event,) = _events(vserver, vname, "evidence_unverifiable")
