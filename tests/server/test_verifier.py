@@ -315,3 +315,51 @@ def test_a_target_without_verify_keeps_todays_behaviour(
     assert body["state"] == "pending" and body["verification"] is None
     assert verify_due(vserver.ctx) == 0
     assert vserver.approve(body["id"], "ann").json()["state"] == "promoted"
+
+
+def test_a_server_killed_mid_verification_is_resumed_by_the_next_one(
+    database_url: str, verify_policy: Path, mlflow_home: Path, vname: str, lineage_run,
+    validation_report, tmp_path: Path,
+) -> None:  # fmt: skip
+    import httpx
+
+    from tests.server._procs import ADMIN, start_registry, tokens, wait_until
+
+    version = _register(lineage_run, vname)
+    digest = _record(_honest(lineage_run, validation_report, vname, version))
+    common = {
+        "database_url": database_url,
+        "tracking_uri": f"sqlite:///{mlflow_home / 'mlflow.db'}",
+        "policy_file": verify_policy,
+        "reconcile_interval": 0,
+        "verify_interval": 0.3,
+        "verify_lease": 1,
+    }
+    first = start_registry(tmp_path, **common, fault_point="mid_verification")
+    with first.api() as api:
+        h = tokens(api, {"rita": "requester"})
+        body = {"model": vname, "version": version, "target": "production"}
+        res = api.post(
+            "/v1/promotions", json={**body, "evidence_digest": digest}, headers=h["rita"]
+        )
+        assert res.json()["state"] == "verifying"
+    assert first.proc.wait(timeout=120) == -9  # killed after re-deriving, before writing
+    assert "fault point mid_verification armed" in first.log_text()
+
+    second = start_registry(tmp_path, **common, port=first.port, log_name="second.log")
+    try:
+        with second.api() as api:
+            rid = res.json()["id"]
+            wait_until(lambda: api.get(f"/v1/promotions/{rid}").json()["state"] != "verifying", 120)
+            got = api.get(f"/v1/promotions/{rid}").json()
+            assert got["state"] == "pending", got
+            assert got["verification"]["state"] == "verified"
+            assert got["verification"]["attempts"] == 2
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+            events = api.get("/v1/audit?limit=1000", headers=admin).json()["items"]
+            mine = sorted(e["action"] for e in events if e["payload"].get("request_id") == rid)
+            assert mine == ["evidence_verified", "requested", "verification_started"]
+    except httpx.TransportError:
+        raise AssertionError(second.log_text()[-4000:]) from None
+    finally:
+        second.stop()
