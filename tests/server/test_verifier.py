@@ -159,6 +159,24 @@ def test_fabricated_bundle_is_rejected_naming_each_value(
     assert event["payload"]["differing"] == 2 * len(real)
     assert "evaluation.metrics.candidate.accuracy: bundle 0.999" in event["payload"]["reason"]
     assert vserver.client.get("/v1/audit/verify", headers=vserver.h("root")).json()["ok"]
+    _status_names_the_differences(body, real)
+
+
+def _status_names_the_differences(body: dict, real: dict) -> None:
+    """What `mlops status ID` prints for it: the code, and each value with both numbers."""
+    import typer
+    from typer.testing import CliRunner
+
+    from mlops.cli._output import show_promotion
+    from mlops.client import Promotion
+
+    app = typer.Typer()
+    app.command()(lambda: show_promotion(Promotion.from_dict(body), as_json=False))
+    out = CliRunner().invoke(app, [], terminal_width=200).output
+    assert "verification (validation, evaluation): unverified" in out
+    assert "evidence_unverified: " in out
+    assert "evaluation.metrics.candidate.accuracy" in out and "0.999" in out
+    assert repr(real["accuracy"]) in out
 
 
 def test_honest_bundle_is_verified_by_the_background_worker_then_approvable(
