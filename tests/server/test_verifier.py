@@ -64,8 +64,7 @@ def _app(database_url: str, policy: Path, tracking_uri: str, clock: Clock, **kw:
         tracking_uri=tracking_uri,
         reconcile_interval=0,
         webhook_interval=0,
-        ui=False,
-        **kw,
+        **{"ui": False, **kw},
     )
     return create_app(settings, clock=clock)
 
@@ -78,7 +77,7 @@ def vserver(
     (the verifier loop off: tests run its passes themselves)."""
     tracking_uri = f"sqlite:///{mlflow_home / 'mlflow.db'}"
     clock = Clock()
-    app = _app(database_url, verify_policy, tracking_uri, clock, verify_interval=0)
+    app = _app(database_url, verify_policy, tracking_uri, clock, verify_interval=0, ui=True)
     srv = Server(TestClient(app), clock, MlflowModel(tracking_uri, lineage_run[2], ""))
     with app.state.ctx.db.session() as s:
         for user, roles in USERS.items():
@@ -250,6 +249,25 @@ def test_tampered_validation_result_is_caught(
         "bundle": 5000,
         "recomputed": 150,
     }
+    page = _page(vserver, f"/ui/requests/{rid}")
+    assert "Verified by the server (validation, evaluation)" in page
+    assert '<code>validation[iris_train].rows</code></th><td data-label="Evidence">5000' in page
+    assert '<td data-label="Recomputed">150</td>' in page
+    assert "No verifying requests." in _page(vserver, "/ui/requests?state=verifying")
+    assert f'href="/ui/requests/{rid}"' in _page(vserver, "/ui/requests?state=rejected")
+
+
+def _page(srv: Server, path: str, user: str = "ann") -> str:
+    """A reviewer page, signed in as ``user``."""
+    import re
+
+    login = srv.client.get("/ui/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
+    form = {"token": srv.tokens[user], "csrf_token": csrf, "next": "/ui/requests"}
+    srv.client.post("/ui/login", data=form, follow_redirects=False)
+    res = srv.client.get(path)
+    assert res.status_code == 200, res.text[:2000]
+    return res.text
 
 
 def test_data_missing_from_the_remote_ends_unverifiable(
