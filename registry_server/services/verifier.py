@@ -36,10 +36,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mlops.errors import (
+    EvaluationError,
+    EvidenceError,
     EvidenceMismatch,
     EvidenceUnverifiable,
     EvidenceUnverified,
-    ModelVersionNotFound,
     NotFoundError,
 )
 from registry_server.db.models import Outbox, PromotionRequest
@@ -152,6 +153,9 @@ def _verify_one(ctx: ServerContext, job_id: int) -> bool:
         result = _outcome("unverifiable", EvidenceUnverifiable.code, exc.message)
     except (EvidenceMismatch, EvidenceUnverified) as exc:
         result = _outcome("unverified", EvidenceUnverified.code, exc.message)
+    except (EvidenceError, NotFoundError, EvaluationError) as exc:  # retrying cannot help
+        why = f"The evidence cannot be re-derived: {exc.message}"
+        result = _outcome("unverifiable", EvidenceUnverifiable.code, why)
     except Exception as exc:  # unreachable remote or MLflow, or a fault: retried, bounded
         if job["attempts"] < ctx.verify_max_attempts:
             _retry_later(ctx, job_id, exc)
@@ -171,17 +175,14 @@ def _rederive(ctx: ServerContext, job: dict[str, Any]) -> dict[str, Any]:
             f"The evidence of {job['model']!r} v{job['version']} changed while it was being "
             f"verified ({job['digest'][:12]} -> {digest[:12]})."
         )
-    try:
-        found = rederive(
-            bundle,
-            job["steps"],
-            remote=ctx.dvc_remote_url,
-            remote_config=ctx.dvc_remote_config,
-            load_model=ctx.gateway.load_model,
-            tolerance=ctx.verify_tolerance,
-        )
-    except (ModelVersionNotFound, NotFoundError) as exc:
-        raise EvidenceUnverifiable(f"A model the evidence names is gone: {exc.message}") from exc
+    found = rederive(
+        bundle,
+        job["steps"],
+        remote=ctx.dvc_remote_url,
+        remote_config=ctx.dvc_remote_config,
+        load_model=ctx.gateway.load_model,
+        tolerance=ctx.verify_tolerance,
+    )
     if found.ok:
         return {"state": "verified", "code": "evidence_verified", **found.to_dict()}
     named = "; ".join(str(d) for d in found.differences[:5])

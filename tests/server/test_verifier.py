@@ -399,3 +399,20 @@ def test_a_server_killed_mid_verification_is_resumed_by_the_next_one(
         raise AssertionError(second.log_text()[-4000:]) from None
     finally:
         second.stop()
+
+
+def test_a_champion_version_that_does_not_exist_ends_unverifiable_at_once(
+    vserver: Server, vname: str, lineage_run, validation_report
+) -> None:
+    version = _with_champion(lineage_run, vname)
+    bundle = _honest(lineage_run, validation_report, vname, version)
+    bundle["evaluation"]["champion_version"] = 99  # scored against a version never registered
+    rid = vserver.request(vname, version, _record(bundle)).json()["id"]
+
+    assert verify_due(vserver.ctx) == 1  # no retries: asking again cannot help
+
+    found = vserver.client.get(f"/v1/promotions/{rid}").json()["verification"]
+    assert (found["state"], found["code"], found["attempts"]) == (
+        "unverifiable", "evidence_unverifiable", 1,
+    )  # fmt: skip
+    assert f"Model {vname!r} has no version 99" in found["reason"]
