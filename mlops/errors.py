@@ -29,6 +29,9 @@ __all__ = [
     "EvaluationError",
     "EvidenceError",
     "EvidenceMismatch",
+    "EvidenceUnverifiable",
+    "EvidenceUnverified",
+    "EvidenceVerifying",
     "FreezeWindowError",
     "GateError",
     "MissingDependency",
@@ -208,6 +211,26 @@ class EvidenceMismatch(EvidenceError):
     default_hint = "The evidence changed since it was recorded; rebuild it and request again."
 
 
+class EvidenceUnverified(EvidenceError):
+    """The server re-ran a check of the evidence and got other values than the bundle."""
+
+    code = "evidence_unverified"
+    default_hint = (
+        "The recorded evidence does not match what the pinned data and model give: build it "
+        "again with `mlops.promote(...)` and open a new request."
+    )
+
+
+class EvidenceUnverifiable(EvidenceError):
+    """The server could not re-derive the evidence (data not in the DVC remote, no label)."""
+
+    code = "evidence_unverifiable"
+    default_hint = (
+        "Push the data the evidence names to the DVC remote (`dvc push`), record evidence "
+        "with `mlops.promote(...)` from DVC-tracked data, and open a new request."
+    )
+
+
 # --- policy and the gate ----------------------------------------------------------------
 class PolicyError(MlopsError, ValueError):
     code = "policy_error"
@@ -255,6 +278,16 @@ class NothingToRollBack(ConflictError):
     default_hint = (
         "Rollback only goes back to an earlier approved holder; to put another version in "
         "the alias, open a promotion request for it."
+    )
+
+
+class EvidenceVerifying(ConflictError):
+    """A request whose evidence the server is still re-deriving takes no decisions yet."""
+
+    code = "evidence_verifying"
+    default_hint = (
+        "The server is re-deriving the evidence; wait until the request is pending "
+        "(GET /v1/promotions/{id}), then approve."
     )
 
 

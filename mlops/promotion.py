@@ -427,6 +427,8 @@ def promote(
     handle = PromotionHandle(client, None, verdict=verdict, evidence=bundle)
     if submit:
         handle.submit(name, version, to=to)
+        if handle.state == "verifying":  # the server re-derives the evidence first
+            handle.wait_verified()
     return handle
 
 
@@ -489,6 +491,27 @@ class PromotionHandle:
             return self
         with RegistryClient() as client:
             self.promotion = client.get_promotion(promotion_id)
+        return self
+
+    def wait_verified(self, *, timeout: float = 120.0, interval: float = 0.5) -> PromotionHandle:
+        """Poll while the server re-derives the evidence (state ``verifying``).
+
+        Afterwards the request is ``pending`` (verified: approvals count now) or
+        ``rejected`` (``self.promotion.verification`` names what differs).
+        :class:`PromotionTimeout` after ``timeout`` seconds.
+
+        Example:
+            >>> handle.wait_verified().state                               # doctest: +SKIP
+            'pending'
+        """
+        deadline = time.monotonic() + timeout
+        while self.refresh().state == "verifying":
+            if time.monotonic() >= deadline:
+                raise PromotionTimeout(
+                    f"Promotion #{self.id} is still verifying after {timeout:g}s.",
+                    promotion_id=self.id,
+                )
+            time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
         return self
 
     def wait(self, *, timeout: float = 600.0, interval: float = 2.0) -> PromotionHandle:

@@ -73,6 +73,15 @@ def create_app(
         fault_point=settings.fault_point,
         secret_box=box,
         webhook_allow_private=settings.webhook_allow_private,
+        dvc_remote_url=settings.dvc_remote_url,
+        dvc_remote_config=(
+            {"endpointurl": settings.dvc_remote_endpoint_url}
+            if settings.dvc_remote_endpoint_url
+            else {}
+        ),
+        verify_lease=settings.verify_lease,
+        verify_tolerance=settings.verify_tolerance,
+        verify_max_attempts=settings.verify_max_attempts,
     )
     if clock is not None:
         ctx.clock = clock
@@ -167,6 +176,8 @@ def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
             )
         if settings.webhook_interval > 0:
             loops.append((LoopHealth("webhooks", settings.webhook_interval), _webhook_work(app)))
+        if settings.verify_interval > 0:
+            loops.append((LoopHealth("verifier", settings.verify_interval), _verify_work(app)))
         for health, work in loops:
             health.task = asyncio.create_task(run_loop(health, work))
             app.state.loops[health.name] = health
@@ -212,6 +223,13 @@ def _subscribe(app: FastAPI, settings: RegistrySettings) -> None:
         log.warning("subscribing to MLflow alias webhooks failed (retried): %s", exc)
         return
     state["subscribed"], state["error"] = True, None
+
+
+def _verify_work(app: FastAPI) -> Callable[[], int]:
+    """Re-derive the evidence of requests in ``verifying`` (a pass resumes any left over)."""
+    from registry_server.services.verifier import verify_due
+
+    return lambda: verify_due(app.state.ctx)
 
 
 def _webhook_work(app: FastAPI) -> Callable[[], object]:

@@ -463,6 +463,27 @@ class MlflowGateway:
                 ) from exc
             return Path(local).read_bytes()
 
+    def load_model(self, name: str, version: int) -> Any:
+        """The registered version's model, loaded as an MLflow pyfunc model (for re-scoring).
+
+        Example:
+            >>> gw.load_model("churn", 3).predict(frame)               # doctest: +SKIP
+        """
+        import mlflow.pyfunc
+        from mlflow.artifacts import download_artifacts
+        from mlflow.exceptions import MlflowException
+
+        self._version(name, version)  # ModelVersionNotFound / RegistryUnavailable
+        try:
+            uri = self.client.get_model_version_download_uri(name, str(version))
+            with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+                local = download_artifacts(
+                    artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri
+                )
+                return mlflow.pyfunc.load_model(local)
+        except (MlflowException, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
     # --- read-only views for the reviewer pages -------------------------------------------
     def describe_version(self, name: str, version: int) -> VersionRun:
         """The run (params, tags, dataset inputs) and logged model (flavors, signature)

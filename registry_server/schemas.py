@@ -38,7 +38,15 @@ NO_NUL = r"^[^\x00]*$"  # what the server refuses is in the schema: no NUL in an
 _TEXT = {"pattern": NO_NUL}  # documented; ``_In._no_nul`` refuses with a clear message
 
 State = Literal[
-    "pending", "approved", "promoted", "rejected", "cancelled", "expired", "superseded", "stale"
+    "verifying",
+    "pending",
+    "approved",
+    "promoted",
+    "rejected",
+    "cancelled",
+    "expired",
+    "superseded",
+    "stale",
 ]
 Role = Literal["requester", "approver", "admin"]
 
@@ -125,6 +133,25 @@ class ChampionOut(BaseModel):
     run_id: str | None
 
 
+class DifferenceOut(BaseModel):
+    what: str = Field(description="The value, e.g. evaluation.metrics.candidate.accuracy.")
+    bundle: object = Field(description="What the evidence bundle states.")
+    recomputed: object = Field(description="What the server re-derived.")
+
+
+class VerificationOut(BaseModel):
+    state: Literal["running", "verified", "unverified", "unverifiable", "void"]
+    steps: list[str] = Field(description="What is re-derived (the policy's verify).")
+    attempts: int
+    code: str | None = Field(
+        default=None,
+        description="evidence_verified, evidence_unverified or evidence_unverifiable.",
+    )
+    reason: str | None = None
+    checked: int | None = Field(default=None, description="Values compared.")
+    differences: list[DifferenceOut] = []
+
+
 class PromotionOut(BaseModel):
     id: int
     model: str
@@ -143,6 +170,11 @@ class PromotionOut(BaseModel):
         default=None,
         description="The alias holder the verdict was judged against (version null: none); "
         "null when the target's verdict does not depend on it.",
+    )
+    verification: VerificationOut | None = Field(
+        default=None,
+        description="The server's re-derivation of the evidence (policy `verify`): null "
+        "when the target's policy asks for none.",
     )
 
 

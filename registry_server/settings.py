@@ -107,10 +107,44 @@ class RegistrySettings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
     )
-    fault_point: Literal["after_intent", "after_mlflow_set", "after_final"] | None = Field(
+    fault_point: (
+        Literal["after_intent", "after_mlflow_set", "after_final", "mid_verification"] | None
+    ) = Field(
         default=None,
         description="Test only: kill the process at this point of an alias move "
-        "(after_intent, after_mlflow_set, after_final).",
+        "(after_intent, after_mlflow_set, after_final) or of a verification "
+        "(mid_verification: re-derived, outcome not yet written).",
+    )
+    dvc_remote_url: str | None = Field(
+        default=None,
+        description="DVC remote the verifier fetches evidence data from by md5 (a folder, "
+        "s3://bucket/prefix, ...; S3 credentials from the usual AWS_* variables). Default: "
+        "the remote each dataset of the evidence records.",
+    )
+    dvc_remote_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of an S3-compatible DVC remote (e.g. http://minio:9000).",
+    )
+    verify_interval: float = Field(
+        default=2.0, ge=0, description="Seconds between verifier passes (0: off)."
+    )
+    verify_lease: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a verification is claimed by one worker before another may "
+        "run it again (a worker that died mid-way is replaced after it).",
+    )
+    verify_tolerance: float = Field(
+        default=1e-6,
+        ge=0,
+        description="Largest absolute difference between a number in the evidence and its "
+        "re-derived value that still counts as equal.",
+    )
+    verify_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Tries of a verification whose remote or MLflow is unreachable before "
+        "the request ends rejected (evidence_unverifiable).",
     )
     mlflow_ui_url: str | None = Field(
         default=None,

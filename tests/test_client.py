@@ -408,5 +408,5 @@ def test_every_final_state_of_the_server_ends_a_wait():
 
     server_states = set(typing.get_args(State))
 
-    assert server_states - {"pending", "approved"} == FINAL_STATES
+    assert server_states - {"verifying", "pending", "approved"} == FINAL_STATES
     assert set(STATES) == set(_STATES) == server_states

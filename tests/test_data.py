@@ -359,3 +359,39 @@ def test_committed_flag_reads_back_from_json_and_from_tag_strings():
     assert DatasetVersion.from_dict({**base, "committed": "False"}).committed is False
     assert DatasetVersion.from_dict({**base, "committed": "True"}).committed is True
     assert "committed" not in DatasetVersion.from_dict(base).to_dict()
+
+
+# --- fetching by md5 from the remote (what the registry server's verifier does) -----------
+def test_fetch_by_md5_reads_a_file_and_a_directory_from_the_remote_alone(dvc_repo, tmp_path):
+    (dvc_repo.root / "images" / "sub").mkdir(parents=True)
+    (dvc_repo.root / "images" / "a.csv").write_text("v\n1\n")
+    (dvc_repo.root / "images" / "sub" / "b.csv").write_text("v\n2\n")
+    (dvc_repo.root / "train.csv").write_bytes(b"x,y\r\n1,2\r\n")
+    dvc_repo.dvc("add", "-q", "images", "train.csv")
+    dvc_repo.commit("track")
+    dvc_repo.dvc("push", "-q")
+    shutil.rmtree(dvc_repo.root / ".dvc" / "cache")  # only the remote has the objects
+    folder, single = data.version("images"), data.version("train.csv")
+
+    files = data.fetch(folder.md5, remote=str(dvc_repo.remote), to=tmp_path, name="images")
+    one = data.fetch(single.md5, remote=str(dvc_repo.remote), to=tmp_path, name="train.csv")
+
+    assert sorted(name for _, name in files) == ["images/a.csv", "images/sub/b.csv"]
+    assert sorted(data.read_fetched(files)["v"]) == [1, 2]
+    assert one[0][0].read_bytes() == b"x,y\r\n1,2\r\n"  # the bytes, as DVC hashed them
+
+
+def test_fetch_refuses_a_missing_or_changed_object_naming_it(tracked, tmp_path):
+    repo, _ = tracked
+    ds = data.version("data/train.csv")
+    missing = "0123456789abcdef0123456789abcdef"
+    with pytest.raises(data.DataNotInRemote, match=f"no object for 'x.csv' \\(md5 {missing}\\)"):
+        data.fetch(missing, remote=str(repo.remote), to=tmp_path, name="x.csv")
+    obj = repo.remote / "files" / "md5" / ds.md5[:2] / ds.md5[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b"x,y\r\n9,9\r\n")
+    changed = r"hashes to [0-9a-f]{32}, not its md5 [0-9a-f]{32}: the remote's copy was changed"
+    with pytest.raises(DataError, match=changed):
+        data.fetch(ds.md5, remote=str(repo.remote), to=tmp_path / "again", name=ds.path)
+    with pytest.raises(DataError, match="32 lowercase hex characters"):
+        data.fetch("../../etc/passwd", remote=str(repo.remote), to=tmp_path)

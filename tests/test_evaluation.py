@@ -27,6 +27,7 @@ CONTRACT_KEYS = {
     "beats_champion",
     "passed",
     "notes",
+    "label",  # the label column, so the server can re-run the evaluation
 }
 
 
@@ -317,6 +318,7 @@ def test_classification_metrics_and_contract_shape(
     body = report.to_dict()
 
     assert set(body) == CONTRACT_KEYS
+    assert body["label"] == "target"
     assert set(body["metrics"]["candidate"]) == {
         "accuracy",
         "f1_macro",

@@ -37,6 +37,8 @@ BY_CODE: dict[str, str] = {
     "`mlops env` shows the DVC root.",
     "revision_not_found": "Use a commit, branch or tag that exists (`git log --oneline`); "
     "`mlops env` shows the project root.",
+    "data_not_in_remote": "Push the data to the DVC remote with `dvc push`, then request again "
+    "with `mlops request MODEL VERSION --to ALIAS`.",
     "stale_data": "Run `dvc repro` and commit before requesting; `mlops env` shows the stores.",
     "data_validation_failed": "Read the failed expectations; fix the data or the suite and run "
     "`dvc repro` again.",
@@ -53,6 +55,12 @@ BY_CODE: dict[str, str] = {
     "`mlops request MODEL VERSION --to ALIAS`.",
     "evidence_mismatch": "The evidence changed since it was recorded: run `dvc repro`, then "
     "`mlops request MODEL VERSION --to ALIAS` again.",
+    "evidence_unverified": "The server re-ran the checks and got other values (`mlops status "
+    "ID` names them): run `dvc repro`, then `mlops request MODEL VERSION --to ALIAS` again.",
+    "evidence_unverifiable": "The server could not fetch the data or model the evidence names "
+    "(`mlops status ID` says which): `dvc push`, then `mlops request MODEL VERSION --to ALIAS`.",
+    "evidence_verifying": "The server is still re-deriving the evidence: wait until "
+    "`mlops status ID` shows it pending, then approve.",
     "policy_error": "Fix promotion-policy.yaml (the message names the key); the server "
     "reloads it on restart (`mlops server`).",
     "policy_violation": "See which rule failed with `mlops status ID`; fix the evidence and "

@@ -134,6 +134,7 @@ def show_promotion(p: Promotion, *, as_json: bool) -> None:
     if p.rules:
         rows = [(r.rule, "ok" if r.passed else "FAIL", r.reason) for r in p.rules]
         out.print(table("checks", ["rule", "", "reason"], rows, wrap=["reason"]))
+    _show_verification(out, p.verification)
     if p.approvals:
         rows = [
             (a.user, a.decision, a.at, "yes" if a.counts else f"no: {a.why_not}", a.comment)
@@ -141,6 +142,24 @@ def show_promotion(p: Promotion, *, as_json: bool) -> None:
         ]
         headers = ["user", "decision", "at", "counts", "comment"]
         out.print(table("decisions", headers, rows, wrap=["at", "counts", "comment"]))
+
+
+def _show_verification(out: Any, found: Mapping[str, Any] | None) -> None:
+    """The server's re-derivation of the evidence: outcome, why, each differing value."""
+    if not found:
+        return
+    from rich.markup import escape
+
+    steps = ", ".join(found.get("steps") or ())
+    state = found.get("state")
+    colour = {"verified": "green", "running": "yellow"}.get(state, "red")
+    out.print(f"verification ({escape(steps)}): [{colour}]{escape(str(state))}[/]")
+    if state not in ("running", "verified") and found.get("reason"):
+        out.print(f"[red]{escape(str(found.get('code')))}: {escape(str(found['reason']))}[/]")
+    diffs = found.get("differences") or ()
+    if diffs:
+        rows = [(d["what"], repr(d["bundle"]), repr(d["recomputed"])) for d in diffs]
+        out.print(table("differences", ["value", "bundle", "recomputed"], rows, wrap=["value"]))
 
 
 def show_holder(h: AliasHolder, *, as_json: bool) -> None:

@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 #: every state of a promotion request, in the order of its life; the last six are final
+#: (``verifying``: the server re-derives the evidence before approvals count)
 STATES = (
+    "verifying",
     "pending",
     "approved",
     "promoted",
@@ -41,7 +43,19 @@ STATES = (
     "superseded",
     "stale",
 )
-FINAL_STATES = frozenset(STATES[2:])
+FINAL_STATES = frozenset(STATES[3:])
+
+
+def _verification_lines(found: Mapping[str, Any] | None) -> list[str]:
+    """The verifier's outcome as text: its code and reason, one line per differing value."""
+    if not found or found.get("state") in (None, "running", "verified", "void"):
+        return []
+    lines = [f"  {found.get('code')}: {found.get('reason')}"]
+    for d in found.get("differences") or ():
+        lines.append(
+            f"    {d.get('what')}: bundle {d.get('bundle')!r}, recomputed {d.get('recomputed')!r}"
+        )
+    return lines
 
 
 def _plain(value: Any) -> Any:
@@ -137,6 +151,9 @@ class Promotion(_Entity):
     blocked_by: tuple[str, ...] = ()
     #: the champion the evidence was judged against (model, version, run id), bound at create
     champion: Mapping[str, Any] | None = None
+    #: the server's re-derivation of the evidence (``state``, ``code``, ``differences``),
+    #: ``None`` when the target's policy asks for none
+    verification: Mapping[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Promotion:
@@ -165,6 +182,7 @@ class Promotion(_Entity):
             quorum=Quorum(int(quorum.get("have", 0)), int(quorum.get("need", 0))),
             blocked_by=tuple(d.get("blocked_by") or ()),
             champion=d.get("champion"),
+            verification=d.get("verification"),
         )
 
     @property
@@ -191,6 +209,7 @@ class Promotion(_Entity):
         ]
         lines += [f"  blocked: {reason}" for reason in self.blocked_by if not self.final]
         lines += [f"  {r}" for r in self.rules if not r.passed]
+        lines += _verification_lines(self.verification)
         lines += [f"  {a}" for a in self.approvals]
         return "\n".join(lines)
 

@@ -8,6 +8,15 @@ Example:
 
 from mlops.data._dvc_files import _git as _git  # mlops.tracking asks git about the tree
 from mlops.data._dvc_files import _git_head as _git_head  # mlops.tracking records HEAD
+from mlops.data._remote import DataNotInRemote, fetch, read_fetched
 from mlops.data._version import DatasetVersion, open, read_dataframe, version
 
-__all__ = ["DatasetVersion", "open", "read_dataframe", "version"]
+__all__ = [
+    "DataNotInRemote",
+    "DatasetVersion",
+    "fetch",
+    "open",
+    "read_dataframe",
+    "read_fetched",
+    "version",
+]

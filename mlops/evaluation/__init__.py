@@ -8,7 +8,7 @@ Example:
     True
 """
 
-from mlops.evaluation._evaluate import REPORT_ARTIFACT, EvaluationReport, evaluate
+from mlops.evaluation._evaluate import REPORT_ARTIFACT, EvaluationReport, evaluate, score
 from mlops.evaluation._metrics import GREATER_IS_BETTER, MetricThreshold, MetricVerdict, Task
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "MetricVerdict",
     "Task",
     "evaluate",
+    "score",
 ]

@@ -62,6 +62,7 @@ __all__ = [
     "MetricThreshold",
     "MetricVerdict",
     "evaluate",
+    "score",
 ]
 
 REPORT_ARTIFACT = "mlops/evaluation/report.json"
@@ -93,6 +94,8 @@ class EvaluationReport:
     #: MLflow run of the champion version: with its version, the champion the verdict is
     #: bound to (a re-registered name gets the same number but another run)
     champion_run_id: str | None = None
+    #: the label column scored against (recorded so the evaluation can be re-run)
+    label: str | None = None
 
     @property
     def failures(self) -> tuple[MetricVerdict, ...]:
@@ -100,8 +103,8 @@ class EvaluationReport:
         return tuple(v for v in self.verdicts if not v.passed)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form, exactly the contract's keys."""
-        return {
+        """JSON-safe form, exactly the contract's keys (``label`` only when known)."""
+        out = {
             "model": self.model,
             "candidate_version": self.candidate_version,
             "champion_alias": self.champion_alias,
@@ -121,6 +124,9 @@ class EvaluationReport:
             "passed": self.passed,
             "notes": list(self.notes),
         }
+        if self.label is not None:
+            out["label"] = self.label
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EvaluationReport:
@@ -143,6 +149,7 @@ class EvaluationReport:
                 passed=bool(d["passed"]),
                 notes=tuple(d["notes"]),
                 champion_run_id=d.get("champion_run_id"),
+                label=d.get("label"),
             )
         except (KeyError, TypeError) as exc:
             raise EvaluationError(f"Not an evaluation report dict: missing or bad {exc}.") from exc
@@ -265,10 +272,28 @@ def evaluate(
         passed=all(v.passed for v in verdicts),
         notes=tuple(notes),
         champion_run_id=champ_run_id,
+        label=target,
     )
     if log:
         report = _log(client, report)
     return report
+
+
+def score(
+    model: Any, frame: pd.DataFrame, *, label: str, task: Task | None = None
+) -> dict[str, float]:
+    """The metrics :func:`evaluate` computes, for a loaded (pyfunc) ``model`` on ``frame``.
+
+    ``label`` is the target column; every other column is a feature. This is the scoring
+    half of :func:`evaluate` without the registry: a verifier that loaded the model itself
+    gets exactly the numbers the evaluation recorded.
+
+    Example:
+        >>> score(mlflow.pyfunc.load_model(path), df, label="target")  # doctest: +SKIP
+        {'accuracy': 0.97, 'f1_macro': 0.97, ...}
+    """
+    features, y_true = _split(frame, label)
+    return _score(model, features, y_true, _resolve_task(y_true, task))
 
 
 # --- inputs ---------------------------------------------------------------------------

@@ -169,15 +169,27 @@ class Rollback(_Model):
     roles: tuple[str, ...] = DEFAULT_ROLES
 
 
+#: what the registry server can re-derive from pinned inputs before approvals count
+VerifyStep = Literal["validation", "evaluation"]
+
+
 class TargetPolicy(_Model):
     """The rules for one target alias (e.g. ``production``).
+
+    ``verify`` names what the registry server re-derives itself before a request takes
+    approvals: ``validation`` re-runs each recorded suite on the data fetched by its DVC
+    md5, ``evaluation`` re-scores the candidate and the champion on the evaluation data.
+    Empty (the default): the server checks the evidence's digest and verdict only.
 
     Example:
         >>> TargetPolicy(protected=True).approvals.count
         0
+        >>> TargetPolicy(verify=["validation", "evaluation"]).verify
+        ('validation', 'evaluation')
     """
 
     protected: bool = False
+    verify: tuple[VerifyStep, ...] = ()
     checks: Checks = Field(default_factory=Checks)
     approvals: Approvals = Field(default_factory=Approvals)
     freeze_windows: tuple[FreezeWindow, ...] = ()
@@ -318,6 +330,8 @@ def _ttl_seconds(targets: Mapping[str, TargetPolicy], data: dict[str, Any]) -> N
     for name, target in targets.items():
         if not target.checks.must_not_regress:  # absent before the rule existed: same digest
             del data[name]["checks"]["must_not_regress"]
+        if not target.verify:  # likewise: a policy without verify keeps its digest
+            del data[name]["verify"]
         for key in ("ttl", "request_ttl"):
             value = getattr(target.approvals, key)
             data[name]["approvals"][key] = value.total_seconds() if value else None
@@ -377,6 +391,8 @@ def _semantic_errors(policy: Policy) -> list[tuple[str, str]]:
                 errors.append((f"{base}.freeze_windows.{i}.end", "must be after start"))
         if not target.rollback.roles:
             errors.append((f"{base}.rollback.roles", "must name at least one role"))
+        if len(set(target.verify)) != len(target.verify):
+            errors.append((f"{base}.verify", "names a step twice"))
     return errors
 
 

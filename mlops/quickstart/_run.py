@@ -265,6 +265,8 @@ def _step_approve(job: _Job) -> None:
 
     assert job.ws is not None and job.server is not None
     request_id, model = job.state["request"]["id"], job.state["model"]
+    with RegistryClient(job.server.url, token=job.tokens["ci-bot"]) as client:
+        _wait_verified(client, request_id)  # the server re-derives the evidence first
     for user in ("alice", "bob"):
         with RegistryClient(job.server.url, token=job.tokens[user]) as client:
             promotion = client.approve(request_id, comment=f"{user}: evidence reviewed")
@@ -288,6 +290,15 @@ def _step_approve(job: _Job) -> None:
     )
     job.console.print(f"  request #{request_id}: {promotion.state}; server: {holder}")
     job.console.print(f"  MLflow: {model['name']}@{TARGET} -> version {mlflow_mv.version}")
+
+
+def _wait_verified(client: Any, request_id: int, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    promotion = client.get_promotion(request_id)
+    while promotion.state == "verifying" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        promotion = client.get_promotion(request_id)
+    return promotion
 
 
 def _wait_final(client: Any, request_id: int, timeout: float = 60.0) -> Any:

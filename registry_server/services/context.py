@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlops.policy import Policy
@@ -43,6 +43,12 @@ class ServerContext:
     webhook_allow_private: bool = False
     drift_page_size: int = 500
     governed_models: str = "*"  # glob of the models whose protected aliases it guards
+    #: the verifier (see registry_server.services.verifier)
+    dvc_remote_url: str | None = None  # None: the remote each dataset records
+    dvc_remote_config: dict[str, Any] = field(default_factory=dict)
+    verify_lease: float = 600.0
+    verify_tolerance: float = 1e-6
+    verify_max_attempts: int = 5
     #: model name -> MLflow's last-updated time when its alias holders were last verified
     alias_checks: dict[str, int | None] = field(default_factory=dict)
 

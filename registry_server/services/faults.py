@@ -1,12 +1,12 @@
-"""Crash points of the alias move, armed only by a test setting (``fault_point``).
+"""Crash points of the alias move and the verifier, armed only by a test setting (``fault_point``).
 
 When ``MLOPS_REGISTRY_FAULT_POINT`` names a point, the server kills itself with SIGKILL
 the moment it reaches it: no ``finally``, no rollback, exactly like a power cut. The
 crash-safety tests restart the process and check that recovery ends in one alias move.
 
 Example:
-    >>> POINTS
-    ('after_intent', 'after_mlflow_set', 'after_final')
+    >>> POINTS, VERIFY_POINTS
+    (('after_intent', 'after_mlflow_set', 'after_final'), ('mid_verification',))
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from registry_server.services.context import ServerContext
 
-__all__ = ["POINTS", "crash_here"]
+__all__ = ["POINTS", "VERIFY_POINTS", "crash_here"]
 
+#: the points of an alias move (promotion or rollback)
 POINTS = ("after_intent", "after_mlflow_set", "after_final")
+#: the point of a verification: re-derived, outcome not yet written
+VERIFY_POINTS = ("mid_verification",)
 log = logging.getLogger("registry_server")
 
 

@@ -24,6 +24,7 @@ from mlops.errors import (
     ChampionChanged,
     ConflictError,
     EvidenceMismatch,
+    EvidenceVerifying,
     FreezeWindowError,
     PermissionDenied,
     PolicyViolation,
@@ -43,7 +44,9 @@ from registry_server.services._rows import (
 from registry_server.services.context import Caller, ServerContext, utc
 from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
+from registry_server.services.journal import INTENT
 from registry_server.services.outbox import apply_intents, record_alias_intent
+from registry_server.services.verifier import start_verification, verification_of
 from registry_server.services.views import promotion_view
 
 __all__ = [
@@ -114,7 +117,7 @@ def create(
             select(PromotionRequest).where(
                 PromotionRequest.model == model,
                 PromotionRequest.target == target,
-                PromotionRequest.state == "pending",
+                PromotionRequest.state.in_(("pending", "verifying")),
             )
         ).all()
         _may_supersede(caller, older, model, target)
@@ -136,10 +139,12 @@ def create(
         s.add(req)
         s.flush()
         record_event(s, ctx, caller.user, "requested", req, policy_digest=ctx.policy.digest)
-        if tp.approvals.count == 0:
+        if tp.verify:  # approvals (or the move) wait for the verifier's outcome
+            start_verification(s, ctx, caller.user, req, tp.verify)
+        elif tp.approvals.count == 0:
             record_alias_intent(s, ctx, caller.user, req)
         request_id = req.id
-    if tp.approvals.count == 0:
+    if tp.approvals.count == 0 and not tp.verify:
         crash_here(ctx, "after_intent")
         apply_intents(ctx, request_id=request_id)
     return get(ctx, request_id)
@@ -162,8 +167,24 @@ def _may_supersede(
 
 
 # --- decisions -------------------------------------------------------------------------------
-def _pending(ctx: ServerContext, s: Session, req: PromotionRequest, tp: TargetPolicy) -> None:
+def _pending(
+    ctx: ServerContext,
+    s: Session,
+    req: PromotionRequest,
+    tp: TargetPolicy,
+    *,
+    verifying_ok: bool = False,
+) -> None:
+    """Refuse unless ``req`` is pending (or, for a no, still being verified)."""
     _expire_one(ctx, s, req, tp)
+    if req.state == "verifying" and not verifying_ok:
+        raise EvidenceVerifying(
+            f"Promotion request {req.id} is verifying: the server is re-deriving its "
+            "evidence, and approvals count only once that matches.",
+            hint=f"Wait until GET /v1/promotions/{req.id} shows it pending, then approve.",
+        )
+    if req.state == "verifying":
+        return
     if req.state != "pending":
         raise ConflictError(
             f"Promotion request {req.id} is {req.state}, not pending.",
@@ -289,7 +310,7 @@ def reject(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str 
     _require(caller, tp.approvals.roles, f"reject promotions to {req.target!r}")
     with ctx.db.session() as s:
         req = lock_request(s, request_id)
-        _pending(ctx, s, req, tp)
+        _pending(ctx, s, req, tp, verifying_ok=True)
         req.approvals.append(
             Approval(
                 user=caller.user,
@@ -316,8 +337,8 @@ def cancel(ctx: ServerContext, caller: Caller, request_id: int) -> dict:
             )
         tp = ctx.policy.rules(req.model, req.target)
         if tp is not None:
-            _pending(ctx, s, req, tp)
-        elif req.state != "pending":
+            _pending(ctx, s, req, tp, verifying_ok=True)
+        elif req.state not in ("pending", "verifying"):
             raise ConflictError(f"Promotion request {request_id} is {req.state}, not pending.")
         set_state(ctx, req, "cancelled")
         record_event(s, ctx, caller.user, "cancelled", req)
@@ -367,11 +388,17 @@ def _view(
 ) -> dict[str, Any]:
     """The wire form; ``intents`` (request id -> outbox row) spares the per-row lookup."""
     view = promotion_view(req, ctx.policy.rules(req.model, req.target), ctx.now())
+    view["verification"] = verification_of(s, req.id)
+    if req.state == "verifying":
+        steps = ", ".join((view["verification"] or {}).get("steps", []))
+        view["blocked_by"].append(f"verification: the server is re-deriving {steps}")
     if req.state == "approved":
         if intents is not None:
             intent = intents.get(req.id)
         else:
-            intent = s.scalar(select(Outbox).where(Outbox.request_id == req.id))
+            intent = s.scalar(
+                select(Outbox).where(Outbox.request_id == req.id, Outbox.kind == INTENT)
+            )
         if intent is not None and intent.state == "pending":
             why = intent.last_error or "queued"
             retry = utc(intent.next_attempt_at).isoformat()
@@ -425,7 +452,11 @@ def list_requests(
         intents = {
             o.request_id: o
             for o in (
-                s.scalars(select(Outbox).where(Outbox.request_id.in_(approved))) if approved else ()
+                s.scalars(
+                    select(Outbox).where(Outbox.request_id.in_(approved), Outbox.kind == INTENT)
+                )
+                if approved
+                else ()
             )
         }
         items = [_view(ctx, s, r, intents) for r in rows]
