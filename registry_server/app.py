@@ -45,6 +45,7 @@ def create_app(
         audit,
         health,
         mlflow_hooks,
+        policy,
         promotions,
         tokens,
         webhooks,
@@ -53,6 +54,7 @@ def create_app(
     from registry_server.services.aliases import AliasReader
     from registry_server.services.auth import ensure_token
     from registry_server.services.context import ServerContext
+    from registry_server.services.policies import start as start_policy
 
     settings = settings or load_registry_settings()
     _configure_logging(settings.log_level)
@@ -76,6 +78,7 @@ def create_app(
     )
     if clock is not None:
         ctx.clock = clock
+    start_policy(ctx, settings.policy_path)  # kept by digest; reloaded when the file changes
     if settings.fault_point:
         log.warning(
             "TEST SETTING: fault point %s armed, the server will kill itself", ctx.fault_point
@@ -96,7 +99,7 @@ def create_app(
     install_error_handlers(app)
     app.state.loops = {}
     app.state.mlflow_webhook = {"subscribed": False, "error": None}
-    for module in (health, promotions, aliases, audit, tokens, webhooks, mlflow_hooks):
+    for module in (health, promotions, aliases, audit, tokens, webhooks, mlflow_hooks, policy):
         app.include_router(module.router)
     describe_policy(app)
     if settings.ui:
@@ -130,9 +133,10 @@ def reconcile_once(ctx) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """
     from registry_server.services.drift import reconcile_protected
     from registry_server.services.outbox import apply_intents
-    from registry_server.services.promotions import expire_due
+    from registry_server.services.promotions import expire_due, release_soaked
 
     steps = {
+        "soaked": release_soaked,
         "applied": apply_intents,
         "expired": expire_due,
         "restored": reconcile_protected,
@@ -165,6 +169,8 @@ def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
             loops.append(
                 (LoopHealth("reconcile", settings.reconcile_interval), _reconcile_work(app))
             )
+        if settings.policy_poll_interval > 0:
+            loops.append((LoopHealth("policy", settings.policy_poll_interval), _policy_work(app)))
         if settings.webhook_interval > 0:
             loops.append((LoopHealth("webhooks", settings.webhook_interval), _webhook_work(app)))
         for health, work in loops:
@@ -212,6 +218,12 @@ def _subscribe(app: FastAPI, settings: RegistrySettings) -> None:
         log.warning("subscribing to MLflow alias webhooks failed (retried): %s", exc)
         return
     state["subscribed"], state["error"] = True, None
+
+
+def _policy_work(app: FastAPI) -> Callable[[], object]:
+    from registry_server.services.policies import poll
+
+    return lambda: poll(app.state.ctx)
 
 
 def _webhook_work(app: FastAPI) -> Callable[[], object]:

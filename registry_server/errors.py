@@ -40,6 +40,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "alias_holder_missing": 409,
     "evidence_mismatch": 409,
     "freeze_window": 409,
+    "soak_pending": 409,
     "policy_violation": 422,
     "policy_error": 422,
     "evidence_error": 422,

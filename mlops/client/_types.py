@@ -30,7 +30,7 @@ __all__ = [
     "Token",
 ]
 
-#: every state of a promotion request, in the order of its life; the last six are final
+#: every state of a promotion request, in the order of its life; the last seven are final
 STATES = (
     "pending",
     "approved",
@@ -40,6 +40,7 @@ STATES = (
     "expired",
     "superseded",
     "stale",
+    "voided",
 )
 FINAL_STATES = frozenset(STATES[2:])
 
@@ -137,6 +138,12 @@ class Promotion(_Entity):
     blocked_by: tuple[str, ...] = ()
     #: the champion the evidence was judged against (model, version, run id), bound at create
     champion: Mapping[str, Any] | None = None
+    #: a pending request's ladder step: ``{"held", "left_seconds", "until", "done", ...}``
+    soak: Mapping[str, Any] | None = None
+    #: counted approvals about to pass their ttl: ``{"user", "expires_at", "left_seconds"}``
+    expiring: tuple[Mapping[str, Any], ...] = ()
+    #: the policy in force when the request was opened
+    policy_digest: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Promotion:
@@ -165,6 +172,9 @@ class Promotion(_Entity):
             quorum=Quorum(int(quorum.get("have", 0)), int(quorum.get("need", 0))),
             blocked_by=tuple(d.get("blocked_by") or ()),
             champion=d.get("champion"),
+            soak=d.get("soak"),
+            expiring=tuple(d.get("expiring") or ()),
+            policy_digest=d.get("policy_digest"),
         )
 
     @property
@@ -190,6 +200,10 @@ class Promotion(_Entity):
             f"approvals {self.quorum}",
         ]
         lines += [f"  blocked: {reason}" for reason in self.blocked_by if not self.final]
+        lines += [
+            f"  expiring: {w['user']}'s approval stops counting at {w['expires_at']}"
+            for w in self.expiring
+        ]
         lines += [f"  {r}" for r in self.rules if not r.passed]
         lines += [f"  {a}" for a in self.approvals]
         return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlops.policy import Policy
@@ -43,6 +43,8 @@ class ServerContext:
     webhook_allow_private: bool = False
     drift_page_size: int = 500
     governed_models: str = "*"  # glob of the models whose protected aliases it guards
+    #: the policy file and what the last reload saw of it (``services.policies``)
+    policy_file: Any = None
     #: model name -> MLflow's last-updated time when its alias holders were last verified
     alias_checks: dict[str, int | None] = field(default_factory=dict)
 

@@ -32,7 +32,7 @@ from mlops.errors import (
 from mlops.identity import same_person
 from mlops.policy import TargetPolicy, active_freeze, check
 from registry_server.db.models import Approval, Outbox, PromotionRequest
-from registry_server.services import champion
+from registry_server.services import champion, ladder
 from registry_server.services._rows import (
     lock_request,
     lock_target,
@@ -55,6 +55,7 @@ __all__ = [
     "get",
     "list_requests",
     "reject",
+    "release_soaked",
 ]
 
 
@@ -107,9 +108,12 @@ def create(
         )
     bound = champion.bind(ctx, bundle, model, target, tp)
     now = ctx.now()
+    policy = ctx.policy  # one policy for the whole decision, even if a reload lands now
     with ctx.db.session() as s:
         lock_target(s, model, target)
         champion.check_create(s, model, target, bound)
+        step = ladder.require_held(s, ctx, model, version, target, tp)
+        release = tp.approvals.count == 0 and (step is None or step.done)
         older = s.scalars(
             select(PromotionRequest).where(
                 PromotionRequest.model == model,
@@ -129,17 +133,18 @@ def create(
             created_at=now,
             updated_at=now,
             champion=bound.to_dict() if bound is not None else None,
+            policy_digest=policy.digest,
         )
         for old in older:
             set_state(ctx, old, "superseded")
             record_event(s, ctx, caller.user, "superseded", old, by_version=version)
         s.add(req)
         s.flush()
-        record_event(s, ctx, caller.user, "requested", req, policy_digest=ctx.policy.digest)
-        if tp.approvals.count == 0:
+        record_event(s, ctx, caller.user, "requested", req, policy_digest=policy.digest)
+        if release:
             record_alias_intent(s, ctx, caller.user, req)
         request_id = req.id
-    if tp.approvals.count == 0:
+    if release:
         crash_here(ctx, "after_intent")
         apply_intents(ctx, request_id=request_id)
     return get(ctx, request_id)
@@ -199,6 +204,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
     with ctx.db.session() as s:
         req = lock_request(s, request_id)
         _pending(ctx, s, req, tp)
+        ladder.require_soaked(s, ctx, req, tp)
         before = promotion_view(req, tp, ctx.now())
         mine = [
             a for a in before["approvals"] if same_person(a["user"], caller.user) and a["counts"]
@@ -216,6 +222,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
                 comment=comment,
                 digest=digest,
                 at=ctx.now(),
+                policy_digest=ctx.policy.digest,
             )
         )
         req.updated_at = ctx.now()
@@ -298,6 +305,7 @@ def reject(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str 
                 comment=comment,
                 digest=req.evidence_digest,
                 at=ctx.now(),
+                policy_digest=ctx.policy.digest,
             )
         )
         set_state(ctx, req, "rejected")
@@ -344,6 +352,23 @@ def expire_due(ctx: ServerContext) -> int:
     return count
 
 
+def release_soaked(ctx: ServerContext) -> int:
+    """Move the alias for pending ladder requests that need no approval once soaked."""
+    ids = []
+    with ctx.db.session() as s:
+        for req in s.scalars(select(PromotionRequest).where(PromotionRequest.state == "pending")):
+            tp = ctx.policy.rules(req.model, req.target)
+            if tp is None or tp.requires is None or tp.approvals.count:
+                continue
+            step = ladder.soak_of(s, ctx, req, tp)
+            if step is not None and step.done:
+                record_alias_intent(s, ctx, "system", req)
+                ids.append(req.id)
+    for request_id in ids:
+        apply_intents(ctx, request_id=request_id)
+    return len(ids)
+
+
 # --- reads ------------------------------------------------------------------------------
 def _read(ctx: ServerContext, request_id: int) -> PromotionRequest:
     with ctx.db.read_sessions() as s:
@@ -363,7 +388,9 @@ def get(ctx: ServerContext, request_id: int) -> dict[str, Any]:
 
 
 def _view(ctx: ServerContext, s: Session, req: PromotionRequest) -> dict[str, Any]:
-    view = promotion_view(req, ctx.policy.rules(req.model, req.target), ctx.now())
+    tp = ctx.policy.rules(req.model, req.target)
+    step = ladder.soak_of(s, ctx, req, tp) if req.state == "pending" else None
+    view = promotion_view(req, tp, ctx.now(), soak=step)
     if req.state == "approved":
         intent = s.scalar(select(Outbox).where(Outbox.request_id == req.id))
         if intent is not None and intent.state == "pending":
