@@ -385,3 +385,42 @@ def test_versions_lists_the_registered_versions(cli: Cli, trained, model_name) -
     out = _run("versions", model_name + "x")
     assert out.exit_code == 1 and out.output.startswith("model_version_not_found:"), out.output
     assert "hint: List the registered versions with `mlops versions MODEL`" in out.output
+
+
+def test_policy_diff_and_history_against_the_server(
+    cli: Cli,
+    trained,
+    model_name,
+    tmp_path,  # noqa: F811
+) -> None:
+    from mlops.policy import parse_policy
+    from tests.test_client import POLICY
+
+    version, _ = trained.new_version(model_name)
+    rita, ann = cli.new_token("rita7", "requester"), cli.new_token("ann7", "approver")
+    p = cli.json("request", model_name, str(version), "--to", "production", token=rita)
+    cli("approve", str(p["id"]), token=ann)  # 1 of 2
+    new = tmp_path / "new-policy.yaml"
+    new.write_text(POLICY.replace("approvals: {count: 2,", "approvals: {count: 1,"))
+
+    out = cli("policy", "diff", str(new), token=ann)
+
+    old_digest, new_digest = parse_policy(POLICY).digest, parse_policy(new.read_text()).digest
+    assert f"policy {old_digest[:12]} -> {new_digest[:12]}" in out
+    assert f"request #{p['id']} {model_name} v{version} -> production: unblocks" in out
+    assert "approvals.count" in out and "FAIL: 1 of 2 counted" in out and "ok: 1 of 1" in out
+    judged = cli.json("policy", "diff", str(new), token=ann)
+    (item,) = [r for r in judged["requests"] if r["id"] == p["id"]]
+    assert [r["rule"] for r in item["rules"] if r["changed"]] == ["approvals.count"]
+    assert "unblocked" in cli("policy", "diff", str(new), "--all", token=ann)
+    denied = cli("policy", "diff", str(new), token=rita, code=1)
+    assert "forbidden" in denied and "mlops token create" in denied
+
+    history = cli.json("policy", "history", token=ann)
+    assert history["in_force"] == old_digest
+    (row,) = [ln for ln in cli("policy", "history", token=ann).splitlines() if "startup" in ln]
+    assert row.split()[:2] == ["*", old_digest[:12]]
+    assert cli("policy", "history", "--show", old_digest[:12], token=ann) == POLICY
+    refused = cli("policy", "reload", token=ann, code=1)
+    assert "forbidden" in refused
+    cli("cancel", str(p["id"]), token=rita)

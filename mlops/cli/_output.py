@@ -131,6 +131,14 @@ def show_promotion(p: Promotion, *, as_json: bool) -> None:
     out.print(f"evidence {p.evidence_digest}")
     for reason in p.blocked_by if not p.final else ():
         out.print(f"[yellow]blocked: {escape(reason)}[/]")
+    if p.soak and p.soak.get("until") and not p.final:
+        out.print(f"soak on {escape(p.soak['held'])} ends {p.soak['until']}")
+    for w in p.expiring:
+        left = int(w["left_seconds"] // 60)
+        out.print(
+            f"[yellow]expiring: {escape(w['user'])}'s approval stops counting at "
+            f"{w['expires_at']} ({left} min left)[/]"
+        )
     if p.rules:
         rows = [(r.rule, "ok" if r.passed else "FAIL", r.reason) for r in p.rules]
         out.print(table("checks", ["rule", "", "reason"], rows, wrap=["reason"]))
