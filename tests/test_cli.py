@@ -389,9 +389,9 @@ def test_versions_lists_the_registered_versions(cli: Cli, trained, model_name) -
 
 def test_policy_diff_and_history_against_the_server(
     cli: Cli,
-    trained,
+    trained,  # noqa: F811
     model_name,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ) -> None:
     from mlops.policy import parse_policy
     from tests.test_client import POLICY
