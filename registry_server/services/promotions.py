@@ -353,20 +353,30 @@ def expire_due(ctx: ServerContext) -> int:
 
 
 def release_soaked(ctx: ServerContext) -> int:
-    """Move the alias for pending ladder requests that need no approval once soaked."""
-    ids = []
-    with ctx.db.session() as s:
+    """Move the alias for pending ladder requests that need no approval once soaked.
+
+    The background pass calls it; each request is re-checked under its lock, so of several
+    workers one records the move.
+    """
+    due = []
+    with ctx.db.read_sessions() as s:
         for req in s.scalars(select(PromotionRequest).where(PromotionRequest.state == "pending")):
             tp = ctx.policy.rules(req.model, req.target)
-            if tp is None or tp.requires is None or tp.approvals.count:
-                continue
-            step = ladder.soak_of(s, ctx, req, tp)
-            if step is not None and step.done:
+            if tp is not None and tp.requires is not None and not tp.approvals.count:
+                due.append(req.id)
+    released = []
+    for request_id in due:
+        with ctx.db.session() as s:
+            req = lock_request(s, request_id)
+            lock_target(s, req.model, req.target)
+            tp = ctx.policy.rules(req.model, req.target)
+            step = ladder.soak_of(s, ctx, req, tp) if req.state == "pending" else None
+            if step is not None and step.done and tp is not None and not tp.approvals.count:
                 record_alias_intent(s, ctx, "system", req)
-                ids.append(req.id)
-    for request_id in ids:
+                released.append(request_id)
+    for request_id in released:
         apply_intents(ctx, request_id=request_id)
-    return len(ids)
+    return len(released)
 
 
 # --- reads ------------------------------------------------------------------------------

@@ -180,3 +180,28 @@ def test_a_newer_staging_version_voids_the_older_ones_request(ladder: Server, na
     assert ladder.client.get(f"/v1/promotions/{rid}").json()["state"] == "voided"
     (event,) = [e for e in _events(ladder, "ladder_voided") if e["payload"]["request_id"] == rid]
     assert event["payload"]["reason_code"] == "held_alias_replaced"
+
+
+def test_a_ladder_step_without_approvals_moves_once_soaked(
+    database_url: str, tmp_path: Path, mlflow_model: MlflowModel, name: str
+) -> None:
+    from registry_server.app import reconcile_once
+
+    policy = tmp_path / "promotion-policy.yaml"
+    policy.write_text(LADDER.replace("approvals: {count: 2,", "approvals: {count: 0,"))
+    srv, app = ladder_server(database_url, policy, mlflow_model, name)
+    try:
+        version, digest = to_staging(srv, name)
+        rid = srv.request(name, version, digest).json()["id"]
+        assert reconcile_once(srv.ctx)["soaked"] == 0  # still soaking: nothing moves
+        assert srv.client.get(f"/v1/promotions/{rid}").json()["state"] == "pending"
+
+        srv.clock.advance(seconds=2)
+        assert reconcile_once(srv.ctx)["soaked"] == 1
+        assert reconcile_once(srv.ctx)["soaked"] == 0  # once
+
+        assert srv.client.get(f"/v1/promotions/{rid}").json()["state"] == "promoted"
+        holder = srv.model.client().get_model_version_by_alias(name, "production")
+        assert int(holder.version) == version
+    finally:
+        app.state.ctx.db.dispose()
