@@ -424,3 +424,34 @@ def test_policy_diff_and_history_against_the_server(
     refused = cli("policy", "reload", token=ann, code=1)
     assert "forbidden" in refused
     cli("cancel", str(p["id"]), token=rita)
+
+
+def test_status_shows_the_soak_and_the_expiring_approvals(capsys) -> None:
+    from mlops.cli._output import show_promotion
+    from mlops.client import Promotion
+
+    p = Promotion.from_dict(
+        {
+            "id": 4,
+            "model": "churn",
+            "version": 3,
+            "target": "production",
+            "evidence_digest": "ab" * 32,
+            "requester": "rita",
+            "state": "pending",
+            "quorum": {"have": 1, "need": 2},
+            "blocked_by": ["soak: held staging for 1h of 1d: 23h left"],
+            "soak": {"held": "staging", "until": "2026-11-27T12:00:00+00:00", "done": False},
+            "expiring": [
+                {"user": "ann", "expires_at": "2026-11-26T13:00:00+00:00", "left_seconds": 600}
+            ],
+        }
+    )
+
+    show_promotion(p, as_json=False)
+
+    out = capsys.readouterr().out
+    assert "blocked: soak: held staging for 1h of 1d: 23h left" in out
+    assert "soak on staging ends 2026-11-27T12:00:00+00:00" in out
+    assert "expiring: ann's approval stops counting at 2026-11-26T13:00:00+00:00 (10 min" in out
+    assert "  expiring: ann's approval stops counting at 2026-11-26T13:00:00+00:00" in str(p)

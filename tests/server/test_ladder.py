@@ -165,6 +165,9 @@ def test_a_rollback_from_staging_during_the_soak_voids_the_request(
         f"v{v2} was rolled back from 'staging' before the promotion to 'production'"
     )
     assert event["payload"]["policy_digest"] == ladder.ctx.policy.digest
+    for action in ("rollback_requested", "rolled_back"):  # the rollback decision too
+        (moved,) = [e for e in _events(ladder, action) if e["payload"]["model"] == name]
+        assert moved["payload"]["policy_digest"] == ladder.ctx.policy.digest
     ladder.clock.advance(seconds=3)
     late = ladder.approve(rid, "ann")
     assert late.status_code == 409 and late.json()["code"] == "conflict", late.json()
