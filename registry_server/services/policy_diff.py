@@ -3,7 +3,8 @@
 For every pending request the gate rules (the evidence verdict, freeze windows, the
 ladder's soak and the approvals quorum) are judged under the policy in force and under
 the new one; for every current holder of an alias protected by either policy, its
-recorded evidence is judged likewise. Each item lists every rule with its old and new
+recorded evidence is judged against the checks (freeze windows, ladders and approvals
+concern moves, not holders). Each item lists every rule with its old and new
 result, and ``change``: ``blocks`` (passed, would not), ``unblocks`` (did not, would) or
 ``same``. Nothing is written.
 
