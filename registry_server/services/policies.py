@@ -115,7 +115,7 @@ def reload(ctx: ServerContext, *, actor: str, force: bool) -> dict[str, Any]:
     with ctx.db.session() as s:
         _put_in_force(s, ctx, policy, source, pf.path, actor=actor, previous=previous)
     ctx.policy = policy
-    log.warning("policy %s in force (was %s)", policy.digest[:12], previous[:12])
+    log.info("policy %s in force (was %s)", policy.digest[:12], previous[:12])
     return _result(True, ctx, previous, None)
 
 

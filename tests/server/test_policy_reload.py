@@ -162,3 +162,25 @@ def test_the_background_loop_picks_up_a_change(
             assert app.state.loops["policy"].report()["alive"] is True
     finally:
         app.state.ctx.db.dispose()
+
+
+def test_a_ladder_added_by_a_reload_holds_back_a_waiting_request(
+    database_url: str, tmp_path: Path, mlflow_model: MlflowModel, name: str
+) -> None:
+    path = tmp_path / "promotion-policy.yaml"
+    path.write_text(LADDER.replace("    requires: {held: staging, for: 2s}\n", ""))
+    srv, app = ladder_server(database_url, path, mlflow_model, name)
+    try:
+        version = srv.model.register(name)
+        rid = srv.request(name, version, srv.model.record(name, version)).json()["id"]
+        _write(path, LADDER)
+        assert poll(srv.ctx)["changed"]
+
+        body = srv.client.get(f"/v1/promotions/{rid}").json()
+        assert body["state"] == "pending" and body["soak"]["since"] is None
+        assert body["blocked_by"][0] == "soak: does not hold 'staging'; promote it there first"
+        res = srv.approve(rid, "ann")
+        assert res.status_code == 409 and res.json()["code"] == "soak_pending", res.json()
+        assert "does not hold 'staging'" in res.json()["message"]
+    finally:
+        app.state.ctx.db.dispose()
