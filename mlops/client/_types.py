@@ -102,6 +102,8 @@ class Approval(_Entity):
     at: str | None = None
     counts: bool = True
     why_not: str | None = None
+    #: the policy in force when the decision was taken
+    policy_digest: str | None = None
 
     def __str__(self) -> str:
         counted = "" if self.counts else f" (does not count: {self.why_not})"
