@@ -323,6 +323,9 @@ def test_audit_list_shows_the_newest_events_and_what_they_were_about(
     trained,  # noqa: F811
     model_name,
 ) -> None:
+    from mlops.policy import parse_policy
+    from tests.test_client import POLICY
+
     version, _ = trained.new_version(model_name)
     rita = cli.new_token("rita6", "requester")
     p = cli.json("request", model_name, str(version), "--to", "staging", token=rita)
@@ -335,7 +338,9 @@ def test_audit_list_shows_the_newest_events_and_what_they_were_about(
     table = cli("audit", "list", "--limit", "3", token=ADMIN_TOKEN)
     assert "what" in table.splitlines()[2]
     assert f"{model_name} v{version} -> staging (request #{p['id']})" in table
-    assert "token " in cli("audit", "list", "--after", "0", "--limit", "1", token=ADMIN_TOKEN)
+    first = cli("audit", "list", "--after", "0", "--limit", "1", token=ADMIN_TOKEN)
+    assert "policy_loaded" in first  # the server's start put its policy in force, first
+    assert f"policy {parse_policy(POLICY).digest[:12]} in force" in first
 
 
 def test_server_on_a_busy_port_says_so_and_names_the_option() -> None:

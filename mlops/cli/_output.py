@@ -169,6 +169,8 @@ def what(payload: Mapping[str, Any]) -> str:
         'iris@production v3 -> v2'
         >>> what({"user": "olga", "roles": ["approver"], "token_id": "t1"})
         'token t1 for olga [approver]'
+        >>> what({"digest": "4f0d1c2a77e3aa", "previous": "9ba838b24921ff", "path": "p.yaml"})
+        'policy 4f0d1c2a77e3 in force (was 9ba838b24921)'
     """
     p = dict(payload)
     model = p.get("model")
@@ -181,6 +183,11 @@ def what(payload: Mapping[str, Any]) -> str:
         text = f"{model} v{p.get('version')}" + (f" -> {to}" if to else "")
         if p.get("request_id") is not None:
             text += f" (request #{p['request_id']})"
+    elif "digest" in p and "previous" in p:  # policy_loaded
+        was = f" (was {p['previous'][:12]})" if p.get("previous") else ""
+        text = f"policy {p['digest'][:12]} in force{was}"
+    elif "in_force" in p and "error" in p:  # policy_rejected
+        text = f"policy file refused, {p['in_force'][:12]} stays in force: {p['error']}"
     elif "user" in p:
         roles = ", ".join(p.get("roles") or ())
         text = f"token {p.get('token_id')} for {p['user']}" + (f" [{roles}]" if roles else "")
