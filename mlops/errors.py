@@ -48,6 +48,7 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailable",
     "RevisionNotFound",
+    "SoakPending",
     "StaleDataError",
     "TrackingError",
     "UntrustedModelType",
@@ -250,6 +251,14 @@ class GateError(MlopsError, ValueError):
 class FreezeWindowError(GateError):
     code = "freeze_window"
     default_hint = "Wait until the freeze window ends, or ask an admin to change the policy."
+
+
+class SoakPending(GateError):
+    code = "soak_pending"
+    default_hint = (
+        "The version has not held the ladder's previous alias long enough yet: wait for "
+        "the soak time the request shows, then approve."
+    )
 
 
 class ConflictError(MlopsError, RuntimeError):

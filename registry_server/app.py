@@ -45,6 +45,7 @@ def create_app(
         audit,
         health,
         mlflow_hooks,
+        policy,
         promotions,
         tokens,
         webhooks,
@@ -53,6 +54,7 @@ def create_app(
     from registry_server.services.aliases import AliasReader
     from registry_server.services.auth import ensure_token
     from registry_server.services.context import ServerContext
+    from registry_server.services.policies import start as start_policy
 
     settings = settings or load_registry_settings()
     _configure_logging(settings.log_level)
@@ -85,6 +87,7 @@ def create_app(
     )
     if clock is not None:
         ctx.clock = clock
+    start_policy(ctx, settings.policy_path)  # kept by digest; reloaded when the file changes
     if settings.fault_point:
         log.warning(
             "TEST SETTING: fault point %s armed, the server will kill itself", ctx.fault_point
@@ -105,7 +108,7 @@ def create_app(
     install_error_handlers(app)
     app.state.loops = {}
     app.state.mlflow_webhook = {"subscribed": False, "error": None}
-    for module in (health, promotions, aliases, audit, tokens, webhooks, mlflow_hooks):
+    for module in (health, promotions, aliases, audit, tokens, webhooks, mlflow_hooks, policy):
         app.include_router(module.router)
     describe_policy(app)
     if settings.ui:
@@ -139,9 +142,10 @@ def reconcile_once(ctx) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """
     from registry_server.services.drift import reconcile_protected
     from registry_server.services.outbox import apply_intents
-    from registry_server.services.promotions import expire_due
+    from registry_server.services.promotions import expire_due, release_soaked
 
     steps = {
+        "soaked": release_soaked,
         "applied": apply_intents,
         "expired": expire_due,
         "restored": reconcile_protected,
@@ -174,6 +178,8 @@ def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
             loops.append(
                 (LoopHealth("reconcile", settings.reconcile_interval), _reconcile_work(app))
             )
+        if settings.policy_poll_interval > 0:
+            loops.append((LoopHealth("policy", settings.policy_poll_interval), _policy_work(app)))
         if settings.webhook_interval > 0:
             loops.append((LoopHealth("webhooks", settings.webhook_interval), _webhook_work(app)))
         if settings.verify_interval > 0:
@@ -230,6 +236,12 @@ def _verify_work(app: FastAPI) -> Callable[[], int]:
     from registry_server.services.verifier import verify_due
 
     return lambda: verify_due(app.state.ctx)
+
+
+def _policy_work(app: FastAPI) -> Callable[[], object]:
+    from registry_server.services.policies import poll
+
+    return lambda: poll(app.state.ctx)
 
 
 def _webhook_work(app: FastAPI) -> Callable[[], object]:

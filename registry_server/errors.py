@@ -43,6 +43,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "evidence_unverified": 422,
     "evidence_unverifiable": 422,
     "freeze_window": 409,
+    "soak_pending": 409,
     "policy_violation": 422,
     "policy_error": 422,
     "evidence_error": 422,

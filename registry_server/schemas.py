@@ -18,6 +18,11 @@ __all__ = [
     "DeliveryList",
     "DeliveryOut",
     "MeOut",
+    "PolicyDryRunIn",
+    "PolicyDryRunOut",
+    "PolicyHistory",
+    "PolicyReloadOut",
+    "PolicyVersionOut",
     "PromotionIn",
     "PromotionOut",
     "PromotionPage",
@@ -47,6 +52,7 @@ State = Literal[
     "expired",
     "superseded",
     "stale",
+    "voided",
 ]
 Role = Literal["requester", "approver", "admin"]
 
@@ -110,6 +116,9 @@ class ApprovalOut(BaseModel):
     at: str
     counts: bool
     why_not: str | None
+    policy_digest: str | None = Field(
+        default=None, description="Digest of the policy in force when the decision was taken."
+    )
 
 
 class RuleOut(BaseModel):
@@ -152,6 +161,21 @@ class VerificationOut(BaseModel):
     differences: list[DifferenceOut] = []
 
 
+class SoakOut(BaseModel):
+    held: str = Field(description="The alias the version must hold first (ladder step).")
+    for_seconds: float
+    since: str | None = Field(description="When the version took it; null: not holding it.")
+    until: str | None
+    left_seconds: float | None
+    done: bool
+
+
+class ExpiringOut(BaseModel):
+    user: str
+    expires_at: str
+    left_seconds: float
+
+
 class PromotionOut(BaseModel):
     id: int
     model: str
@@ -175,6 +199,18 @@ class PromotionOut(BaseModel):
         default=None,
         description="The server's re-derivation of the evidence (policy `verify`): null "
         "when the target's policy asks for none.",
+    )
+    soak: SoakOut | None = Field(
+        default=None,
+        description="A pending request's ladder step (requires.held): the soak time left.",
+    )
+    expiring: list[ExpiringOut] = Field(
+        default_factory=list,
+        description="Counted approvals in the last quarter of their ttl: they stop counting "
+        "at expires_at.",
+    )
+    policy_digest: str | None = Field(
+        default=None, description="Digest of the policy in force when the request was opened."
     )
 
 
@@ -277,6 +313,9 @@ WebhookEvent = Literal[
     "rollback_requested",
     "rolled_back",
     "rollback_void",
+    "ladder_voided",
+    "policy_loaded",
+    "policy_rejected",
     "alias_drift_restored",
     "alias_holder_missing",
     "alias_unbacked_removed",
@@ -321,8 +360,10 @@ class WebhookIn(_In):
         from urllib.parse import urlsplit
 
         try:
-            host = urlsplit(value).hostname or ""
+            parts = urlsplit(value)
+            host = parts.hostname or ""
             host.encode("idna")
+            parts.port  # noqa: B018 - a port that is not a number in 0-65535 raises here
         except (ValueError, UnicodeError) as exc:
             raise ValueError(f"{value!r} is not a valid http(s) URL: {exc}") from exc
         if not host:
@@ -400,3 +441,80 @@ class ErrorOut(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict]:
     """OpenAPI ``responses`` documenting our error body for each status."""
     return {status: {"model": ErrorOut, "description": "Error"} for status in statuses}
+
+
+# --- the policy: history, reload, dry-run ---------------------------------------------------
+class PolicyDryRunIn(_In):
+    policy: str = Field(
+        min_length=1,
+        max_length=65_536,  # escaped in JSON it stays under the body limit (1 MiB)
+        json_schema_extra=_TEXT,
+        description="The new promotion policy, as YAML text (the file's content).",
+    )
+
+
+class PolicyItem(BaseModel):
+    digest: str
+    loaded_at: str = Field(description="When a worker first put it in force.")
+    loaded_by: str = Field(description="'startup', 'system' (the file changed) or an admin.")
+    path: str | None
+    in_force: bool
+
+
+class PolicyHistory(BaseModel):
+    in_force: str = Field(description="Digest of the policy in force in this worker.")
+    file_error: str | None = Field(
+        description="Why the policy file as it is now was refused (null: it is in force)."
+    )
+    items: list[PolicyItem]
+
+
+class PolicyVersionOut(PolicyItem):
+    source: str = Field(description="The YAML text it was loaded from.")
+    body: dict = Field(description="The parsed policy (ttl in seconds).")
+
+
+class PolicyReloadOut(BaseModel):
+    changed: bool
+    digest: str = Field(description="The policy in force after the reload.")
+    previous: str
+    error: str | None
+
+
+class RuleState(BaseModel):
+    passed: bool
+    reason: str
+
+
+class RuleChange(BaseModel):
+    rule: str
+    old: RuleState | None = Field(description="Under the policy in force (null: no such rule).")
+    new: RuleState | None = Field(description="Under the new policy (null: no such rule).")
+    changed: bool
+
+
+class _Judged(BaseModel):
+    model: str
+    version: int
+    old_passed: bool | None = None
+    new_passed: bool | None = None
+    change: Literal["blocks", "unblocks", "same"] | None = None
+    rules: list[RuleChange] = Field(default_factory=list)
+    error: str | None = Field(default=None, description="Why it could not be judged.")
+
+
+class DryRunRequest(_Judged):
+    id: int
+    target: str
+
+
+class DryRunHolder(_Judged):
+    alias: str
+
+
+class PolicyDryRunOut(BaseModel):
+    old_digest: str
+    new_digest: str
+    requests: list[DryRunRequest]
+    holders: list[DryRunHolder]
+    summary: dict[str, int]

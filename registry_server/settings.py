@@ -46,6 +46,12 @@ class RegistrySettings(BaseSettings):
     reconcile_interval: float = Field(
         default=30.0, ge=0, description="Seconds between retries of pending alias moves (0: off)."
     )
+    policy_poll_interval: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds between checks of the policy file for changes; a changed, "
+        "valid file is put in force without restart (0: only POST /v1/policy/reload).",
+    )
     drift_page_size: int = Field(
         default=500,
         ge=1,

@@ -323,6 +323,9 @@ def test_audit_list_shows_the_newest_events_and_what_they_were_about(
     trained,  # noqa: F811
     model_name,
 ) -> None:
+    from mlops.policy import parse_policy
+    from tests.test_client import POLICY
+
     version, _ = trained.new_version(model_name)
     rita = cli.new_token("rita6", "requester")
     p = cli.json("request", model_name, str(version), "--to", "staging", token=rita)
@@ -335,7 +338,9 @@ def test_audit_list_shows_the_newest_events_and_what_they_were_about(
     table = cli("audit", "list", "--limit", "3", token=ADMIN_TOKEN)
     assert "what" in table.splitlines()[2]
     assert f"{model_name} v{version} -> staging (request #{p['id']})" in table
-    assert "token " in cli("audit", "list", "--after", "0", "--limit", "1", token=ADMIN_TOKEN)
+    first = cli("audit", "list", "--after", "0", "--limit", "1", token=ADMIN_TOKEN)
+    assert "policy_loaded" in first  # the server's start put its policy in force, first
+    assert f"policy {parse_policy(POLICY).digest[:12]} in force" in first
 
 
 def test_server_on_a_busy_port_says_so_and_names_the_option() -> None:
@@ -385,3 +390,73 @@ def test_versions_lists_the_registered_versions(cli: Cli, trained, model_name) -
     out = _run("versions", model_name + "x")
     assert out.exit_code == 1 and out.output.startswith("model_version_not_found:"), out.output
     assert "hint: List the registered versions with `mlops versions MODEL`" in out.output
+
+
+def test_policy_diff_and_history_against_the_server(
+    cli: Cli,
+    trained,  # noqa: F811
+    model_name,
+    tmp_path,
+) -> None:
+    from mlops.policy import parse_policy
+    from tests.test_client import POLICY
+
+    version, _ = trained.new_version(model_name)
+    rita, ann = cli.new_token("rita7", "requester"), cli.new_token("ann7", "approver")
+    p = cli.json("request", model_name, str(version), "--to", "production", token=rita)
+    cli("approve", str(p["id"]), token=ann)  # 1 of 2
+    new = tmp_path / "new-policy.yaml"
+    new.write_text(POLICY.replace("approvals: {count: 2,", "approvals: {count: 1,"))
+
+    out = cli("policy", "diff", str(new), token=ann)
+
+    old_digest, new_digest = parse_policy(POLICY).digest, parse_policy(new.read_text()).digest
+    assert f"policy {old_digest[:12]} -> {new_digest[:12]}" in out
+    assert f"request #{p['id']} {model_name} v{version} -> production: unblocks" in out
+    assert "approvals.count" in out and "FAIL: 1 of 2 counted" in out and "ok: 1 of 1" in out
+    judged = cli.json("policy", "diff", str(new), token=ann)
+    (item,) = [r for r in judged["requests"] if r["id"] == p["id"]]
+    assert [r["rule"] for r in item["rules"] if r["changed"]] == ["approvals.count"]
+    assert "unblocked" in cli("policy", "diff", str(new), "--all", token=ann)
+    denied = cli("policy", "diff", str(new), token=rita, code=1)
+    assert "forbidden" in denied and "mlops token create" in denied
+
+    history = cli.json("policy", "history", token=ann)
+    assert history["in_force"] == old_digest
+    (row,) = [ln for ln in cli("policy", "history", token=ann).splitlines() if "startup" in ln]
+    assert row.split()[:2] == ["*", old_digest[:12]]
+    assert cli("policy", "history", "--show", old_digest[:12], token=ann) == POLICY
+    refused = cli("policy", "reload", token=ann, code=1)
+    assert "forbidden" in refused
+    cli("cancel", str(p["id"]), token=rita)
+
+
+def test_status_shows_the_soak_and_the_expiring_approvals(capsys) -> None:
+    from mlops.cli._output import show_promotion
+    from mlops.client import Promotion
+
+    p = Promotion.from_dict(
+        {
+            "id": 4,
+            "model": "churn",
+            "version": 3,
+            "target": "production",
+            "evidence_digest": "ab" * 32,
+            "requester": "rita",
+            "state": "pending",
+            "quorum": {"have": 1, "need": 2},
+            "blocked_by": ["soak: held staging for 1h of 1d: 23h left"],
+            "soak": {"held": "staging", "until": "2026-11-27T12:00:00+00:00", "done": False},
+            "expiring": [
+                {"user": "ann", "expires_at": "2026-11-26T13:00:00+00:00", "left_seconds": 600}
+            ],
+        }
+    )
+
+    show_promotion(p, as_json=False)
+
+    out = capsys.readouterr().out
+    assert "blocked: soak: held staging for 1h of 1d: 23h left" in out
+    assert "soak on staging ends 2026-11-27T12:00:00+00:00" in out
+    assert "expiring: ann's approval stops counting at 2026-11-26T13:00:00+00:00 (10 min" in out
+    assert "  expiring: ann's approval stops counting at 2026-11-26T13:00:00+00:00" in str(p)

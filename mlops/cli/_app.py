@@ -21,7 +21,12 @@ from typing import Annotated
 import typer
 
 from mlops import _quiet
-from mlops.cli import _admin, _project, _review  # noqa: F401  (they register the commands)
+from mlops.cli import (  # noqa: F401  (they register the commands)
+    _admin,
+    _policy_server,
+    _project,
+    _review,
+)
 from mlops.cli._base import app
 
 __all__ = ["app", "main"]

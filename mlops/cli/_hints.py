@@ -62,12 +62,14 @@ BY_CODE: dict[str, str] = {
     "evidence_verifying": "The server is still re-deriving the evidence: wait until "
     "`mlops status ID` shows it pending, then approve.",
     "policy_error": "Fix promotion-policy.yaml (the message names the key); the server "
-    "reloads it on restart (`mlops server`).",
+    "reloads it when the file changes (`mlops policy history` shows what is in force).",
     "policy_violation": "See which rule failed with `mlops status ID`; fix the evidence and "
     "request again with `mlops request`.",
     "gate_error": "See the request's state and what blocks it with `mlops status ID`.",
     "freeze_window": "Wait for the freeze window to end (`mlops status ID` shows until when), "
     "or ask an admin to change the policy.",
+    "soak_pending": "The version is still soaking on the ladder's previous alias: "
+    "`mlops status ID` shows the time left; approve after it.",
     "conflict": "The request changed meanwhile: look again with `mlops status ID`.",
     "unauthenticated": "Pass a valid token with --token or MLOPS_TOKEN; an admin creates one "
     "with `mlops token create USER --role ROLE`.",

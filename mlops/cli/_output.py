@@ -131,6 +131,14 @@ def show_promotion(p: Promotion, *, as_json: bool) -> None:
     out.print(f"evidence {p.evidence_digest}")
     for reason in p.blocked_by if not p.final else ():
         out.print(f"[yellow]blocked: {escape(reason)}[/]")
+    if p.soak and p.soak.get("until") and not p.final:
+        out.print(f"soak on {escape(p.soak['held'])} ends {p.soak['until']}")
+    for w in p.expiring:
+        left = int(w["left_seconds"] // 60)
+        out.print(
+            f"[yellow]expiring: {escape(w['user'])}'s approval stops counting at "
+            f"{w['expires_at']} ({left} min left)[/]"
+        )
     if p.rules:
         rows = [(r.rule, "ok" if r.passed else "FAIL", r.reason) for r in p.rules]
         out.print(table("checks", ["rule", "", "reason"], rows, wrap=["reason"]))
@@ -180,6 +188,8 @@ def what(payload: Mapping[str, Any]) -> str:
         'iris@production v3 -> v2'
         >>> what({"user": "olga", "roles": ["approver"], "token_id": "t1"})
         'token t1 for olga [approver]'
+        >>> what({"digest": "4f0d1c2a77e3aa", "previous": "9ba838b24921ff", "path": "p.yaml"})
+        'policy 4f0d1c2a77e3 in force (was 9ba838b24921)'
     """
     p = dict(payload)
     model = p.get("model")
@@ -192,6 +202,11 @@ def what(payload: Mapping[str, Any]) -> str:
         text = f"{model} v{p.get('version')}" + (f" -> {to}" if to else "")
         if p.get("request_id") is not None:
             text += f" (request #{p['request_id']})"
+    elif "digest" in p and "previous" in p:  # policy_loaded
+        was = f" (was {p['previous'][:12]})" if p.get("previous") else ""
+        text = f"policy {p['digest'][:12]} in force{was}"
+    elif "in_force" in p and "error" in p:  # policy_rejected
+        text = f"policy file refused, {p['in_force'][:12]} stays in force: {p['error']}"
     elif "user" in p:
         roles = ", ".join(p.get("roles") or ())
         text = f"token {p.get('token_id')} for {p['user']}" + (f" [{roles}]" if roles else "")

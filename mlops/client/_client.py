@@ -260,6 +260,43 @@ class RegistryClient:
         """
         return AuditCheck.from_dict(self._call("GET", "/v1/audit/verify"))
 
+    # --- the policy -------------------------------------------------------------------
+    def policy_history(self, *, limit: int = 100) -> dict[str, Any]:
+        """The policies the server ran under, newest first, and the digest in force.
+
+        Example:
+            >>> client.policy_history()["in_force"][:12]       # doctest: +SKIP
+            '9ba838b24921'
+        """
+        return self._call("GET", "/v1/policy/history", params={"limit": limit})
+
+    def policy(self, digest: str) -> dict[str, Any]:
+        """One kept policy by digest (or a prefix of 8+ characters): its YAML text.
+
+        Example:
+            >>> client.policy("9ba838b2")["source"].splitlines()[0]  # doctest: +SKIP
+            'version: 1'
+        """
+        return self._call("GET", f"/v1/policy/{digest}")
+
+    def policy_dry_run(self, source: str) -> dict[str, Any]:
+        """What the policy ``source`` (YAML text) would change, rule by rule; nothing moves.
+
+        Example:
+            >>> client.policy_dry_run(open("new.yaml").read())["summary"]  # doctest: +SKIP
+            {'blocks': 1, 'unblocks': 0, 'holders_failing': 0}
+        """
+        return self._call("POST", "/v1/policy/dry-run", json={"policy": source})
+
+    def reload_policy(self) -> dict[str, Any]:
+        """Ask the server to read its policy file now (admin); an invalid file is refused.
+
+        Example:
+            >>> client.reload_policy()["changed"]              # doctest: +SKIP
+            True
+        """
+        return self._call("POST", "/v1/policy/reload")
+
     # --- tokens and identity ----------------------------------------------------------
     def create_token(self, user: str, roles: list[str] | tuple[str, ...]) -> Token:
         """Create a token for ``user`` (admin only); the secret is returned this once.

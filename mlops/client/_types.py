@@ -30,7 +30,7 @@ __all__ = [
     "Token",
 ]
 
-#: every state of a promotion request, in the order of its life; the last six are final
+#: every state of a promotion request, in the order of its life; the last seven are final
 #: (``verifying``: the server re-derives the evidence before approvals count)
 STATES = (
     "verifying",
@@ -42,6 +42,7 @@ STATES = (
     "expired",
     "superseded",
     "stale",
+    "voided",
 )
 FINAL_STATES = frozenset(STATES[3:])
 
@@ -115,6 +116,8 @@ class Approval(_Entity):
     at: str | None = None
     counts: bool = True
     why_not: str | None = None
+    #: the policy in force when the decision was taken
+    policy_digest: str | None = None
 
     def __str__(self) -> str:
         counted = "" if self.counts else f" (does not count: {self.why_not})"
@@ -154,6 +157,12 @@ class Promotion(_Entity):
     #: the server's re-derivation of the evidence (``state``, ``code``, ``differences``),
     #: ``None`` when the target's policy asks for none
     verification: Mapping[str, Any] | None = None
+    #: a pending request's ladder step: ``{"held", "left_seconds", "until", "done", ...}``
+    soak: Mapping[str, Any] | None = None
+    #: counted approvals about to pass their ttl: ``{"user", "expires_at", "left_seconds"}``
+    expiring: tuple[Mapping[str, Any], ...] = ()
+    #: the policy in force when the request was opened
+    policy_digest: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Promotion:
@@ -183,6 +192,9 @@ class Promotion(_Entity):
             blocked_by=tuple(d.get("blocked_by") or ()),
             champion=d.get("champion"),
             verification=d.get("verification"),
+            soak=d.get("soak"),
+            expiring=tuple(d.get("expiring") or ()),
+            policy_digest=d.get("policy_digest"),
         )
 
     @property
@@ -208,6 +220,10 @@ class Promotion(_Entity):
             f"approvals {self.quorum}",
         ]
         lines += [f"  blocked: {reason}" for reason in self.blocked_by if not self.final]
+        lines += [
+            f"  expiring: {w['user']}'s approval stops counting at {w['expires_at']}"
+            for w in self.expiring
+        ]
         lines += [f"  {r}" for r in self.rules if not r.passed]
         lines += _verification_lines(self.verification)
         lines += [f"  {a}" for a in self.approvals]

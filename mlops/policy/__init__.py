@@ -10,11 +10,14 @@ Example:
 from mlops.policy._check import (
     ApprovalRecord,
     RuleResult,
+    Soak,
     Tally,
     Verdict,
     active_freeze,
     check,
     evaluate_approvals,
+    expiring_approvals,
+    soak,
 )
 from mlops.policy._schema import (
     DEFAULT_ROLES,
@@ -24,6 +27,7 @@ from mlops.policy._schema import (
     MetricRule,
     ModelScope,
     Policy,
+    Requires,
     Rollback,
     TargetPolicy,
     load_policy,
@@ -40,8 +44,10 @@ __all__ = [
     "MetricRule",
     "ModelScope",
     "Policy",
+    "Requires",
     "Rollback",
     "RuleResult",
+    "Soak",
     "Tally",
     "TargetPolicy",
     "Verdict",
@@ -49,6 +55,8 @@ __all__ = [
     "check",
     "describe",
     "evaluate_approvals",
+    "expiring_approvals",
     "load_policy",
     "parse_policy",
+    "soak",
 ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime  # noqa: F401  (UTC: the docstring examples use it)
+from datetime import UTC, datetime, timedelta  # noqa: F401  (UTC: the docstring examples)
 from typing import Any, NamedTuple
 
 from mlops._directions import direction
@@ -57,14 +57,17 @@ __all__ = [
     "Policy",
     "Rollback",
     "RuleResult",
+    "Soak",
     "Tally",
     "TargetPolicy",
     "Verdict",
     "active_freeze",
     "check",
     "evaluate_approvals",
+    "expiring_approvals",
     "load_policy",
     "parse_policy",
+    "soak",
 ]
 
 
@@ -341,6 +344,7 @@ def check(
     *,
     now: datetime | None = None,
     model: str | None = None,
+    held_since: datetime | bool | None = False,
 ) -> Verdict:
     """Judge an evidence bundle against the policy for ``target``; every rule says why.
 
@@ -349,6 +353,9 @@ def check(
 
     Metric rules are recomputed from the evidence's raw numbers, never taken from the
     evaluation's own verdicts. With ``now``, an active freeze window fails rule ``freeze``.
+    With ``held_since`` (when the version took the ladder's ``requires.held`` alias, or
+    ``None`` if it does not hold it) and ``now``, a target with ``requires`` adds the rule
+    ``requires.held`` (see :func:`soak`); the server passes it from its alias journal.
 
     Example:
         >>> p = parse_policy({"targets": {"prod": {"checks": {"smoke_test": True}}}})
@@ -378,7 +385,113 @@ def check(
         window = active_freeze(tp, now)
         reason = f"frozen until {window.end.isoformat()}: {window.reason}" if window else "open"
         rules.append(RuleResult("freeze", window is None, reason))
+    step = soak(tp, held_since, now) if now is not None and held_since is not False else None
+    if step is not None:
+        rules.append(step.rule())
     return Verdict(target, all(r.passed for r in rules), tuple(rules))
+
+
+# --- ladders ----------------------------------------------------------------------------
+def _span(value: timedelta) -> str:
+    """``1d2h3m4s`` (whole seconds; ``0s`` for nothing left).
+
+    Example:
+        >>> _span(timedelta(hours=25, seconds=4))
+        '1d1h4s'
+    """
+    total = max(0, int(value.total_seconds() + 0.999))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+@dataclass(frozen=True)
+class Soak:
+    """How far a version is up a ladder step (``requires: {held: staging, for: 24h}``).
+
+    ``since`` is when the version took ``held`` (``None``: it does not hold it now);
+    ``left`` is the soak time still to go (zero once done).
+
+    Example:
+        >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> s = Soak("staging", timedelta(hours=24), t0, t0 + timedelta(hours=20))
+        >>> s.done, s.left, s.rule().reason
+        (False, datetime.timedelta(seconds=14400), 'held staging for 20h of 1d: 4h left')
+    """
+
+    held: str
+    need: timedelta
+    since: datetime | None
+    now: datetime
+
+    @property
+    def holds(self) -> bool:
+        """True while the version holds ``held``."""
+        return self.since is not None
+
+    @property
+    def left(self) -> timedelta | None:
+        """Soak time still to go; ``None`` when the version does not hold ``held``."""
+        if self.since is None:
+            return None
+        return max(timedelta(0), self.need - (_utc(self.now) - _utc(self.since)))
+
+    @property
+    def done(self) -> bool:
+        """True once the version has held ``held`` for the whole ``need``."""
+        return self.left == timedelta(0)
+
+    @property
+    def until(self) -> datetime | None:
+        """When the soak ends (``None``: not holding)."""
+        return None if self.since is None else _utc(self.since) + self.need
+
+    def rule(self) -> RuleResult:
+        """The ``requires.held`` rule: passed once the soak is done."""
+        if self.since is None:
+            return RuleResult(
+                "requires.held", False, f"does not hold {self.held!r}; promote it there first"
+            )
+        held_for = _utc(self.now) - _utc(self.since)
+        if self.done:
+            why = f"held {self.held} for {_span(held_for)} (needs {_span(self.need)})"
+            return RuleResult("requires.held", True, why)
+        why = f"held {self.held} for {_span(held_for)} of {_span(self.need)}: "
+        return RuleResult("requires.held", False, why + f"{_span(self.left)} left")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"held", "for_seconds", "since", "until", "left_seconds", "done"}``."""
+        left = self.left
+        return {
+            "held": self.held,
+            "for_seconds": self.need.total_seconds(),
+            "since": self.since and _utc(self.since).isoformat(),
+            "until": self.until and self.until.isoformat(),
+            "left_seconds": None if left is None else left.total_seconds(),
+            "done": self.done,
+        }
+
+
+def soak(target_policy: TargetPolicy, since: datetime | None, now: datetime) -> Soak | None:
+    """The ladder step of ``target_policy`` for a version holding its alias since ``since``.
+
+    ``None`` when the target has no ``requires``. The server reads ``since`` from its alias
+    journal (when the version took the alias, if it still holds it).
+
+    Example:
+        >>> tp = parse_policy({"targets": {"prod": {"requires": {"held": "staging",
+        ...     "for": "2s"}}}}).targets["prod"]
+        >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> soak(tp, t0, t0 + timedelta(seconds=3)).done
+        True
+    """
+    req = target_policy.requires
+    if req is None:
+        return None
+    return Soak(req.held, req.for_, since, now)
 
 
 def active_freeze(target_policy: TargetPolicy, now: datetime) -> FreezeWindow | None:
@@ -474,6 +587,46 @@ def _ignore_reason(
     if rules.ttl is not None and _utc(now) - _utc(rec.at) > rules.ttl:
         return f"older than the approval ttl ({rules.ttl})"
     return None
+
+
+def expiring_approvals(
+    target_policy: TargetPolicy, tally: Tally, approvals: Iterable[Any], *, now: datetime
+) -> list[dict[str, Any]]:
+    """Counted approvals that pass their ``ttl`` within the warning window.
+
+    The window is the last quarter of the ttl: with ``ttl: 72h`` an approval warns in its last 18h.
+    Each entry is ``{"user", "expires_at", "left_seconds"}``.
+
+    Example:
+        >>> tp = parse_policy({"targets": {"p": {"approvals": {"count": 2, "ttl": "4h"}}}}
+        ...     ).targets["p"]
+        >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> recs = [("ann", ("approver",), "approve", "d", t0)]
+        >>> tally = evaluate_approvals(tp, recs, requester="bob", digest="d", now=t0)
+        >>> [w["user"] for w in expiring_approvals(tp, tally, recs,
+        ...     now=t0 + timedelta(hours=3, minutes=30))]
+        ['ann']
+    """
+    ttl = target_policy.approvals.ttl
+    if ttl is None:
+        return []
+    counted = list(tally.counted)
+    out = []
+    for rec in sorted((ApprovalRecord(*a) for a in approvals), key=lambda r: _utc(r.at)):
+        if rec.user not in counted:
+            continue
+        counted.remove(rec.user)
+        expires = _utc(rec.at) + ttl
+        left = expires - _utc(now)
+        if left <= ttl / 4:
+            out.append(
+                {
+                    "user": rec.user,
+                    "expires_at": expires.isoformat(),
+                    "left_seconds": max(0.0, left.total_seconds()),
+                }
+            )
+    return out
 
 
 def evaluate_approvals(

@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -173,6 +174,28 @@ class Rollback(_Model):
 VerifyStep = Literal["validation", "evaluation"]
 
 
+class Requires(_Model):
+    """A ladder step: the version must hold alias ``held`` for ``for`` before this target.
+
+    The time counts from the moment the version took ``held`` and only while it still
+    holds it; a rollback from ``held`` voids a request waiting on it.
+
+    Example:
+        >>> Requires.model_validate({"held": "staging", "for": "24h"}).for_
+        datetime.timedelta(days=1)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    held: str = Field(min_length=1)
+    for_: timedelta = Field(alias="for")
+
+    @field_validator("for_", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta | None:
+        return _parse_ttl(value)
+
+
 class TargetPolicy(_Model):
     """The rules for one target alias (e.g. ``production``).
 
@@ -194,6 +217,7 @@ class TargetPolicy(_Model):
     approvals: Approvals = Field(default_factory=Approvals)
     freeze_windows: tuple[FreezeWindow, ...] = ()
     rollback: Rollback = Field(default_factory=Rollback)
+    requires: Requires | None = None
 
 
 class ModelScope(_Model):
@@ -239,9 +263,9 @@ class Policy(_Model):
             _ttl_seconds(scope.targets, data["models"][pattern]["targets"])
         return data
 
-    @property
+    @cached_property
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of :meth:`to_dict`."""
+        """SHA-256 of the canonical JSON of :meth:`to_dict` (computed once per policy)."""
         return hashlib.sha256(_canonical_json(self.to_dict())).hexdigest()
 
     def _layers(self, model: str | None, target: str) -> list[tuple[str, TargetPolicy]]:
@@ -332,6 +356,13 @@ def _ttl_seconds(targets: Mapping[str, TargetPolicy], data: dict[str, Any]) -> N
             del data[name]["checks"]["must_not_regress"]
         if not target.verify:  # likewise: a policy without verify keeps its digest
             del data[name]["verify"]
+        if target.requires is None:  # likewise: a policy without ladders keeps its digest
+            del data[name]["requires"]
+        else:
+            data[name]["requires"] = {
+                "held": target.requires.held,
+                "for": target.requires.for_.total_seconds(),
+            }
         for key in ("ttl", "request_ttl"):
             value = getattr(target.approvals, key)
             data[name]["approvals"][key] = value.total_seconds() if value else None
@@ -376,6 +407,18 @@ def _metric_errors(base: str, checks: Checks) -> list[tuple[str, str]]:
     return errors
 
 
+def _ladder_errors(base: str, target: TargetPolicy) -> list[tuple[str, str]]:
+    req = target.requires
+    if req is None:
+        return []
+    errors = []
+    if base.endswith(f".{req.held}"):
+        errors.append((f"{base}.requires.held", "must name another alias than the target"))
+    if req.for_ <= timedelta(0):
+        errors.append((f"{base}.requires.for", "must be a positive duration"))
+    return errors
+
+
 def _semantic_errors(policy: Policy) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
     for base, target in _layers_to_check(policy):
@@ -393,6 +436,7 @@ def _semantic_errors(policy: Policy) -> list[tuple[str, str]]:
             errors.append((f"{base}.rollback.roles", "must name at least one role"))
         if len(set(target.verify)) != len(target.verify):
             errors.append((f"{base}.verify", "names a step twice"))
+        errors += _ladder_errors(base, target)
     return errors
 
 

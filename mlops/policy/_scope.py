@@ -92,6 +92,11 @@ def describe(policy: Any, model: str | None, target: str) -> list[dict[str, Any]
     for key in ("ttl", "request_ttl"):
         value = getattr(resolved.approvals, key)
         data["approvals"][key] = None if value is None else f"{value.total_seconds() / 3600:g}h"
+    if resolved.requires is not None:
+        data["requires"] = {
+            "held": resolved.requires.held,
+            "for": f"{resolved.requires.for_.total_seconds() / 3600:g}h",
+        }
     rows = []
     for field, value in data.items():
         if field in SECTIONS:

@@ -20,6 +20,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Outbox",
+    "PolicyVersion",
     "PromotionRequest",
     "Token",
     "User",
@@ -80,6 +81,8 @@ class PromotionRequest(Base):
     #: the champion the verdict was judged against, ``{"version", "run_id"}`` (version
     #: null: no holder); null when the target's verdict does not depend on the holder
     champion: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: digest of the policy in force when the request was opened (null: before 0009)
+    policy_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     approvals: Mapped[list[Approval]] = relationship(
         back_populates="request", order_by="Approval.id", lazy="selectin"
     )
@@ -102,6 +105,8 @@ class Approval(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     digest: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(TS)
+    #: digest of the policy in force when the decision was taken (null: before 0009)
+    policy_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     request: Mapped[PromotionRequest] = relationship(back_populates="approvals")
 
 
@@ -145,6 +150,18 @@ class AuditEvent(Base):
     payload: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class PolicyVersion(Base):
+    """A policy the server ran under, by digest: its YAML text and when it was first loaded."""
+
+    __tablename__ = "policies"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    loaded_at: Mapped[datetime] = mapped_column(TS, index=True)
+    loaded_by: Mapped[str] = mapped_column(String(200))
 
 
 class Outbox(Base):

@@ -57,6 +57,7 @@ def record_event(
         "version": req.version,
         "target": req.target,
         "evidence_digest": req.evidence_digest,
+        "policy_digest": ctx.policy.digest,  # the policy the decision was taken under
         **extra,
     }
     audit.append(session, actor=actor, action=action, payload=payload, at=ctx.now())

@@ -287,6 +287,7 @@ def _record_rollback(
         outbox_id = outbox.record_rollback_intent(s, ctx, payload)
         event = {k: payload[k] for k in ("model", "alias", "from_version", "comment")}
         event |= {"to_version": prev.version, "outbox_id": outbox_id}
+        event["policy_digest"] = ctx.policy.digest
         audit.append(s, actor=caller.user, action="rollback_requested", payload=event, at=ctx.now())
     return outbox_id
 

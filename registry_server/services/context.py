@@ -49,6 +49,8 @@ class ServerContext:
     verify_lease: float = 600.0
     verify_tolerance: float = 1e-6
     verify_max_attempts: int = 5
+    #: the policy file and what the last reload saw of it (``services.policies``)
+    policy_file: Any = None
     #: model name -> MLflow's last-updated time when its alias holders were last verified
     alias_checks: dict[str, int | None] = field(default_factory=dict)
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from mlops.errors import EvidenceError, EvidenceMismatch, RegistryError
 from registry_server.db.models import Outbox, PromotionRequest
-from registry_server.services import audit, champion
+from registry_server.services import audit, champion, ladder
 from registry_server.services._rows import lock_request, lock_target, record_event, set_state
 from registry_server.services.context import ServerContext
 from registry_server.services.evidence import checked_evidence
@@ -201,6 +201,8 @@ def _finish(ctx: ServerContext, outbox_id: int) -> bool:
         set_state(ctx, req, "promoted")
         intent.state, intent.done_at, intent.last_error = "done", ctx.now(), None
         record_event(s, ctx, "system", "promoted", req, previous_version=previous)
+        if previous is not None and previous != req.version:
+            ladder.void_on_leave(s, ctx, req.model, req.target, previous, "promote")
     return True
 
 
@@ -301,9 +303,9 @@ def _finish_rollback(ctx: ServerContext, outbox_id: int) -> bool:
             action="rollback",
         )
         intent.state, intent.done_at, intent.last_error = "done", ctx.now(), None
-        audit.append(
-            s, actor=p["actor"], action="rolled_back", payload=_rollback_event(p), at=ctx.now()
-        )
+        event = {**_rollback_event(p), "policy_digest": ctx.policy.digest}
+        audit.append(s, actor=p["actor"], action="rolled_back", payload=event, at=ctx.now())
+        ladder.void_on_leave(s, ctx, p["model"], p["alias"], p["from_version"], "rollback")
     return True
 
 

@@ -33,7 +33,7 @@ from mlops.errors import (
 from mlops.identity import same_person
 from mlops.policy import TargetPolicy, active_freeze, check
 from registry_server.db.models import Approval, Outbox, PromotionRequest
-from registry_server.services import champion
+from registry_server.services import champion, ladder
 from registry_server.services._rows import (
     lock_request,
     lock_target,
@@ -58,6 +58,7 @@ __all__ = [
     "get",
     "list_requests",
     "reject",
+    "release_soaked",
 ]
 
 
@@ -110,9 +111,12 @@ def create(
         )
     bound = champion.bind(ctx, bundle, model, target, tp)
     now = ctx.now()
+    policy = ctx.policy  # one policy for the whole decision, even if a reload lands now
     with ctx.db.session() as s:
         lock_target(s, model, target)
         champion.check_create(s, model, target, bound)
+        step = ladder.require_held(s, ctx, model, version, target, tp)
+        release = tp.approvals.count == 0 and (step is None or step.done)
         older = s.scalars(
             select(PromotionRequest).where(
                 PromotionRequest.model == model,
@@ -132,19 +136,20 @@ def create(
             created_at=now,
             updated_at=now,
             champion=bound.to_dict() if bound is not None else None,
+            policy_digest=policy.digest,
         )
         for old in older:
             set_state(ctx, old, "superseded")
             record_event(s, ctx, caller.user, "superseded", old, by_version=version)
         s.add(req)
         s.flush()
-        record_event(s, ctx, caller.user, "requested", req, policy_digest=ctx.policy.digest)
+        record_event(s, ctx, caller.user, "requested", req, policy_digest=policy.digest)
         if tp.verify:  # approvals (or the move) wait for the verifier's outcome
             start_verification(s, ctx, caller.user, req, tp.verify)
-        elif tp.approvals.count == 0:
+        elif release:
             record_alias_intent(s, ctx, caller.user, req)
         request_id = req.id
-    if tp.approvals.count == 0 and not tp.verify:
+    if release and not tp.verify:
         crash_here(ctx, "after_intent")
         apply_intents(ctx, request_id=request_id)
     return get(ctx, request_id)
@@ -220,6 +225,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
     with ctx.db.session() as s:
         req = lock_request(s, request_id)
         _pending(ctx, s, req, tp)
+        ladder.require_soaked(s, ctx, req, tp)
         before = promotion_view(req, tp, ctx.now())
         mine = [
             a for a in before["approvals"] if same_person(a["user"], caller.user) and a["counts"]
@@ -237,6 +243,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
                 comment=comment,
                 digest=digest,
                 at=ctx.now(),
+                policy_digest=ctx.policy.digest,
             )
         )
         req.updated_at = ctx.now()
@@ -319,6 +326,7 @@ def reject(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str 
                 comment=comment,
                 digest=req.evidence_digest,
                 at=ctx.now(),
+                policy_digest=ctx.policy.digest,
             )
         )
         set_state(ctx, req, "rejected")
@@ -365,6 +373,33 @@ def expire_due(ctx: ServerContext) -> int:
     return count
 
 
+def release_soaked(ctx: ServerContext) -> int:
+    """Move the alias for pending ladder requests that need no approval once soaked.
+
+    The background pass calls it; each request is re-checked under its lock, so of several
+    workers one records the move.
+    """
+    due = []
+    with ctx.db.read_sessions() as s:
+        for req in s.scalars(select(PromotionRequest).where(PromotionRequest.state == "pending")):
+            tp = ctx.policy.rules(req.model, req.target)
+            if tp is not None and tp.requires is not None and not tp.approvals.count:
+                due.append(req.id)
+    released = []
+    for request_id in due:
+        with ctx.db.session() as s:
+            req = lock_request(s, request_id)
+            lock_target(s, req.model, req.target)
+            tp = ctx.policy.rules(req.model, req.target)
+            step = ladder.soak_of(s, ctx, req, tp) if req.state == "pending" else None
+            if step is not None and step.done and tp is not None and not tp.approvals.count:
+                record_alias_intent(s, ctx, "system", req)
+                released.append(request_id)
+    for request_id in released:
+        apply_intents(ctx, request_id=request_id)
+    return len(released)
+
+
 # --- reads ------------------------------------------------------------------------------
 def _read(ctx: ServerContext, request_id: int) -> PromotionRequest:
     with ctx.db.read_sessions() as s:
@@ -387,7 +422,9 @@ def _view(
     ctx: ServerContext, s: Session, req: PromotionRequest, intents: dict | None = None
 ) -> dict[str, Any]:
     """The wire form; ``intents`` (request id -> outbox row) spares the per-row lookup."""
-    view = promotion_view(req, ctx.policy.rules(req.model, req.target), ctx.now())
+    tp = ctx.policy.rules(req.model, req.target)
+    step = ladder.soak_of(s, ctx, req, tp) if req.state in ("pending", "verifying") else None
+    view = promotion_view(req, tp, ctx.now(), soak=step)
     view["verification"] = verification_of(s, req.id)
     if req.state == "verifying":
         steps = ", ".join((view["verification"] or {}).get("steps", []))

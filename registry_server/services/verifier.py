@@ -44,6 +44,7 @@ from mlops.errors import (
     NotFoundError,
 )
 from registry_server.db.models import Outbox, PromotionRequest
+from registry_server.services import ladder
 from registry_server.services._rows import lock_request, record_event, set_state
 from registry_server.services.context import ServerContext
 from registry_server.services.evidence import checked_evidence
@@ -249,6 +250,9 @@ def _apply(s: Session, ctx: ServerContext, req: PromotionRequest, result: dict[s
         )  # fmt: skip
         tp = ctx.policy.rules(req.model, req.target)
         if tp is not None and tp.approvals.count == 0:
+            step = ladder.soak_of(s, ctx, req, tp)
+            if step is not None and not step.done:
+                return False  # the ladder's own pass moves it once soaked
             record_alias_intent(s, ctx, "system", req)
             return True
         return False

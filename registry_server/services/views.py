@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mlops.policy import ApprovalRecord, TargetPolicy, active_freeze, evaluate_approvals
+from mlops.policy import (
+    ApprovalRecord,
+    Soak,
+    TargetPolicy,
+    active_freeze,
+    evaluate_approvals,
+    expiring_approvals,
+)
 from registry_server.db.models import PromotionRequest
 from registry_server.services.context import utc
 
@@ -25,11 +32,17 @@ def _records(req: PromotionRequest) -> list[tuple[Any, ApprovalRecord]]:
     return sorted(pairs, key=lambda p: (p[1].at, p[0].id or 0))
 
 
-def promotion_view(req: PromotionRequest, tp: TargetPolicy | None, now: datetime) -> dict:
-    """The Promotion JSON of the REST contract for ``req`` at time ``now``."""
+def promotion_view(
+    req: PromotionRequest, tp: TargetPolicy | None, now: datetime, *, soak: Soak | None = None
+) -> dict:
+    """The Promotion JSON of the REST contract for ``req`` at time ``now``.
+
+    ``soak`` is the ladder step of a pending request (``registry_server.services.ladder``):
+    while it runs, ``blocked_by`` names the time left.
+    """
     pairs = _records(req)
     approvals: list[dict[str, Any]] = []
-    have, need, blocked = 0, 0, []
+    have, need, blocked, warnings = 0, 0, [], []
     if tp is not None:
         records = [r for _, r in pairs]
         previous = None
@@ -43,6 +56,10 @@ def promotion_view(req: PromotionRequest, tp: TargetPolicy | None, now: datetime
             previous = tally
         have, need = (previous.have, previous.need) if previous else (0, tp.approvals.count)
         if req.state == "pending":
+            if soak is not None and not soak.done:
+                blocked.append(f"soak: {soak.rule().reason}")
+            if previous is not None:
+                warnings = expiring_approvals(tp, previous, records, now=now)
             if have < need:
                 blocked.append(f"approvals: {have} of {need} required")
             window = active_freeze(tp, now)
@@ -66,6 +83,9 @@ def promotion_view(req: PromotionRequest, tp: TargetPolicy | None, now: datetime
         "quorum": {"have": have, "need": need},
         "blocked_by": blocked,
         "champion": req.champion,
+        "soak": soak.to_dict() if soak is not None else None,
+        "expiring": warnings,
+        "policy_digest": req.policy_digest,
     }
 
 
@@ -78,4 +98,5 @@ def _approval(row: Any, counts: bool, why: str | None) -> dict[str, Any]:
         "at": utc(row.at).isoformat(),
         "counts": counts,
         "why_not": why,
+        "policy_digest": getattr(row, "policy_digest", None),
     }

@@ -31,6 +31,7 @@ __all__ = [
     "may_approve",
     "pending_page",
     "request_page",
+    "span",
     "summary",
 ]
 
@@ -45,6 +46,23 @@ def age(delta: timedelta) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def span(delta: timedelta) -> str:
+    """A countdown: ``1h 5m 3s``, ``2s`` (what the page's script keeps ticking down).
+
+    Example:
+        >>> span(timedelta(hours=1, seconds=3))
+        '1h 0m 3s'
+    """
+    seconds = max(int(delta.total_seconds() + 0.999), 0)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return " ".join(f"{n}{unit}" for n, unit in parts)
 
 
 def _age_of(ctx: ServerContext, iso: str) -> str:
@@ -193,10 +211,15 @@ def request_page(
     champion (links into the MLflow UI at ``mlflow_ui``) and what the caller may do."""
     req = promotions.get(ctx, request_id)
     req["age"] = _age_of(ctx, req["created_at"])
+    if req.get("soak") and req["soak"]["left_seconds"] is not None:
+        req["soak_left"] = span(timedelta(seconds=req["soak"]["left_seconds"]))
+    for warning in req.get("expiring") or ():
+        warning["left"] = span(timedelta(seconds=warning["left_seconds"]))
     can, why = may_approve(ctx, caller, req)
     can_cancel = req["state"] == "pending" and (caller.user == req["requester"] or caller.is_admin)
     return {
         "req": req,
+        "policy_in_force": ctx.policy.digest,
         "evidence": _evidence(ctx, req, mlflow_ui=mlflow_ui),
         "can_decide": can,
         "why_not": why,

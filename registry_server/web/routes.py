@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from mlops.client import STATES as _STATES
 from mlops.errors import AuthenticationError
 from registry_server.schemas import MAX_INT
-from registry_server.services import aliases, promotions
+from registry_server.services import aliases, policies, promotions
 from registry_server.services.context import Caller, ServerContext
 from registry_server.web import _audit, _queries
 from registry_server.web._session import (
@@ -269,6 +269,24 @@ def rollback(
     now = aliases.rollback(ctx, caller, model, alias, comment=comment)
     path = f"/aliases/{quote(model, safe='')}/{quote(alias, safe='')}"
     return _back(request, path, f"Rolled back {model}@{alias} to version {now['version']}.")
+
+
+@router.get("/policy", response_class=HTMLResponse)
+def policy_history(request: Request, ctx: ContextDep, caller: CallerDep) -> HTMLResponse:
+    """Every policy the server ran under, newest first, and whether the file is refused."""
+    return render(request, "policy.html", {"history": policies.history(ctx)}, caller=caller)
+
+
+@router.get("/policy/{digest}", response_class=HTMLResponse)
+def policy_version(
+    request: Request,
+    digest: Annotated[str, PathParam(pattern=r"^[0-9a-f]{8,64}$")],
+    ctx: ContextDep,
+    caller: CallerDep,
+) -> HTMLResponse:
+    """One kept policy's YAML text."""
+    kept = policies.get_version(ctx, digest)
+    return render(request, "policy_version.html", {"kept": kept}, caller=caller)
 
 
 @router.get("/audit", response_class=HTMLResponse)

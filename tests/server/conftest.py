@@ -189,7 +189,7 @@ def _truncate(url: str) -> None:
     with engine.begin() as conn:
         tables = (
             "webhook_deliveries, webhooks, outbox, audit_events, alias_journal, approvals, "
-            "promotion_requests, tokens, users"
+            "policies, promotion_requests, tokens, users"
         )
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()

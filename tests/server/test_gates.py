@@ -39,6 +39,7 @@ def test_whole_flow_moves_the_alias_in_mlflow(server: Server, name: str) -> None
         "at": None,
         "counts": True,
         "why_not": None,
+        "policy_digest": server.ctx.policy.digest,
     }
     done = server.approve(rid, "bob").json()
     assert done["state"] == "promoted"

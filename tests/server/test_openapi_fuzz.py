@@ -45,7 +45,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 def _schema_valid_is_accepted(case, response) -> None:  # type: ignore[no-untyped-def]
     """What the schema calls valid the server does not refuse as invalid (422): NUL in
     text, integral floats as versions, targets outside the policy are all in the schema.
-    The webhook URL's own rules (which hosts may be called) are documented with them."""
+    The webhook URL's own rules (which hosts may be called) are documented with them, and
+    so is the dry-run's policy text, whose validity is the answer it gives."""
     if response.status_code != 422 or not case.meta.generation.mode.is_positive:
         return
     body = response.json()
@@ -53,6 +54,8 @@ def _schema_valid_is_accepted(case, response) -> None:  # type: ignore[no-untype
         "body.url" in body["message"] or body["code"] == "webhook_target_refused"
     ):
         return  # which hosts a webhook may call is decided at resolve time, not by the schema
+    if case.operation.label == "POST /v1/policy/dry-run" and body["code"] == "policy_error":
+        return  # whether the text is a valid policy is what the dry-run judges, key by key
     raise AssertionError(f"schema-valid input refused: {case.operation.label}: {body}")
 
 

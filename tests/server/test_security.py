@@ -68,6 +68,7 @@ def test_authorisation_matrix(server: Server, name: str) -> None:
         },
         "POST /v1/tokens": {"user": "zed", "roles": ["approver"]},
         "POST /v1/webhooks": {"url": "http://127.0.0.1:9/hook", "events": ["promoted"]},
+        "POST /v1/policy/dry-run": {"policy": "version: 1\ntargets: {staging: {}}\n"},
     }
     seen = []
     for method, path in _routes(server.client.app):
@@ -82,6 +83,7 @@ def test_authorisation_matrix(server: Server, name: str) -> None:
                 .replace("{token_id}", "nope")
                 .replace("{webhook_id}", "nope")
                 .replace("{delivery_id}", "nope")
+                .replace("{digest}", "00000000")
             )
             res = server.client.request(
                 method, url, headers=_headers(server, who), json=body_for.get(key)

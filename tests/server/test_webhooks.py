@@ -274,6 +274,13 @@ def test_a_malformed_whsec_secret_is_refused(server) -> None:  # type: ignore[no
     assert "secret" in res.json()["message"] and "base64" in res.json()["message"]
 
 
+@pytest.mark.parametrize("url", ["http://0:A/hook", "https://example.com:99999/hook"])
+def test_a_url_whose_port_is_not_a_port_is_refused(server, url: str) -> None:  # type: ignore[no-untyped-def]
+    res = server.post("/v1/webhooks", "root", {"url": url, "events": ["*"]})
+    assert res.status_code == 422 and res.json()["code"] == "invalid_request"
+    assert "not a valid http(s) URL" in res.json()["message"] and "Port" in res.json()["message"]
+
+
 def test_delivery_that_keeps_failing_ends_failed(
     database_url: str, policy_file: Path, mlflow_model: MlflowModel, receiver: Receiver
 ) -> None:

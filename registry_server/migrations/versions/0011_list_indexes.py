@@ -6,7 +6,7 @@ collecting every request in that state and sorting them, which grows with the hi
 (100,000 requests: every promoted or rejected one).
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-02
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0011"
-down_revision = "0006"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
