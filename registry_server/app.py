@@ -44,6 +44,7 @@ def create_app(
         aliases,
         audit,
         health,
+        lineage,
         mlflow_hooks,
         promotions,
         tokens,
@@ -96,7 +97,7 @@ def create_app(
     install_error_handlers(app)
     app.state.loops = {}
     app.state.mlflow_webhook = {"subscribed": False, "error": None}
-    for module in (health, promotions, aliases, audit, tokens, webhooks, mlflow_hooks):
+    for module in (health, promotions, aliases, lineage, audit, tokens, webhooks, mlflow_hooks):
         app.include_router(module.router)
     describe_policy(app)
     if settings.ui:

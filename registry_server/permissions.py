@@ -67,6 +67,7 @@ PERMISSIONS: dict[str, Access] = {
     "GET /v1/aliases/{model}/{alias}": PUBLIC,
     "GET /v1/aliases/{model}/{alias}/history": PUBLIC,
     "POST /v1/aliases/{model}/{alias}/rollback": Access(token=True, policy="rollback"),
+    "GET /v1/lineage/affected": PUBLIC,
     "GET /v1/audit": AUTHENTICATED,
     "GET /v1/audit/verify": AUTHENTICATED,
     "POST /v1/tokens": ADMIN,

@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from mlops import _quiet
-from mlops.cli import _admin, _project, _review  # noqa: F401  (they register the commands)
+from mlops.cli import _admin, _lineage, _project, _review  # noqa: F401  (they register the commands)
 from mlops.cli._base import app
 
 __all__ = ["app", "main"]
