@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from mlops.client import STATES as _STATES
 from mlops.errors import AuthenticationError
 from registry_server.schemas import MAX_INT
-from registry_server.services import aliases, promotions
+from registry_server.services import aliases, lineage, promotions
 from registry_server.services.context import Caller, ServerContext
 from registry_server.web import _audit, _queries
 from registry_server.web._session import (
@@ -269,6 +269,21 @@ def rollback(
     now = aliases.rollback(ctx, caller, model, alias, comment=comment)
     path = f"/aliases/{quote(model, safe='')}/{quote(alias, safe='')}"
     return _back(request, path, f"Rolled back {model}@{alias} to version {now['version']}.")
+
+
+@router.get("/lineage/affected", response_class=HTMLResponse)
+def lineage_affected(
+    request: Request,
+    ctx: ContextDep,
+    caller: CallerDep,
+    md5: Annotated[str, Query(max_length=1000)] = "",
+    path: Annotated[str, Query(max_length=1000)] = "",
+    rev: Annotated[str, Query(max_length=1000)] = "",
+) -> HTMLResponse:
+    """Affected by data: the versions that used a dataset, the protected aliases they hold,
+    the rollback plans (:func:`registry_server.services.lineage.affected`)."""
+    radius = lineage.affected(ctx, md5=md5 or None, path=path or None, rev=rev or None)
+    return render(request, "affected.html", radius, caller=caller)
 
 
 @router.get("/audit", response_class=HTMLResponse)
