@@ -333,10 +333,10 @@ def recorded_md5(path: str, rev: str, *, client: Any = None) -> str:
         '5ba2c4a1b5c4cd5e3a3f54ea2bb1b4d1'
     """
     if not re.fullmatch(r"[0-9a-f]{7,40}", rev or ""):
-        raise DatasetRefError(
-            f"Without the DVC project a rev must be a git commit sha (7 to 40 hex "
-            f"characters); got {rev!r}.",
-            hint="Pass the commit sha, or the md5; a branch or tag is resolved in the "
+        raise DatasetNotRecorded(
+            f"No MLflow run recorded {path!r} at rev {rev!r}: runs record commit shas "
+            "(7 to 40 hex characters), not branches or tags.",
+            hint="Pass the commit sha or the md5; a branch or tag is resolved in the "
             "project: `mlops.lineage.affected('PATH@REV')`.",
         )
     client = _client(client)

@@ -10,6 +10,9 @@ on other data (``data/seed.csv``). m2's newest version was also evaluated on B.
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 import pytest
 from typer.testing import CliRunner
 
@@ -181,14 +184,17 @@ def test_cli_bad_data_names(blast_world: World, monkeypatch, args, code, hint) -
 
 def test_server_bad_data_names(server: Server, blast_world: World) -> None:
     bad = server.client.get("/v1/lineage/affected", params={"md5": "ABC"})
-    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_dataset_ref")
-    assert "'ABC'" in bad.json()["message"]
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
+    assert "query.md5" in bad.json()["message"]
     both = server.client.get("/v1/lineage/affected", params={"md5": "0" * 32, "path": "x"})
     assert (both.status_code, both.json()["code"]) == (422, "invalid_dataset_ref")
     branch = server.client.get(
         "/v1/lineage/affected", params={"path": "data/train.csv", "rev": "main"}
     )
-    assert (branch.status_code, branch.json()["code"]) == (422, "invalid_dataset_ref")
+    assert (branch.status_code, branch.json()["code"]) == (404, "dataset_not_recorded")
+    assert "not branches or tags" in branch.json()["message"]
+    half = server.client.get("/v1/lineage/affected", params={"path": "data/train.csv"})
+    assert (half.status_code, half.json()["code"]) == (422, "invalid_dataset_ref")
     unknown = server.client.get(
         "/v1/lineage/affected", params={"path": "data/nothing.csv", "rev": blast_world.rev_a}
     )
@@ -199,3 +205,31 @@ def test_server_bad_data_names(server: Server, blast_world: World) -> None:
         "versions": [],
         "holders": [],
     }
+
+
+class _Counting:
+    """A real ``MlflowClient`` that counts the calls made through it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.calls = client, Counter()
+
+    def __getattr__(self, attr: str) -> Any:
+        self.calls[attr] += 1
+        return getattr(self.client, attr)
+
+
+def test_lineage_searches_mlflow_instead_of_reading_each_version(
+    server: Server, blast_world: World, blast_models: dict[str, str], name: str
+) -> None:
+    import mlops
+
+    counting = _Counting(server.model.client())
+    used = mlops.lineage.versions_using(blast_world.data["A"].md5, client=counting)
+
+    # the two models of this test plus the evaluation probe: 3 versions of m1/m2, 1 probe
+    mine = [u.ref for u in used if u.model.startswith(name)]
+    assert mine == [f"{blast_models['m1']}/2", f"{blast_models['m2']}/2", f"{blast_models['m2']}/3"]
+    models = len({u.model for u in used})
+    assert counting.calls == Counter(
+        search_experiments=1, search_runs=1, search_model_versions=1, get_registered_model=models
+    )
