@@ -149,6 +149,8 @@ class BlastRadius:
         >>> r = BlastRadius(md5="0" * 32)
         >>> print(r)
         Data md5 00000000000000000000000000000000: used by no model version.
+        >>> "Blast radius" in r._repr_html_()
+        True
     """
 
     md5: str
@@ -194,6 +196,17 @@ class BlastRadius:
         )
         lines += [f"  {h.plan}" for h in self.holders]
         return "\n".join(lines)
+
+
+    def _repr_html_(self) -> str:
+        from mlops import _render
+
+        name = f"{self.path}@{self.rev}" if self.path else self.md5
+        rows = [[v.ref, ", ".join(v.uses), ", ".join(v.aliases) or "-"] for v in self.versions]
+        body = _render.html_table(["version", "uses", "aliases"], rows, caption="Used by")
+        plans = [[f"{h.model}@{h.alias}", f"v{h.version}", h.plan] for h in self.holders]
+        body += _render.html_table(["alias", "holder", "plan"], plans, caption="Protected")
+        return _render.html_section(f"Blast radius of {name}", body)
 
 
 # --- naming the data ----------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlops.client import RegistryClient
-from mlops.errors import PermissionDenied
+from mlops.errors import ConflictError, PermissionDenied
 from tests import _blast
 from tests._blast import World
 from tests.server.conftest import Server
@@ -157,6 +157,46 @@ def test_rollback_plan_runs_through_the_gate_and_is_audited(
         "/v1/lineage/affected", params={"md5": blast_world.data["A"].md5, "model": glob}
     )
     assert again.json()["holders"] == []  # nothing protected runs on A any more
+    moved = [
+        (e["payload"]["model"], e["payload"]["to_version"])
+        for e in events
+        if e["action"] == "rolled_back" and e["payload"]["model"].startswith(name)
+    ]
+    assert moved == [(m1, 1), (m2, 2), (m2, 1)]
+
+    # the seed data's versions hold production now, with nothing clean below them
+    seed = server.client.get(
+        "/v1/lineage/affected", params={"md5": blast_world.data["seed"].md5, "model": glob}
+    ).json()
+    assert [(h["model"], h["version"], h["rollback"]["version"]) for h in seed["holders"]] == [
+        (m1, 1, None),
+        (m2, 1, None),
+    ]
+    assert seed["holders"][0]["rollback"]["reason"] == (
+        "no earlier approved holder is left on the journal"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "lineage",
+            "affected",
+            "--md5",
+            blast_world.data["seed"].md5,
+            "--model",
+            glob,
+            "--rollback",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Not moved (no clean earlier holder): {m1}@production, {m2}@production" in result.output
+    assert "mlops request MODEL VERSION --to ALIAS" in result.output
+
+    # a plan made before someone else moved the alias stops before moving anything
+    stale = mlops.lineage.affected(md5=blast_world.data["B"].md5, model=glob, registry=as_bob)
+    assert [h.plan for h in stale.holders] == [f"roll back {m3}@production v2 -> v1 (1 step)"]
+    assert server.post(f"/v1/aliases/{m3}/production/rollback", "ann").status_code == 200
+    with pytest.raises(ConflictError, match=f"{m3}@production holds v1, not v2 as planned"):
+        mlops.lineage.roll_back(stale, registry=as_bob)
 
 
 @pytest.mark.parametrize(
