@@ -5,7 +5,8 @@ resolves it to its md5 in the project, as :func:`mlops.data.version` does) or by
 md5. MLflow is searched with filters, never run by run: one ``search_runs`` over every
 experiment for the runs whose dataset inputs carry that digest (``mlops.start_run`` logs
 training data, ``mlops.evaluate`` evaluation data), one ``search_model_versions`` per 100
-of those runs, and one registered-model read per model for its aliases.
+of those runs, and for the aliases one registered-model read per model (up to 10 models),
+else pages of 1000 registered models.
 
 :func:`versions_using` reads MLflow only. :func:`affected` asks the registry server, which
 adds what only it knows: the protected aliases that hold those versions now and, for each,
@@ -197,7 +198,6 @@ class BlastRadius:
         lines += [f"  {h.plan}" for h in self.holders]
         return "\n".join(lines)
 
-
     def _repr_html_(self) -> str:
         from mlops import _render
 
@@ -314,7 +314,7 @@ def _versions_using(client: Any, md5: str, model: str) -> tuple[UsedBy, ...]:
             for mv in _paged(client.search_model_versions, filter_string=f"run_id IN ({chunk})")
             if fnmatch.fnmatchcase(mv.name, model)
         ]
-    aliases = {name: _aliases_of(client, name) for name in {mv.name for mv in versions}}
+    aliases = _aliases(client, {mv.name for mv in versions}, model)
     out = [
         UsedBy(
             model=mv.name,
@@ -328,11 +328,20 @@ def _versions_using(client: Any, md5: str, model: str) -> tuple[UsedBy, ...]:
     return tuple(sorted(out, key=lambda u: (u.model, u.version)))
 
 
-def _aliases_of(client: Any, name: str) -> dict[int, list[str]]:
-    by_version: dict[int, list[str]] = {}
-    for alias, version in (client.get_registered_model(name).aliases or {}).items():
-        by_version.setdefault(int(version), []).append(alias)
-    return by_version
+def _aliases(client: Any, names: set[str], glob: str) -> dict[str, dict[int, list[str]]]:
+    """Model -> version -> aliases: one read per model, or pages of 1000 models when many."""
+    if len(names) <= _RUNS_PER_CALL // 10:
+        found = [client.get_registered_model(name) for name in sorted(names)]
+    else:
+        prefix = re.split(r"[*?\[]", glob, maxsplit=1)[0].replace("'", "\\'")
+        where = f"name LIKE '{prefix}%'" if prefix else None
+        pages = _paged(client.search_registered_models, filter_string=where, max_results=1000)
+        found = [rm for rm in pages if rm.name in names]
+    out: dict[str, dict[int, list[str]]] = {name: {} for name in names}
+    for rm in found:
+        for alias, version in (rm.aliases or {}).items():
+            out[rm.name].setdefault(int(version), []).append(alias)
+    return out
 
 
 def recorded_md5(path: str, rev: str, *, client: Any = None) -> str:

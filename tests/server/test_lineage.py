@@ -264,12 +264,22 @@ def test_lineage_searches_mlflow_instead_of_reading_each_version(
     import mlops
 
     counting = _Counting(server.model.client())
-    used = mlops.lineage.versions_using(blast_world.data["A"].md5, client=counting)
+    md5 = blast_world.data["A"].md5
+    used = mlops.lineage.versions_using(md5, model=f"{name}-*", client=counting)
 
-    # the two models of this test plus the evaluation probe: 3 versions of m1/m2, 1 probe
-    mine = [u.ref for u in used if u.model.startswith(name)]
-    assert mine == [f"{blast_models['m1']}/2", f"{blast_models['m2']}/2", f"{blast_models['m2']}/3"]
-    models = len({u.model for u in used})
+    assert [u.ref for u in used] == [
+        f"{blast_models['m1']}/2",
+        f"{blast_models['m2']}/2",
+        f"{blast_models['m2']}/3",
+    ]
+    # one search for the runs, one for their versions, one read per model for its aliases
     assert counting.calls == Counter(
-        search_experiments=1, search_runs=1, search_model_versions=1, get_registered_model=models
+        search_experiments=1, search_runs=1, search_model_versions=1, get_registered_model=2
     )
+    # any number of models: their aliases come in pages of registered models instead
+    counting.calls.clear()
+    everyone = mlops.lineage.versions_using(md5, client=counting)
+    assert {u.ref for u in used} <= {u.ref for u in everyone}
+    reads = counting.calls["get_registered_model"] + counting.calls["search_registered_models"]
+    assert reads <= max(len({u.model for u in everyone}), 1)
+    assert counting.calls["search_runs"] == counting.calls["search_model_versions"] == 1
