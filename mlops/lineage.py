@@ -291,7 +291,9 @@ def versions_using(md5: str, *, model: str = "*", client: Any = None) -> tuple[U
 
     ``model`` is a glob over model names. Sorted by model, then version. MLflow is
     searched with filters (see the module text); ``client`` is an ``MlflowClient``
-    (default: the configured store).
+    (default: the configured store). ``uses`` is the context the run logged the data in;
+    MLflow keeps one input per dataset and run, so data a run trained on and was later
+    evaluated on reads ``training``.
 
     Example:
         >>> [v.ref for v in versions_using("5ba2c4a1b5c4cd5e3a3f54ea2bb1b4d1")]  # doctest: +SKIP

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from mlops.errors import DatasetRefError
+from mlops.errors import DatasetNotRecorded, DatasetRefError
 from mlops.lineage import check_md5
 from registry_server.db.models import AliasJournal
 from registry_server.services import journal
@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from mlops.lineage import UsedBy
 
 __all__ = ["affected"]
+
+_BY_MD5 = (
+    "Ask by md5: GET /v1/lineage/affected?md5=MD5 (32 hex characters, '.dir' for a folder, "
+    "from the .dvc file or dvc.lock); a branch or tag is resolved in the project first."
+)
 
 
 def affected(
@@ -71,13 +76,19 @@ def _digest(ctx: ServerContext, md5: str | None, path: str | None, rev: str | No
                 "Name the data by md5 or by path + rev, not both.",
                 hint="GET /v1/lineage/affected?md5=MD5, or ?path=PATH&rev=COMMIT.",
             )
-        return check_md5(md5)
+        try:
+            return check_md5(md5)
+        except DatasetRefError as exc:
+            raise DatasetRefError(exc.message, hint=_BY_MD5) from exc
     if path is None or rev is None:
         raise DatasetRefError(
             "Name the data by md5, or by path and rev together.",
             hint="GET /v1/lineage/affected?md5=MD5, or ?path=PATH&rev=COMMIT.",
         )
-    return ctx.gateway.recorded_md5(path, rev)
+    try:
+        return ctx.gateway.recorded_md5(path, rev)
+    except DatasetNotRecorded as exc:
+        raise DatasetNotRecorded(exc.message, hint=_BY_MD5) from exc
 
 
 def _holders(ctx: ServerContext, used: tuple[UsedBy, ...]) -> list[dict[str, Any]]:

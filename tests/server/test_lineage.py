@@ -233,6 +233,7 @@ def test_server_bad_data_names(server: Server, blast_world: World) -> None:
     )
     assert (branch.status_code, branch.json()["code"]) == (404, "dataset_not_recorded")
     assert "not branches or tags" in branch.json()["message"]
+    assert "GET /v1/lineage/affected?md5=MD5" in branch.json()["hint"]
     half = server.client.get("/v1/lineage/affected", params={"path": "data/train.csv"})
     assert (half.status_code, half.json()["code"]) == (422, "invalid_dataset_ref")
     unknown = server.client.get(
