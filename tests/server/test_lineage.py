@@ -10,6 +10,7 @@ on other data (``data/seed.csv``). m2's newest version was also evaluated on B.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -20,7 +21,7 @@ from mlops.client import RegistryClient
 from mlops.errors import ConflictError, PermissionDenied
 from tests import _blast
 from tests._blast import World
-from tests.server.conftest import Server
+from tests.server.conftest import MlflowModel, Server
 
 blast_world = _blast.blast_world
 blast_models = _blast.blast_models
@@ -284,3 +285,29 @@ def test_lineage_searches_mlflow_instead_of_reading_each_version(
     reads = counting.calls["get_registered_model"] + counting.calls["search_registered_models"]
     assert reads <= max(len({u.model for u in everyone}), 1)
     assert counting.calls["search_runs"] == counting.calls["search_model_versions"] == 1
+
+
+def test_aliases_of_many_models_come_in_pages(
+    mlflow_model: MlflowModel, blast_world: World
+) -> None:
+    import mlops
+
+    prefix = f"blast-many-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}-{i:02d}" for i in range(12)]
+    client = mlflow_model.client()
+    for name in names:
+        client.create_registered_model(name)
+        client.create_model_version(name, mlflow_model.model_uri, run_id=blast_world.runs["b1"])
+    client.set_registered_model_alias(names[3], "production", "1")
+    counting = _Counting(client)
+
+    used = mlops.lineage.versions_using(
+        blast_world.data["B"].md5, model=f"{prefix}-*", client=counting
+    )
+
+    assert [u.ref for u in used] == [f"{n}/1" for n in names]
+    assert [u.aliases for u in used if u.aliases] == [("production",)]
+    assert used[3].aliases == ("production",)
+    assert counting.calls == Counter(
+        search_experiments=1, search_runs=1, search_model_versions=1, search_registered_models=1
+    )
