@@ -8,12 +8,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mlops.cli._base import Json, Token, Url, app, client, handles_errors
 from mlops.cli._output import console, print_json, table
+
+if TYPE_CHECKING:
+    from mlops.lineage import BlastRadius
 
 lineage_app = typer.Typer(
     help="Which model versions used a dataset (the reverse of a version's lineage).",
@@ -63,7 +66,7 @@ def affected(
     _show(radius, moved)
 
 
-def _show(radius, moved) -> None:  # type: ignore[no-untyped-def]
+def _show(radius: BlastRadius, moved: list[dict[str, Any]] | None) -> None:
     out = console()
     name = f"{radius.path}@{radius.rev}" if radius.path else "md5"
     out.print(f"Data {name}: md5 {radius.md5}")
