@@ -213,6 +213,12 @@ def roll_back(
                     hint="Ask again (`mlops.lineage.affected(...)`) and roll back the new plan.",
                 )
             note = f"{why} (blast radius, step {step + 1}/{h.steps} toward v{h.target})"
-            registry.rollback(h.model, h.alias, comment=note)
+            landed = registry.rollback(h.model, h.alias, comment=note).version
+            if landed != path[step + 1]:
+                raise ConflictError(
+                    f"Rolling back {h.model}@{h.alias} landed on v{landed}, not "
+                    f"v{path[step + 1]} as planned: the alias journal changed meanwhile.",
+                    hint="Ask again (`mlops.lineage.affected(...)`) and roll back the new plan.",
+                )
         done.append({"model": h.model, "alias": h.alias, "from": h.version, "to": h.target})
     return done
