@@ -26,6 +26,8 @@ __all__ = [
     "DataError",
     "DataNotTrackedError",
     "DataValidationFailed",
+    "DatasetNotRecorded",
+    "DatasetRefError",
     "EvaluationError",
     "EvidenceError",
     "EvidenceMismatch",
@@ -151,6 +153,23 @@ class RevisionNotFound(DataError, LookupError):
 class StaleDataError(DataError):
     code = "stale_data"
     default_hint = "Run `dvc add <path>` (or `dvc repro`) and commit before versioning it."
+
+
+class DatasetRefError(DataError):
+    code = "invalid_dataset_ref"
+    default_hint = (
+        "Name the data as PATH@REV (a DVC-tracked path at a git rev) or by its DVC md5 "
+        "(32 hex characters, plus '.dir' for a directory), e.g. "
+        "`mlops.lineage.affected('data/train.csv@v1.0')`."
+    )
+
+
+class DatasetNotRecorded(NotFoundError):
+    code = "dataset_not_recorded"
+    default_hint = (
+        "No MLflow run recorded that path at that rev: pass the DVC md5 instead, or resolve "
+        "PATH@REV in the project with `mlops.lineage.affected('PATH@REV')`."
+    )
 
 
 class DataValidationFailed(MlopsError, ValueError):

@@ -362,8 +362,9 @@ def _datasets_from_inputs(run: Any) -> tuple[DatasetVersion, ...]:
     found = []
     inputs = run.inputs.dataset_inputs if run.inputs else []
     for item in inputs:
-        if item.dataset.source_type != "dvc":
-            continue
+        context = {t.key: t.value for t in item.tags or ()}.get("mlflow.data.context")
+        if item.dataset.source_type != "dvc" or context == "evaluation":
+            continue  # mlops.evaluate logs its data too; lineage is the training data
         try:
             found.append(DatasetVersion.from_dict(json.loads(item.dataset.source)))
         except (ValueError, KeyError, TypeError) as exc:

@@ -44,6 +44,7 @@ def create_app(
         aliases,
         audit,
         health,
+        lineage,
         mlflow_hooks,
         policy,
         promotions,
@@ -108,7 +109,8 @@ def create_app(
     install_error_handlers(app)
     app.state.loops = {}
     app.state.mlflow_webhook = {"subscribed": False, "error": None}
-    for module in (health, promotions, aliases, audit, tokens, webhooks, mlflow_hooks, policy):
+    routers = (health, promotions, aliases, lineage, audit, tokens, webhooks, mlflow_hooks, policy)
+    for module in routers:
         app.include_router(module.router)
     describe_policy(app)
     if settings.ui:

@@ -484,6 +484,30 @@ class MlflowGateway:
         except (MlflowException, OSError) as exc:
             raise self._unavailable(exc) from exc
 
+    # --- lineage: who used a dataset -------------------------------------------------------
+    def versions_using(self, md5: str, *, model: str = "*") -> tuple[Any, ...]:
+        """The versions whose runs trained or evaluated on ``md5`` (``mlops.lineage.UsedBy``).
+
+        Example:
+            >>> used = gw.versions_using("5ba2c4a1b5c4cd5e3a3f54ea2bb1b4d1")  # doctest: +SKIP
+            >>> [v.ref for v in used]                                      # doctest: +SKIP
+            ['churn/2']
+        """
+        from mlops.lineage import versions_using
+
+        return versions_using(md5, model=model, client=self.client)
+
+    def recorded_md5(self, path: str, rev: str) -> str:
+        """The md5 MLflow runs recorded for ``path`` at commit ``rev``.
+
+        Example:
+            >>> gw.recorded_md5("data/train.csv", "3f2a9c0d")           # doctest: +SKIP
+            '5ba2c4a1b5c4cd5e3a3f54ea2bb1b4d1'
+        """
+        from mlops.lineage import recorded_md5
+
+        return recorded_md5(path, rev, client=self.client)
+
     # --- read-only views for the reviewer pages -------------------------------------------
     def describe_version(self, name: str, version: int) -> VersionRun:
         """The run (params, tags, dataset inputs) and logged model (flavors, signature)

@@ -71,6 +71,7 @@ PERMISSIONS: dict[str, Access] = {
     "GET /v1/policy/{digest}": AUTHENTICATED,
     "POST /v1/policy/reload": ADMIN,
     "POST /v1/policy/dry-run": Access(token=True, roles=("approver", "admin")),
+    "GET /v1/lineage/affected": PUBLIC,
     "GET /v1/audit": AUTHENTICATED,
     "GET /v1/audit/verify": AUTHENTICATED,
     "POST /v1/tokens": ADMIN,

@@ -251,6 +251,45 @@ class AliasHistory(BaseModel):
     items: list[AliasHistoryItem]
 
 
+class LineageDatasetOut(BaseModel):
+    md5: str
+    path: str | None
+    rev: str | None
+
+
+class LineageVersionOut(BaseModel):
+    model: str
+    version: int
+    run_id: str
+    uses: list[str] = Field(description="How the run used the data: training, evaluation.")
+    aliases: list[str] = Field(description="Every alias the version holds in MLflow now.")
+
+
+class RollbackPlanOut(BaseModel):
+    version: int | None = Field(
+        description="The newest earlier approved holder that did not use the data; "
+        "null when there is none (promote a clean version instead)."
+    )
+    request_id: int | None
+    steps: int = Field(description="Rollbacks (POST .../rollback) needed to reach it.")
+    through: list[int] = Field(description="Affected holders passed on the way down.")
+    reason: str
+
+
+class LineageHolderOut(BaseModel):
+    model: str
+    alias: str
+    version: int
+    since: str
+    rollback: RollbackPlanOut
+
+
+class LineageAffected(BaseModel):
+    dataset: LineageDatasetOut
+    versions: list[LineageVersionOut]
+    holders: list[LineageHolderOut]
+
+
 class AuditEventOut(BaseModel):
     id: int
     at: str

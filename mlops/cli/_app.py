@@ -23,6 +23,7 @@ import typer
 from mlops import _quiet
 from mlops.cli import (  # noqa: F401  (they register the commands)
     _admin,
+    _lineage,
     _policy_server,
     _project,
     _review,

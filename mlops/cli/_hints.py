@@ -92,6 +92,10 @@ BY_CODE: dict[str, str] = {
     "what is registered.",
     "untrusted_model_type": "Trust the named type in code (`mlops.log_model(..., trusted=[...])`) "
     "and rerun `dvc repro`.",
+    "invalid_dataset_ref": "Name the data as PATH@REV (`mlops lineage affected data/train.csv@v1`) "
+    "or by md5 (`mlops lineage affected --md5 MD5`, 32 hex characters from the .dvc file).",
+    "dataset_not_recorded": "No run recorded that path at that commit: run `mlops lineage "
+    "affected PATH@REV` inside the project, or pass `--md5 MD5`.",
     "backup_error": "Check the database URL (`mlops server --help`) and the backup path.",
 }
 
@@ -126,6 +130,14 @@ BY_COMMAND: dict[tuple[str, str], str] = {
     "`mlops request --from-exp NAME`; `mlops versions MODEL` lists versions.",
     ("request", "config_error"): "Pick an experiment that passed the pre-check (`dvc exp show`), "
     "or request a version with `mlops request MODEL VERSION --to ALIAS`.",
+    ("affected", "revision_not_found"): "Use a commit, branch or tag that exists (`git log "
+    "--oneline -- PATH`), e.g. `mlops lineage affected PATH@HEAD~1`.",
+    ("affected", "data_not_tracked"): "Name a DVC-tracked path at that rev (`dvc list . -R "
+    "--dvc-only --rev REV`), then `mlops lineage affected PATH@REV`.",
+    ("affected", "nothing_to_roll_back"): "The journal changed since the plan: ask again "
+    "with `mlops lineage affected PATH@REV`, or see `mlops history MODEL ALIAS`.",
+    ("affected", "conflict"): "An alias moved meanwhile: ask again with `mlops lineage "
+    "affected PATH@REV` and roll back the new plan.",
     ("serve", "not_found"): "See which versions held the alias with `mlops history MODEL ALIAS`.",
     ("serve", "packaging_error"): "Build it again with `dvc repro` (the package stage); "
     "`mlops serve --help` explains which Bento is served.",

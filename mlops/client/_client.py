@@ -238,6 +238,26 @@ class RegistryClient:
         path = f"/v1/aliases/{model}/{alias}/rollback"
         return AliasHolder.from_dict(self._call("POST", path, json={"comment": comment}))
 
+    # --- lineage ----------------------------------------------------------------------
+    def affected(
+        self,
+        *,
+        md5: str | None = None,
+        path: str | None = None,
+        rev: str | None = None,
+        model: str = "*",
+    ) -> dict[str, Any]:
+        """The blast radius of a dataset (by ``md5``, or ``path`` + commit ``rev``), raw.
+
+        :func:`mlops.lineage.affected` wraps it (and resolves ``PATH@REV`` through DVC).
+
+        Example:
+            >>> client.affected(md5="5ba2c4a1b5c4cd5e3a3f54ea2bb1b4d1")["holders"]  # doctest: +SKIP
+        """
+        params = {"md5": md5, "path": path, "rev": rev, "model": model}
+        params = {k: v for k, v in params.items() if v is not None}
+        return self._call("GET", "/v1/lineage/affected", params=params)
+
     # --- audit ------------------------------------------------------------------------
     def audit(self, *, after: int | None = None, limit: int = 100) -> tuple[AuditEvent, ...]:
         """Audit events with id greater than ``after`` (oldest first, at most ``limit``).

@@ -396,12 +396,28 @@ def _log_to_run(client: Any, run_id: str, report: EvaluationReport) -> None:
     metrics.update({f"eval.champion.{k}": v for k, v in (report.champion_metrics or {}).items()})
     now = _now_ms()
     try:
+        _log_dataset(client, run_id, report.dataset)
         client.log_text(run_id, json.dumps(report.to_dict(), indent=2), REPORT_ARTIFACT)
         client.log_batch(
             run_id, metrics=[mlflow.entities.Metric(k, v, now, 0) for k, v in metrics.items()]
         )
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(f"Could not log the evaluation to run {run_id}: {exc}") from exc
+
+
+def _log_dataset(client: Any, run_id: str, dataset: dict[str, Any] | None) -> None:
+    """The DVC evaluation data as a run input (context ``evaluation``), as ``start_run``
+    logs training data: ``mlops.lineage`` finds the run by its md5."""
+    if dataset is None:
+        return
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    source = {"uri": f"{dataset['path']}@{dataset['rev']}", **dataset}
+    entity = Dataset(
+        name=dataset["path"], digest=dataset["md5"], source_type="dvc", source=json.dumps(source)
+    )
+    tag = InputTag(key="mlflow.data.context", value="evaluation")
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset=entity, tags=[tag])])
 
 
 def _now_ms() -> int:

@@ -66,7 +66,11 @@ def _datasets(run: VersionRun, bundle: dict[str, Any] | None) -> list[dict[str, 
     """Training data (from the evidence lineage, else the run's DVC inputs) and eval data."""
     lineage = ((bundle or {}).get("lineage") or {}).get("datasets")
     if lineage is None:
-        lineage = [d["source"] for d in run.datasets if d.get("source_type") == "dvc"]
+        lineage = [
+            d["source"]
+            for d in run.datasets
+            if d.get("source_type") == "dvc" and d.get("context") != "evaluation"
+        ]
     columns = _columns(run)
     out = [
         {

@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from mlops.client import STATES as _STATES
 from mlops.errors import AuthenticationError
 from registry_server.schemas import MAX_INT
-from registry_server.services import aliases, policies, promotions
+from registry_server.services import aliases, lineage, policies, promotions
 from registry_server.services.context import Caller, ServerContext
 from registry_server.web import _audit, _queries
 from registry_server.web._session import (
@@ -287,6 +287,21 @@ def policy_version(
     """One kept policy's YAML text."""
     kept = policies.get_version(ctx, digest)
     return render(request, "policy_version.html", {"kept": kept}, caller=caller)
+
+
+@router.get("/lineage/affected", response_class=HTMLResponse)
+def lineage_affected(
+    request: Request,
+    ctx: ContextDep,
+    caller: CallerDep,
+    md5: Annotated[str, Query(max_length=1000)] = "",
+    path: Annotated[str, Query(max_length=1000)] = "",
+    rev: Annotated[str, Query(max_length=1000)] = "",
+) -> HTMLResponse:
+    """Affected by data: the versions that used a dataset, the protected aliases they hold,
+    the rollback plans (:func:`registry_server.services.lineage.affected`)."""
+    radius = lineage.affected(ctx, md5=md5 or None, path=path or None, rev=rev or None)
+    return render(request, "affected.html", radius, caller=caller)
 
 
 @router.get("/audit", response_class=HTMLResponse)
