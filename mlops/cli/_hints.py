@@ -82,6 +82,25 @@ BY_CODE: dict[str, str] = {
     "what is registered.",
     "untrusted_model_type": "Trust the named type in code (`mlops.log_model(..., trusted=[...])`) "
     "and rerun `dvc repro`.",
+    "verification_failed": "Do not serve it; see the failing link with `mlops verify NAME@ALIAS`.",
+    "verify_attestation_missing": "Promote the version through the server (`mlops request "
+    "MODEL VERSION --to ALIAS`): it signs every promotion and rollback.",
+    "verify_signature": "Check --key is the server's public key (`mlops key create` printed "
+    "it); an edited attestation never verifies: `mlops audit verify` next.",
+    "verify_alias": "The alias moved outside the server: `mlops history MODEL ALIAS` shows the "
+    "approved holder.",
+    "verify_model_artifact": "The model files in MLflow changed after approval: do not serve; "
+    "`mlops versions MODEL` and `mlops audit list` next.",
+    "verify_bento": "The local Bento is not the approved one: rebuild it with `dvc repro` and "
+    "request again (`mlops request`), or fetch the approved Bento.",
+    "verify_evidence": "The evidence changed after approval: `mlops status ID` and "
+    "`mlops audit list` show what was approved.",
+    "verify_data": "The data the evidence names is not what MLflow or DVC hold: `dvc status` "
+    "and `mlops versions MODEL` next.",
+    "verify_approvals": "The recorded approvals do not meet the recorded policy: "
+    "`mlops status ID` shows them.",
+    "verify_key_invalid": "Pass the server's public key PEM with `mlops verify --key FILE` "
+    "(`mlops key create` writes one).",
     "backup_error": "Check the database URL (`mlops server --help`) and the backup path.",
 }
 

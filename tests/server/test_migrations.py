@@ -33,7 +33,7 @@ def test_migrated_schema_matches_the_models(
     db = Database(url)
     try:
         db.upgrade()
-        assert db.current_revision() == Database.head_revision() == "0006"
+        assert db.current_revision() == Database.head_revision() == "0007"
         assert _diff(db) == []
     finally:
         db.dispose()
