@@ -289,6 +289,7 @@ WebhookEvent = Literal[
     "webhook_deleted",
     "webhook_secret_added",
     "webhook_secret_dropped",
+    "audit_checkpoint",  # a signed head of the audit chain, to keep outside the server
 ]
 
 
