@@ -101,6 +101,10 @@ BY_CODE: dict[str, str] = {
     "`mlops status ID` shows them.",
     "verify_key_invalid": "Pass the server's public key PEM with `mlops verify --key FILE` "
     "(`mlops key create` writes one).",
+    "signing_key_missing": "Make a key with `mlops key create FILE`, set "
+    "MLOPS_REGISTRY_SIGNING_KEY_FILE=FILE on every worker, then `mlops server`.",
+    "signing_key_invalid": "Point MLOPS_REGISTRY_SIGNING_KEY_FILE at a key made by "
+    "`mlops key create FILE`, then `mlops server`.",
     "backup_error": "Check the database URL (`mlops server --help`) and the backup path.",
 }
 
