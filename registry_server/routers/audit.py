@@ -59,7 +59,7 @@ def verify_audit_against(body: CheckpointIn, ctx: ContextDep, caller: CallerDep)
         return checkpoints.verify(s, ctx.signing_key, checkpoint=body.envelope)
 
 
-@router.get("/checkpoint", response_model=AuditCheckpointOut)
+@router.get("/checkpoint", response_model=AuditCheckpointOut, responses=error_responses(404))
 def newest_checkpoint(ctx: ContextDep, caller: CallerDep) -> dict:
     """The newest signed checkpoint of the chain head, to keep elsewhere."""
     from mlops.errors import NotFoundError

@@ -122,9 +122,13 @@ def verify(
     kept outside; default: the newest stored one). Names the first event that is wrong."""
     problem = None
     if checkpoint is not None:
-        if key is None:
-            raise VerifySignatureInvalid("This server has no signing key to check a checkpoint.")
-        cp = opened(key, checkpoint)
+        try:
+            if key is None:
+                raise VerifySignatureInvalid("this server has no signing key")
+            cp = opened(key, checkpoint)
+        except VerifySignatureInvalid as exc:
+            why = f"the checkpoint given is not signed by this server: {exc.message}"
+            return _result(False, 0, None, why, None, "full")
     elif key is not None:
         cp, problem = newest(session, key)
     else:
