@@ -27,6 +27,7 @@ _quiet.configure(own_process=False)
 
 _SUBMODULES = frozenset(
     {
+        "attestation",
         "cli",
         "client",
         "config",
@@ -56,12 +57,14 @@ _FUNCTIONS = {
     "evaluate": ("mlops.evaluation", "evaluate"),
     "package": ("mlops.packaging", "package"),
     "promote": ("mlops.promotion", "promote"),
+    "verify": ("mlops.attestation", "verify"),
 }
 
 __all__ = ["MlopsError", "__version__", *sorted(_SUBMODULES), *sorted(_FUNCTIONS)]
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlops import (  # noqa: F401
+        attestation,
         cli,
         client,
         config,
@@ -78,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
         tracking,
         validation,
     )
+    from mlops.attestation import verify  # noqa: F401
     from mlops.config import load_settings  # noqa: F401
     from mlops.evaluation import evaluate  # noqa: F401
     from mlops.models import log_model  # noqa: F401

@@ -15,6 +15,7 @@ _PACKAGES = {
     "sklearn": "scikit-learn",
     "pandas": "pandas",
     "httpx": "httpx",
+    "securesystemslib": "securesystemslib>=1.0",
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AliasHolderMissing",
     "AliasNotFound",
+    "AttestationMissing",
     "AuthenticationError",
     "ChampionChanged",
     "ConfigError",
@@ -54,6 +55,15 @@ __all__ = [
     "StaleDataError",
     "TrackingError",
     "UntrustedModelType",
+    "VerificationFailed",
+    "VerifyAliasMismatch",
+    "VerifyApprovalsInsufficient",
+    "VerifyBentoMismatch",
+    "VerifyDataMismatch",
+    "VerifyEvidenceMismatch",
+    "VerifyKeyInvalid",
+    "VerifyModelArtifactMismatch",
+    "VerifySignatureInvalid",
     "error_class",
 ]
 
@@ -327,3 +337,66 @@ class AuthenticationError(MlopsError, PermissionError):
 class PermissionDenied(MlopsError, PermissionError):
     code = "forbidden"
     default_hint = "Ask an admin for a token with the needed role."
+
+
+# --- offline verification of a signed decision (``mlops verify``) ------------------
+class VerificationFailed(MlopsError, ValueError):
+    """One link of the chain from data to served Bento does not hold; ``details["link"]``."""
+
+    code = "verification_failed"
+    link: ClassVar[str] = "chain"
+    default_hint = "Do not serve this version; see `mlops.verify(ref)` for the failing link."
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        super().__init__(
+            f"link {self.link!r} failed: {message}", hint=hint, **{"link": self.link, **details}
+        )
+
+
+class AttestationMissing(VerificationFailed, LookupError):
+    code = "verify_attestation_missing"
+    link = "attestation"
+    default_hint = "Promote the version through the registry server, which signs the decision."
+
+
+class VerifySignatureInvalid(VerificationFailed):
+    code = "verify_signature"
+    link = "signature"
+    default_hint = (
+        "Check the public key is the server's (GET /v1/keys); an edited attestation never verifies."
+    )
+
+
+class VerifyAliasMismatch(VerificationFailed):
+    code = "verify_alias"
+    link = "alias"
+
+
+class VerifyModelArtifactMismatch(VerificationFailed):
+    code = "verify_model_artifact"
+    link = "model_artifact"
+
+
+class VerifyBentoMismatch(VerificationFailed):
+    code = "verify_bento"
+    link = "bento"
+
+
+class VerifyEvidenceMismatch(VerificationFailed):
+    code = "verify_evidence"
+    link = "evidence"
+
+
+class VerifyDataMismatch(VerificationFailed):
+    code = "verify_data"
+    link = "data"
+
+
+class VerifyApprovalsInsufficient(VerificationFailed):
+    code = "verify_approvals"
+    link = "approvals"
+
+
+class VerifyKeyInvalid(ConfigError):
+    code = "verify_key_invalid"
+    default_hint = "Pass the server's public key file (PEM), as `mlops key create` printed it."

@@ -41,6 +41,7 @@ __all__ = [
     "get_alias",
     "lineage",
     "load_model",
+    "model_digest",
     "register",
     "resolve",
     "set_alias",
@@ -374,6 +375,27 @@ def _datasets_from_inputs(run: Any) -> tuple[DatasetVersion, ...]:
                 hint="Re-run training with mlops.start_run(datasets=[...]).",
             ) from exc
     return tuple(found)
+
+
+def model_digest(name: str, version: int | str) -> str:
+    """SHA-256 tree digest of the version's model files as MLflow stores them.
+
+    The registry server signs this digest as the subject of a promotion; ``mlops verify``
+    recomputes it. Any file of the model changed, added or removed gives another digest.
+
+    Example:
+        >>> model_digest("churn", 3)[:8]                          # doctest: +SKIP
+        '9f86d081'
+    """
+    import tempfile
+
+    from mlops.signatures import tree_digest
+
+    mv = get(name, version)
+    mlflow = _mlflow()
+    with tempfile.TemporaryDirectory() as tmp, _errors(f"downloading the files of {mv.uri}"):
+        local = mlflow.artifacts.download_artifacts(artifact_uri=mv.download_uri, dst_path=tmp)
+        return tree_digest(local)
 
 
 def load_model(name: str, version: int | str) -> Any:

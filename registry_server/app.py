@@ -44,6 +44,7 @@ def create_app(
         aliases,
         audit,
         health,
+        keys,
         lineage,
         mlflow_hooks,
         policy,
@@ -53,16 +54,27 @@ def create_app(
     )
     from registry_server.secret_box import load_box
     from registry_server.services.aliases import AliasReader
+    from registry_server.services.audit import AFTER_APPEND
     from registry_server.services.auth import ensure_token
+    from registry_server.services.checkpoints import after_append_hook
     from registry_server.services.context import ServerContext
     from registry_server.services.policies import start as start_policy
+    from registry_server.signing import load_signing_key
 
     settings = settings or load_registry_settings()
     _configure_logging(settings.log_level)
     secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
     box = load_box(settings.database_url, secret_key)  # refuses to start without a key
+    signing_key = load_signing_key(
+        settings.database_url,
+        pem=settings.signing_key.get_secret_value() if settings.signing_key else None,
+        path=settings.signing_key_file,
+    )  # refuses to start without one on PostgreSQL
     db = Database(settings.database_url)
     db.upgrade(secret_key=secret_key)
+    db.sessions.configure(
+        info={AFTER_APPEND: after_append_hook(signing_key, settings.checkpoint_every)}
+    )
     if settings.admin_token:
         with db.session() as s:
             ensure_token(s, "admin", ["admin"], settings.admin_token)
@@ -85,6 +97,7 @@ def create_app(
         verify_lease=settings.verify_lease,
         verify_tolerance=settings.verify_tolerance,
         verify_max_attempts=settings.verify_max_attempts,
+        signing_key=signing_key,
     )
     if clock is not None:
         ctx.clock = clock
@@ -109,8 +122,8 @@ def create_app(
     install_error_handlers(app)
     app.state.loops = {}
     app.state.mlflow_webhook = {"subscribed": False, "error": None}
-    routers = (health, promotions, aliases, lineage, audit, tokens, webhooks, mlflow_hooks, policy)
-    for module in routers:
+    routers = (health, promotions, aliases, lineage, audit, tokens, webhooks, mlflow_hooks)
+    for module in (*routers, policy, keys):
         app.include_router(module.router)
     describe_policy(app)
     if settings.ui:
@@ -142,6 +155,7 @@ def reconcile_once(ctx) -> dict[str, int]:  # type: ignore[no-untyped-def]
 
     Each step runs even if an earlier one failed; the first failure is raised at the end.
     """
+    from registry_server.services.attestations import attach_pending
     from registry_server.services.drift import reconcile_protected
     from registry_server.services.outbox import apply_intents
     from registry_server.services.promotions import expire_due, release_soaked
@@ -149,6 +163,7 @@ def reconcile_once(ctx) -> dict[str, int]:  # type: ignore[no-untyped-def]
     steps = {
         "soaked": release_soaked,
         "applied": apply_intents,
+        "attested": attach_pending,
         "expired": expire_due,
         "restored": reconcile_protected,
     }

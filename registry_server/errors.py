@@ -52,6 +52,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_request": 422,
     "invalid_dataset_ref": 422,
     "webhook_target_refused": 422,
+    "verification_failed": 422,
     "registry_unavailable": 503,
     "registry_error": 502,
     "internal_error": 500,

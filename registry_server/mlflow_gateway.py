@@ -29,6 +29,7 @@ from mlops.errors import (
 
 __all__ = [
     "ALIAS_EVENTS",
+    "ATTESTATION_TAG",
     "EVIDENCE_DIGEST_TAG",
     "EVIDENCE_PATH_TAG",
     "EvidenceArtifact",
@@ -42,6 +43,7 @@ log = logging.getLogger("registry_server.mlflow")
 
 EVIDENCE_DIGEST_TAG = "mlops.evidence.digest"
 EVIDENCE_PATH_TAG = "mlops.evidence.path"
+ATTESTATION_TAG = "mlops.attestation"
 
 
 @dataclass(frozen=True)
@@ -507,6 +509,45 @@ class MlflowGateway:
         from mlops.lineage import recorded_md5
 
         return recorded_md5(path, rev, client=self.client)
+
+    # --- signed decisions -------------------------------------------------------------
+    def model_digest(self, name: str, version: int) -> str:
+        """SHA-256 tree digest of the version's model files as MLflow stores them."""
+        from mlflow.artifacts import download_artifacts
+        from mlflow.exceptions import MlflowException
+
+        from mlops.signatures import tree_digest
+
+        try:
+            uri = self.client.get_model_version_download_uri(name, str(version))
+            with tempfile.TemporaryDirectory() as tmp:
+                local = download_artifacts(
+                    artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri
+                )
+                return tree_digest(local)
+        except (MlflowException, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def attach_attestation(
+        self, name: str, version: int, alias: str, digest: str, envelope: str
+    ) -> None:
+        """Store a signed decision in the version's run and tag the version with it.
+
+        The envelope goes to ``mlops/attestations/<digest>.json``; the version's tag
+        ``mlops.attestation.<alias>`` holds the digest (envelopes outgrow tag values).
+        """
+        from mlflow.exceptions import MlflowException
+
+        mv = self._version(name, version)
+        if not mv.run_id:
+            raise EvidenceError(f"Model {name!r} version {version} has no run to attach to.")
+        try:
+            self.client.log_text(mv.run_id, envelope, f"mlops/attestations/{digest}.json")
+            self.client.set_model_version_tag(
+                name, str(version), f"{ATTESTATION_TAG}.{alias}", digest
+            )
+        except (MlflowException, OSError) as exc:
+            raise self._unavailable(exc) from exc
 
     # --- read-only views for the reviewer pages -------------------------------------------
     def describe_version(self, name: str, version: int) -> VersionRun:

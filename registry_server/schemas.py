@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -310,6 +310,45 @@ class AuditVerify(BaseModel):
     count: int
     first_bad_id: int | None
     reason: str | None
+    checkpoint: dict[str, Any] | None = Field(
+        default=None, description="The signed checkpoint checked against (count, head)."
+    )
+    mode: Literal["full", "incremental"] = "full"
+
+
+class CheckpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    envelope: dict[str, Any] = Field(
+        description="A signed checkpoint (DSSE envelope) kept outside the server, as the "
+        "audit_checkpoint webhook delivered it."
+    )
+
+
+class AuditCheckpointOut(BaseModel):
+    count: int
+    head_id: int
+    head_hash: str
+    at: str
+    envelope: dict[str, Any]
+
+
+class AttestationOut(BaseModel):
+    id: int
+    request_id: int | None
+    model: str
+    alias: str
+    version: int
+    action: str
+    digest: str = Field(description="SHA-256 of the envelope's payload (the Statement).")
+    key_id: str
+    created_at: str
+    attached: bool = Field(description="Attached to the model version in MLflow yet.")
+    envelope: dict[str, Any] = Field(description="The DSSE envelope of the in-toto Statement.")
+
+
+class KeysOut(BaseModel):
+    key_id: str
+    public_key: str = Field(description="Ed25519 public key (PEM) the server signs with.")
 
 
 class TokenIssued(BaseModel):
@@ -364,6 +403,7 @@ WebhookEvent = Literal[
     "webhook_deleted",
     "webhook_secret_added",
     "webhook_secret_dropped",
+    "audit_checkpoint",  # a signed head of the audit chain, to keep outside the server
 ]
 
 

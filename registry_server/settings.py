@@ -110,6 +110,21 @@ class RegistrySettings(BaseSettings):
         description="Fernet key(s), comma-separated, encrypting webhook secrets at rest "
         "(default: a key file beside a SQLite database; required for PostgreSQL).",
     )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="PEM text of the Ed25519 key signing promotions, rollbacks and audit "
+        "checkpoints (default: signing_key_file, else a key file beside a SQLite database; "
+        "required for PostgreSQL).",
+    )
+    signing_key_file: Path | None = Field(
+        default=None, description="PEM file of the signing key (`mlops key create FILE`)."
+    )
+    checkpoint_every: int = Field(
+        default=100,
+        ge=1,
+        description="Audit events between signed checkpoints of the chain head (every "
+        "promotion and rollback is checkpointed too).",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
     )

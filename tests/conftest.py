@@ -45,6 +45,14 @@ os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@example.invalid")
 # start without one (tests of the key handling itself unset it).
 TEST_SECRET_KEY = "tgSzpbA2J507kGjLOwvHA8CBI3_FyXI66yq_rlUh0zE="
 os.environ.setdefault("MLOPS_REGISTRY_SECRET_KEY", TEST_SECRET_KEY)
+# The key the server signs decisions and audit checkpoints with; on PostgreSQL it refuses
+# to start without one. Verifiers need only its public half (TEST_SIGNING_KEY's).
+TEST_SIGNING_KEY = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MC4CAQAwBQYDK2VwBCIEIG8ajz6PhPu5FffjtRIEyjzUhpS9z06RfzGSM9Tl+fzu\n"
+    "-----END PRIVATE KEY-----\n"
+)
+os.environ.setdefault("MLOPS_REGISTRY_SIGNING_KEY", TEST_SIGNING_KEY)
 
 
 def free_port() -> int:

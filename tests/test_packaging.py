@@ -97,7 +97,9 @@ def test_package_builds_a_bento_whose_smoke_test_passes(packaged, iris) -> None:
     assert report.parity == Parity()
     body = report.to_dict()
     assert json.loads(json.dumps(body)) == body
-    assert set(body) == {"bento_tag", "model_tag", "smoke", "parity", "passed"}
+    assert set(body) == {"bento_tag", "model_tag", "smoke", "parity", "passed", "bento_digest"}
+    # the digest taken at build time still holds after the smoke test served the Bento
+    assert body["bento_digest"] == packaging.bento_digest(report.bento_tag)
     assert set(body["smoke"]) == {"passed", "rows", "mismatches", "error", "seconds"}
     assert body["parity"] == {"passed": True, "missing": [], "mismatched": []}
     assert f"Bento {report.bento_tag}" in str(report) and "PASS" in str(report)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import errno
 import socket
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from mlops.cli._base import Json, Token, Url, app, client, handles_errors, token_app
+from mlops.cli._base import Json, Token, Url, app, client, handles_errors, key_app, token_app
 from mlops.cli._output import console, print_json, table
 from mlops.errors import ConfigError
 
@@ -206,3 +207,65 @@ def me(url: Url = None, token: Token = None, as_json: Json = False) -> None:
         print_json(identity.to_dict())
     else:
         console().print(escape(str(identity)))
+
+
+# --- signed decisions ---------------------------------------------------------------------
+@key_app.command("create")
+@handles_errors
+def key_create(
+    path: Annotated[Path, typer.Argument(help="Where to write the private key (PEM, 0600).")],
+) -> None:
+    """Create the server's Ed25519 signing key file; print its public key (also FILE.pub).
+
+    Point the server at it with MLOPS_REGISTRY_SIGNING_KEY_FILE=FILE; give FILE.pub to
+    whoever runs `mlops verify`.
+    """
+    from mlops.signatures import load_private_pem, public_pem
+    from registry_server.signing import write_key_file
+
+    write_key_file(path)
+    public = public_pem(load_private_pem(path.read_bytes(), where=str(path)))
+    public_file = path.with_name(path.name + ".pub")
+    public_file.write_text(public)
+    console(stderr=True).print(
+        f"signing key written to {path} (keep it secret); public key in {public_file}:"
+    )
+    typer.echo(public, nl=False)
+
+
+@app.command()
+@handles_errors
+def verify(
+    ref: Annotated[str, typer.Argument(help="NAME@ALIAS, e.g. churn@production.")],
+    key: Annotated[
+        Path,
+        typer.Option(
+            "--key",
+            envvar="MLOPS_VERIFY_KEY",
+            help="The registry server's public key (PEM): `mlops key create` wrote it, "
+            "GET /v1/keys serves it.",
+        ),
+    ],
+    bento: Annotated[bool, typer.Option(help="Check the Bento in the local store too.")] = True,
+    as_json: Json = False,
+) -> None:
+    """Check offline that NAME@ALIAS is what the server signed: model files, Bento,
+    evidence, data and approvals; exit 1 naming the first link that fails."""
+    from mlops.attestation import verify as verify_ref
+
+    checked = verify_ref(ref, key=key, bento=bento)
+    if as_json:
+        print_json(
+            {
+                "ok": True,
+                "model": checked.model,
+                "alias": checked.alias,
+                "version": checked.version,
+                "action": checked.action,
+                "statement_digest": checked.statement_digest,
+                "key_id": checked.key_id,
+                "links": [{"link": n, "checked": d} for n, d in checked.links],
+            }
+        )
+        return
+    console().print(str(checked), markup=False)

@@ -30,6 +30,7 @@ __all__ = [
     "audit_app",
     "client",
     "handles_errors",
+    "key_app",
     "token_app",
 ]
 
@@ -41,7 +42,12 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Manage API tokens of the registry server.", no_args_is_help=True)
 audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
+key_app = typer.Typer(
+    help="The registry server's signing key (signed decisions, audit checkpoints).",
+    no_args_is_help=True,
+)
 app.add_typer(token_app, name="token")
+app.add_typer(key_app, name="key")
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 

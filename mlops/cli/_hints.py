@@ -96,6 +96,29 @@ BY_CODE: dict[str, str] = {
     "or by md5 (`mlops lineage affected --md5 MD5`, 32 hex characters from the .dvc file).",
     "dataset_not_recorded": "No run recorded that path at that commit: run `mlops lineage "
     "affected PATH@REV` inside the project, or pass `--md5 MD5`.",
+    "verification_failed": "Do not serve it; see the failing link with `mlops verify NAME@ALIAS`.",
+    "verify_attestation_missing": "Promote the version through the server (`mlops request "
+    "MODEL VERSION --to ALIAS`): it signs every promotion and rollback.",
+    "verify_signature": "Check --key is the server's public key (`mlops key create` printed "
+    "it); an edited attestation never verifies: `mlops audit verify` next.",
+    "verify_alias": "The alias moved outside the server: `mlops history MODEL ALIAS` shows the "
+    "approved holder.",
+    "verify_model_artifact": "The model files in MLflow changed after approval: do not serve; "
+    "`mlops versions MODEL` and `mlops audit list` next.",
+    "verify_bento": "The local Bento is not the approved one: rebuild it with `dvc repro` and "
+    "request again (`mlops request`), or fetch the approved Bento.",
+    "verify_evidence": "The evidence changed after approval: `mlops status ID` and "
+    "`mlops audit list` show what was approved.",
+    "verify_data": "The data the evidence names is not what MLflow or DVC hold: `dvc status` "
+    "and `mlops versions MODEL` next.",
+    "verify_approvals": "The recorded approvals do not meet the recorded policy: "
+    "`mlops status ID` shows them.",
+    "verify_key_invalid": "Pass the server's public key PEM with `mlops verify --key FILE` "
+    "(`mlops key create` writes one).",
+    "signing_key_missing": "Make a key with `mlops key create FILE`, set "
+    "MLOPS_REGISTRY_SIGNING_KEY_FILE=FILE on every worker, then `mlops server`.",
+    "signing_key_invalid": "Point MLOPS_REGISTRY_SIGNING_KEY_FILE at a key made by "
+    "`mlops key create FILE`, then `mlops server`.",
     "backup_error": "Check the database URL (`mlops server --help`) and the backup path.",
 }
 

@@ -12,6 +12,7 @@ import difflib
 from collections import deque
 from collections.abc import Iterable
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -223,15 +224,74 @@ def rollback(
 
 @audit_app.command("verify")
 @handles_errors
-def audit_verify(url: Url = None, token: Token = None, as_json: Json = False) -> None:
-    """Recompute the audit hash chain; exit 1 if it is broken."""
-    check = client(url, token).verify_audit()
+def audit_verify(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="A signed checkpoint kept outside the server (`mlops audit checkpoint`, "
+            "or the audit_checkpoint webhook's body) to check the chain against.",
+        ),
+    ] = None,
+    incremental: Annotated[
+        bool,
+        typer.Option(help="Walk only the events after the newest valid signed checkpoint."),
+    ] = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
+) -> None:
+    """Recompute the audit hash chain and check it against a signed checkpoint; exit 1 if
+    it is broken, shortened or rewritten."""
+    kept = _checkpoint_envelope(checkpoint) if checkpoint is not None else None
+    check = client(url, token).verify_audit(incremental=incremental, checkpoint=kept)
     if as_json:
         print_json(check.to_dict())
     else:
         console().print(f"[{'green' if check.ok else 'bold red'}]{check}[/]")
     if not check.ok:
         raise typer.Exit(1)
+
+
+def _checkpoint_envelope(path: Path) -> dict:
+    """The envelope in a kept checkpoint file: the envelope itself, the body of
+    ``GET /v1/audit/checkpoint``, or an ``audit_checkpoint`` webhook delivery."""
+    import json
+
+    from mlops.errors import ConfigError
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Cannot read the checkpoint file {str(path)!r}: {exc}") from exc
+    for candidate in (data, data.get("envelope"), (data.get("payload") or {}).get("envelope")):
+        if isinstance(candidate, dict) and "payloadType" in candidate:
+            return candidate
+    raise ConfigError(
+        f"{str(path)!r} holds no signed checkpoint (a DSSE envelope with payloadType).",
+        hint="Save one with `mlops audit checkpoint --output FILE`.",
+    )
+
+
+@audit_app.command("checkpoint")
+@handles_errors
+def audit_checkpoint(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write it to this file.")
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Print (or save) the newest signed checkpoint of the audit chain, to keep elsewhere."""
+    import json
+
+    body = client(url, token).audit_checkpoint()
+    text = json.dumps(body, indent=2, sort_keys=True)
+    if output is None:
+        print(text)
+        return
+    output.write_text(text + "\n")
+    console(stderr=True).print(f"checkpoint at {body['count']} events written to {output}")
 
 
 _PAGE = 1000  # the server's largest page

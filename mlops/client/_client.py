@@ -271,14 +271,50 @@ class RegistryClient:
         data = self._call("GET", "/v1/audit", params=params)
         return tuple(AuditEvent.from_dict(item) for item in data.get("items", []))
 
-    def verify_audit(self) -> AuditCheck:
-        """Recompute the audit hash chain on the server.
+    def verify_audit(
+        self, *, incremental: bool = False, checkpoint: Mapping[str, Any] | None = None
+    ) -> AuditCheck:
+        """Recompute the audit hash chain on the server, against its newest signed
+        checkpoint, or against ``checkpoint`` (a signed envelope kept elsewhere).
+
+        ``incremental=True`` walks only the events after the newest valid checkpoint.
 
         Example:
             >>> client.verify_audit().ok                       # doctest: +SKIP
             True
         """
-        return AuditCheck.from_dict(self._call("GET", "/v1/audit/verify"))
+        if checkpoint is not None:
+            body = {"envelope": dict(checkpoint)}
+            return AuditCheck.from_dict(self._call("POST", "/v1/audit/verify", json=body))
+        params = {"incremental": "true"} if incremental else None
+        return AuditCheck.from_dict(self._call("GET", "/v1/audit/verify", params=params))
+
+    def audit_checkpoint(self) -> dict[str, Any]:
+        """The newest signed checkpoint of the audit chain (keep its ``envelope``).
+
+        Example:
+            >>> client.audit_checkpoint()["count"]              # doctest: +SKIP
+            42
+        """
+        return self._call("GET", "/v1/audit/checkpoint")
+
+    def attestation(self, request_id: int) -> dict[str, Any]:
+        """The signed decision (DSSE envelope of an in-toto Statement) of a promotion.
+
+        Example:
+            >>> client.attestation(7)["envelope"]["payloadType"]   # doctest: +SKIP
+            'application/vnd.in-toto+json'
+        """
+        return self._call("GET", f"/v1/promotions/{int(request_id)}/attestation")
+
+    def public_key(self) -> str:
+        """The server's Ed25519 public key (PEM), for ``mlops.verify(..., key=...)``.
+
+        Example:
+            >>> client.public_key().startswith("-----BEGIN PUBLIC KEY-----")  # doctest: +SKIP
+            True
+        """
+        return self._call("GET", "/v1/keys")["public_key"]
 
     # --- the policy -------------------------------------------------------------------
     def policy_history(self, *, limit: int = 100) -> dict[str, Any]:

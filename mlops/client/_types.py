@@ -362,16 +362,32 @@ class AuditCheck(_Entity):
     count: int
     first_bad_id: int | None = None
     reason: str | None = None
+    #: the signed checkpoint (count, head_id, head_hash, at) the chain was checked against
+    checkpoint: dict[str, Any] | None = None
+    mode: str = "full"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AuditCheck:
         """Build from the server's JSON."""
-        return cls(bool(d["ok"]), int(d["count"]), d.get("first_bad_id"), d.get("reason"))
+        return cls(
+            bool(d["ok"]),
+            int(d["count"]),
+            d.get("first_bad_id"),
+            d.get("reason"),
+            d.get("checkpoint"),
+            d.get("mode", "full"),
+        )
 
     def __str__(self) -> str:
+        signed = (
+            f"; signed checkpoint at {self.checkpoint['count']} events"
+            if self.checkpoint
+            else "; no signed checkpoint"
+        )
         if self.ok:
-            return f"audit chain ok ({self.count} events)"
-        return f"audit chain BROKEN at event {self.first_bad_id}: {self.reason}"
+            return f"audit chain ok ({self.count} events{signed}, {self.mode} walk)"
+        where = f" at event {self.first_bad_id}" if self.first_bad_id is not None else ""
+        return f"audit chain BROKEN{where}: {self.reason}"
 
 
 @dataclass(frozen=True)

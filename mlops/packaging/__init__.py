@@ -9,7 +9,7 @@ Example:
 
 from mlops.packaging._approved import approved_bento
 from mlops.packaging._bento_runtime import _tool_env as bentoml_env  # the project's Bento store
-from mlops.packaging._bento_runtime import serve
+from mlops.packaging._bento_runtime import bento_digest, serve
 from mlops.packaging._package import (
     DEV_TOOLS,
     bento_requirements,
@@ -30,6 +30,7 @@ __all__ = [
     "Parity",
     "SmokeResult",
     "approved_bento",
+    "bento_digest",
     "bento_requirements",
     "bento_version",
     "bentoml_env",

@@ -29,7 +29,7 @@ from mlops._optional import require
 from mlops._procs import free_port, stop_group
 from mlops.errors import PackagingError
 
-__all__ = ["serve"]
+__all__ = ["bento_digest", "serve"]
 
 _TAIL = 3000
 
@@ -51,6 +51,39 @@ def _tool_env() -> dict[str, str]:
     from bentoml._internal.configuration.containers import BentoMLContainer
 
     return {**os.environ, "BENTOML_HOME": BentoMLContainer.bentoml_home.get()}
+
+
+def _store_path(bento_tag: str) -> Path:
+    """Where the store keeps ``name:version`` (read without importing BentoML)."""
+    if "BENTOML_HOME" in os.environ:
+        home = Path(os.environ["BENTOML_HOME"])
+    else:
+        from mlops.config import load_settings
+
+        home = load_settings().home / "bentoml"
+    name, _, version = bento_tag.partition(":")
+    return home / "bentos" / name.lower() / version
+
+
+def bento_digest(bento_tag: str) -> str:
+    """SHA-256 tree digest of a built Bento's folder in the local store.
+
+    Taken when the Bento is built (it goes into the evidence) and again by ``mlops verify``:
+    any file changed, added or removed gives another digest.
+
+    Example:
+        >>> bento_digest("iris-classifier:v3-5k2mqx4d")                  # doctest: +SKIP
+        '0f3c...'
+    """
+    from mlops.signatures import tree_digest
+
+    path = _store_path(bento_tag)
+    if not bento_tag.count(":") == 1 or not (path / "bento.yaml").is_file():
+        raise PackagingError(
+            f"Bento {bento_tag!r} is not in the Bento store at {str(path.parent.parent)!r}.",
+            hint="Build it (`mlops.package`) or point BENTOML_HOME at the store that has it.",
+        )
+    return tree_digest(path)
 
 
 # --- serving ------------------------------------------------------------------------------

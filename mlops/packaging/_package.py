@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops._optional import require
 from mlops.errors import PackagingError
-from mlops.packaging._bento_runtime import _TAIL, _bentoml, _tool_env, serve
+from mlops.packaging._bento_runtime import _TAIL, _bentoml, _tool_env, bento_digest, serve
 from mlops.packaging._parity import (
     PackageReport,
     Parity,
@@ -389,19 +389,20 @@ def package(
     """
     model_tag = import_model(name, version, labels=labels)
     bento_tag = build(model_tag)
+    digest = bento_digest(bento_tag)  # before serving: what was built is what is signed
     parity = dependency_parity(
         runtime_requirements(model_requirements(model_tag)), bento_requirements(bento_tag)
     )
     if not smoke:
         result = SmokeResult(False, len(sample), 0, "skipped: package(..., smoke=False)", 0.0)
-        return PackageReport(bento_tag, model_tag, result, parity)
+        return PackageReport(bento_tag, model_tag, result, parity, digest)
     try:
         expected = _pyfunc_predictions(name, version, sample)
     except PackagingError as exc:
         result = SmokeResult(False, len(sample), len(sample), exc.message, 0.0)
     else:
         result = smoke_test(bento_tag, sample, expected=expected, port=port)
-    return PackageReport(bento_tag, model_tag, result, parity)
+    return PackageReport(bento_tag, model_tag, result, parity, digest)
 
 
 def discard(bento_tag: str) -> bool:

@@ -99,6 +99,8 @@ class PackageReport:
     model_tag: str
     smoke: SmokeResult
     parity: Parity = field(default_factory=Parity)
+    #: SHA-256 tree digest of the built Bento's folder (``mlops.packaging.bento_digest``)
+    bento_digest: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -113,6 +115,7 @@ class PackageReport:
             "smoke": self.smoke.to_dict(),
             "parity": self.parity.to_dict(),
             "passed": self.passed,
+            **({"bento_digest": self.bento_digest} if self.bento_digest else {}),
         }
 
     def _rows(self) -> list[list[Any]]:

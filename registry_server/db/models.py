@@ -17,6 +17,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "AliasJournal",
     "Approval",
+    "Attestation",
+    "AuditCheckpoint",
     "AuditEvent",
     "Base",
     "Outbox",
@@ -220,3 +222,36 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(TS)
     delivered_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+
+
+class Attestation(Base):
+    """A signed decision: the DSSE envelope of one promotion's or rollback's in-toto
+    Statement (``digest``: SHA-256 of its payload); ``attached_at`` once it is on the model
+    version in MLflow."""
+
+    __tablename__ = "attestations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    model: Mapped[str] = mapped_column(String(400))
+    alias: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(20))
+    digest: Mapped[str] = mapped_column(String(64))
+    envelope: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TS)
+    attached_at: Mapped[datetime | None] = mapped_column(TS, nullable=True, index=True)
+    attach_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditCheckpoint(Base):
+    """A signed head of the audit chain: ``count`` events, the last ``head_id``/``head_hash``."""
+
+    __tablename__ = "audit_checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    count: Mapped[int] = mapped_column(Integer)
+    head_id: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    envelope: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TS)

@@ -7,8 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
-from registry_server.schemas import MAX_INT, AuditPage, AuditVerify, error_responses
-from registry_server.services import audit
+from registry_server.schemas import (
+    MAX_INT,
+    AuditCheckpointOut,
+    AuditPage,
+    AuditVerify,
+    CheckpointIn,
+    error_responses,
+)
+from registry_server.services import audit, checkpoints
 
 router = APIRouter(
     dependencies=[AuthorizeDep],
@@ -32,10 +39,39 @@ def list_audit(
 
 
 @router.get("/verify", response_model=AuditVerify)
-def verify_audit(ctx: ContextDep, caller: CallerDep) -> dict:
-    """Recompute the hash chain; names the first event that does not match."""
+def verify_audit(
+    ctx: ContextDep,
+    caller: CallerDep,
+    incremental: Annotated[
+        bool, Query(description="Start from the newest valid signed checkpoint.")
+    ] = False,
+) -> dict:
+    """Recompute the hash chain and check it against the newest signed checkpoint; names
+    the first event that does not match, or says events were deleted."""
     with ctx.db.read_sessions() as s:
-        return audit.verify(s)
+        return checkpoints.verify(s, ctx.signing_key, incremental=incremental)
+
+
+@router.post("/verify", response_model=AuditVerify)
+def verify_audit_against(body: CheckpointIn, ctx: ContextDep, caller: CallerDep) -> dict:
+    """Check the chain against a signed checkpoint kept outside the server."""
+    with ctx.db.read_sessions() as s:
+        return checkpoints.verify(s, ctx.signing_key, checkpoint=body.envelope)
+
+
+@router.get("/checkpoint", response_model=AuditCheckpointOut, responses=error_responses(404))
+def newest_checkpoint(ctx: ContextDep, caller: CallerDep) -> dict:
+    """The newest signed checkpoint of the chain head, to keep elsewhere."""
+    from mlops.errors import NotFoundError
+
+    with ctx.db.read_sessions() as s:
+        row = checkpoints.newest_row(s)
+    if row is None:
+        raise NotFoundError(
+            "No audit checkpoint is signed yet: one is signed at each promotion or rollback.",
+            hint="Promote a version (POST /v1/promotions), then GET /v1/audit/checkpoint.",
+        )
+    return checkpoints.row_to_dict(row)
 
 
 __all__ = ["router"]

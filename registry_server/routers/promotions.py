@@ -10,6 +10,7 @@ from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
 from registry_server.schemas import (
     MAX_INT,
     NO_NUL,
+    AttestationOut,
     CommentIn,
     PromotionIn,
     PromotionOut,
@@ -59,6 +60,23 @@ def list_promotions(
     return promotions.list_requests(
         ctx, model=model, target=target, state=state, limit=limit, offset=offset, before=before
     )
+
+
+@router.get("/{request_id}/attestation", response_model=AttestationOut)
+def get_attestation(request_id: RequestId, ctx: ContextDep, caller: CallerDep) -> dict:
+    """The signed decision of a promoted request: an in-toto Statement in a DSSE envelope."""
+    from mlops.errors import NotFoundError
+    from registry_server.services import attestations
+
+    with ctx.db.read_sessions() as s:
+        row = attestations.for_request(s, request_id)
+        if row is None:
+            raise NotFoundError(
+                f"Promotion request {request_id} has no signed decision: it was not promoted "
+                "(yet), or not through this server.",
+                hint=f"See its state with GET /v1/promotions/{request_id}.",
+            )
+        return attestations.to_dict(row)
 
 
 @router.get("/{request_id}", response_model=PromotionOut)

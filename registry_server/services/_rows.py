@@ -49,7 +49,7 @@ def lock_target(session: Session, model: str, target: str) -> None:
 
 def record_event(
     session: Session, ctx: ServerContext, actor: str, action: str, req: Any, **extra: Any
-) -> None:
+) -> Any:
     """Append an audit event about ``req`` (request id, model, version, target, digest)."""
     payload = {
         "request_id": req.id,
@@ -60,7 +60,7 @@ def record_event(
         "policy_digest": ctx.policy.digest,  # the policy the decision was taken under
         **extra,
     }
-    audit.append(session, actor=actor, action=action, payload=payload, at=ctx.now())
+    return audit.append(session, actor=actor, action=action, payload=payload, at=ctx.now())
 
 
 def set_state(ctx: ServerContext, req: PromotionRequest, state: str) -> None:

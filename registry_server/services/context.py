@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from registry_server.db.engine import Database
     from registry_server.mlflow_gateway import MlflowGateway
     from registry_server.secret_box import SecretBox
+    from registry_server.signing import SigningKey
 
 __all__ = ["Caller", "ServerContext", "utc"]
 
@@ -41,6 +42,7 @@ class ServerContext:
     fault_point: str | None = None
     secret_box: SecretBox | None = None
     webhook_allow_private: bool = False
+    signing_key: SigningKey | None = None  # signs decisions and audit checkpoints
     drift_page_size: int = 500
     governed_models: str = "*"  # glob of the models whose protected aliases it guards
     #: the verifier (see registry_server.services.verifier)

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from mlops.errors import EvidenceError, EvidenceMismatch, RegistryError
 from registry_server.db.models import Outbox, PromotionRequest
-from registry_server.services import audit, champion, ladder
+from registry_server.services import attestations, audit, champion, ladder
 from registry_server.services._rows import lock_request, lock_target, record_event, set_state
 from registry_server.services.context import ServerContext
 from registry_server.services.evidence import checked_evidence
@@ -42,6 +43,7 @@ __all__ = [
     "void_for_rollback",
 ]
 
+log = logging.getLogger("registry_server")
 _MAX_BACKOFF = 300.0
 _GRACE = 2.0  # seconds the background pass leaves an untried intent to its own request
 
@@ -152,10 +154,14 @@ def _apply_one(ctx: ServerContext, outbox_id: int) -> bool:
     if why is not None:
         _void_stale(ctx, outbox_id, why)
         return False
+    model, alias, version = payload["model"], payload["alias"], payload["version"]
     try:
-        evidence_ok = _evidence_unchanged(ctx, payload)
-        if evidence_ok:
-            ctx.gateway.set_alias(payload["model"], payload["alias"], payload["version"])
+        evidence_ok, bundle = _evidence_unchanged(ctx, payload)
+        if evidence_ok:  # the subjects are read before the move: nothing moves unsigned
+            prep = attestations.prepare(
+                ctx, model, alias, version, bundle, payload.get("evidence_digest")
+            )
+            ctx.gateway.set_alias(model, alias, version)
     except (RegistryError, EvidenceError) as exc:
         _retry_later(ctx, outbox_id, exc)
         return False
@@ -163,24 +169,34 @@ def _apply_one(ctx: ServerContext, outbox_id: int) -> bool:
         _void(ctx, outbox_id)
         return False
     crash_here(ctx, "after_mlflow_set")
-    done = _finish(ctx, outbox_id)
+    done = _finish(ctx, outbox_id, prep)
     crash_here(ctx, "after_final")
+    if done:
+        _attach(ctx)
     return done
 
 
-def _evidence_unchanged(ctx: ServerContext, payload: dict) -> bool:
+def _attach(ctx: ServerContext) -> None:
+    """Put the new signed decision on its model version in MLflow now (else: retried)."""
+    try:
+        attestations.attach_pending(ctx)
+    except Exception:  # the background pass retries; the move itself is done
+        log.exception("attaching the signed decision to MLflow failed (retried)")
+
+
+def _evidence_unchanged(ctx: ServerContext, payload: dict) -> tuple[bool, dict | None]:
     """Re-read the evidence right before the move: approvals bind to its digest."""
     digest = payload.get("evidence_digest")
     if not digest:
-        return True
+        return True, None
     try:
-        _, current = checked_evidence(ctx, "system", payload["model"], payload["version"])
+        bundle, current = checked_evidence(ctx, "system", payload["model"], payload["version"])
     except EvidenceMismatch:
-        return False
-    return current == digest
+        return False, None
+    return current == digest, bundle
 
 
-def _finish(ctx: ServerContext, outbox_id: int) -> bool:
+def _finish(ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | None) -> bool:
     with ctx.db.session() as s:
         stmt = select(Outbox).where(Outbox.id == outbox_id)
         if s.get_bind().dialect.name != "sqlite":
@@ -200,6 +216,9 @@ def _finish(ctx: ServerContext, outbox_id: int) -> bool:
         req.previous_version = previous
         set_state(ctx, req, "promoted")
         intent.state, intent.done_at, intent.last_error = "done", ctx.now(), None
+        attestations.record(
+            s, ctx, prep, action="promote", previous=previous, request=req, actor="system"
+        )
         record_event(s, ctx, "system", "promoted", req, previous_version=previous)
         if previous is not None and previous != req.version:
             ladder.void_on_leave(s, ctx, req.model, req.target, previous, "promote")
@@ -269,17 +288,47 @@ def _apply_rollback(ctx: ServerContext, outbox_id: int, payload: dict) -> bool:
         _void_rollback(ctx, outbox_id)
         return False
     try:
+        prep = _rollback_subjects(ctx, payload)
         ctx.gateway.set_alias(model, alias, payload["version"])
     except RegistryError as exc:
         _retry_later(ctx, outbox_id, exc)
         return False
     crash_here(ctx, "after_mlflow_set")
-    done = _finish_rollback(ctx, outbox_id)
+    done = _finish_rollback(ctx, outbox_id, prep)
     crash_here(ctx, "after_final")
+    if done:
+        _attach(ctx)
     return done
 
 
-def _finish_rollback(ctx: ServerContext, outbox_id: int) -> bool:
+def _rollback_subjects(ctx: ServerContext, payload: dict) -> attestations.Prepared | None:
+    """The restored version's subjects; its evidence as it stands (a rollback is not held
+    up by evidence edited since: the statement then names the digest approved back then)."""
+    model, alias, version = payload["model"], payload["alias"], payload["version"]
+    bundle, digest = None, None
+    with ctx.db.read_sessions() as s:
+        req = (
+            s.get(PromotionRequest, payload["to_request_id"])
+            if payload.get("to_request_id")
+            else None
+        )
+        if req is not None:
+            digest = req.evidence_digest
+    try:
+        bundle, current = checked_evidence(ctx, "system", model, version)
+    except (EvidenceMismatch, EvidenceError):
+        bundle = None
+    else:
+        if digest is None or current == digest:
+            digest = current
+        else:
+            bundle = None
+    return attestations.prepare(ctx, model, alias, version, bundle, digest)
+
+
+def _finish_rollback(
+    ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | None
+) -> bool:
     with ctx.db.session() as s:
         stmt = select(Outbox).where(Outbox.id == outbox_id)
         if s.get_bind().dialect.name != "sqlite":
@@ -303,6 +352,20 @@ def _finish_rollback(ctx: ServerContext, outbox_id: int) -> bool:
             action="rollback",
         )
         intent.state, intent.done_at, intent.last_error = "done", ctx.now(), None
+        approved_in = (
+            s.get(PromotionRequest, p["to_request_id"]) if p.get("to_request_id") else None
+        )
+        attestations.record(
+            s,
+            ctx,
+            prep,
+            action="rollback",
+            previous=p["from_version"],
+            request=None,
+            approved_in=approved_in,
+            actor=p["actor"],
+            comment=p.get("comment", ""),
+        )
         event = {**_rollback_event(p), "policy_digest": ctx.policy.digest}
         audit.append(s, actor=p["actor"], action="rolled_back", payload=event, at=ctx.now())
         ladder.void_on_leave(s, ctx, p["model"], p["alias"], p["from_version"], "rollback")

@@ -61,6 +61,7 @@ __all__ = [
     "dispatch_due",
     "drop_secret",
     "enqueue",
+    "enqueue_event",
     "list_webhooks",
     "replay",
 ]
@@ -233,32 +234,47 @@ def enqueue(s: Session, event: AuditEvent) -> int:
         >>> enqueue(session, audit_row)  # number of deliveries queued  # doctest: +SKIP
         1
     """
+    return enqueue_event(
+        s,
+        event=event.action,
+        audit_id=event.id,
+        at=event.at,
+        actor=event.actor,
+        payload=json.loads(event.payload),
+    )
+
+
+def enqueue_event(
+    s: Session, *, event: str, audit_id: int, at: str, actor: str, payload: dict[str, Any]
+) -> int:
+    """Queue one event (an audit event, or a signed ``audit_checkpoint``) for every
+    subscription that wants it; the number of deliveries queued."""
     hooks = [
         h
         for h in s.scalars(select(Webhook).where(Webhook.deleted_at.is_(None)))
-        if "*" in h.events or event.action in h.events
+        if "*" in h.events or event in h.events
     ]
     for hook in hooks:
         delivery_id = uuid.uuid4().hex
         body = {
             "delivery": delivery_id,
-            "event": event.action,
-            "audit_id": event.id,
-            "at": event.at,
-            "actor": event.actor,
-            "payload": json.loads(event.payload),
+            "event": event,
+            "audit_id": audit_id,
+            "at": at,
+            "actor": actor,
+            "payload": payload,
         }
         s.add(
             WebhookDelivery(
                 id=delivery_id,
                 webhook_id=hook.id,
-                event=event.action,
-                audit_id=event.id,
+                event=event,
+                audit_id=audit_id,
                 body=json.dumps(body, sort_keys=True, separators=(",", ":")),
                 state="pending",
                 attempts=0,
-                next_attempt_at=_utc_from(event.at),
-                created_at=_utc_from(event.at),
+                next_attempt_at=_utc_from(at),
+                created_at=_utc_from(at),
             )
         )
     return len(hooks)

@@ -188,8 +188,8 @@ def _truncate(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
         tables = (
-            "webhook_deliveries, webhooks, outbox, audit_events, alias_journal, approvals, "
-            "policies, promotion_requests, tokens, users"
+            "attestations, audit_checkpoints, webhook_deliveries, webhooks, outbox, "
+            "audit_events, alias_journal, approvals, policies, promotion_requests, tokens, users"
         )
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()

@@ -6,7 +6,7 @@ loaded and by whom (``startup``, ``reload`` or an admin). ``promotion_requests``
 when each decision was taken (``NULL`` for rows written before this migration).
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
