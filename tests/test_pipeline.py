@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests._registry import RegistryProcess, start_registry
 from tests.pipelines._repo import BIN, SOURCE, PipelineRepo, make_pipeline_repo, pipeline_env
-from tests.pipelines._server import RegistryServer, start_registry_server
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def read(repo: PipelineRepo, path: str) -> dict:
 @dataclass(frozen=True)
 class Pipeline:
     repo: PipelineRepo
-    server: RegistryServer
+    server: RegistryProcess
     first: Repro
     second: Repro
     after_first: dict[str, int]
@@ -106,7 +106,7 @@ class Pipeline:
     promotions_second: int
 
 
-def _promotions(server: RegistryServer) -> int:
+def _promotions(server: RegistryProcess) -> int:
     from mlops.client import RegistryClient
 
     with RegistryClient(server.url, token=server.admin_token) as client:
@@ -120,11 +120,13 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 
     base = tmp_path_factory.mktemp("pipeline")
     repo = make_pipeline_repo(base)
-    server = start_registry_server(
+    server = start_registry(
         base / "server",
+        cli=True,
         tracking_uri=f"sqlite:///{repo.home / 'mlflow.db'}",
-        policy_path=repo.root / "promotion-policy.yaml",
+        policy_file=repo.root / "promotion-policy.yaml",
         env=repo.env,
+        reconcile_interval=0,
     )
     try:
         with RegistryClient(server.url, token=server.admin_token) as admin:
@@ -498,11 +500,13 @@ def test_a_fresh_clone_is_a_dvc_project_that_reproduces(tmp_path: Path) -> None:
     )
     assert (clone / ".dvc" / "config").is_file()
     assert str(repo.remote) in repo.dvc("remote", "list").stdout
-    server = start_registry_server(
+    server = start_registry(
         tmp_path / "server",
+        cli=True,
         tracking_uri=f"sqlite:///{repo.home / 'mlflow.db'}",
-        policy_path=clone / "promotion-policy.yaml",
+        policy_file=clone / "promotion-policy.yaml",
         env=repo.env,
+        reconcile_interval=0,
     )
     try:
         with RegistryClient(server.url, token=server.admin_token) as admin:
