@@ -8,6 +8,7 @@ served Bento, and the registry server as a separate process.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -46,13 +47,30 @@ def mlflow_counts(repo: PipelineRepo) -> dict[str, int]:
 
 
 def library(repo: PipelineRepo, expression: str) -> object:
-    """Evaluate ``expression`` with ``mlops`` in a fresh process inside the pipeline repo."""
-    code = (
-        "import json, mlops, mlops.registry, mlops.data, mlops.evidence; "
-        f"print(json.dumps({expression}))"
-    )
-    out = repo.run(str(BIN / "python"), "-c", code).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """Evaluate ``expression`` with ``mlops`` as a user inside the pipeline repo would: the
+    repo as the cwd and the pipeline's environment (no ``MLOPS_*``: the stores in ``.mlops``).
+    The result goes through JSON, as the stages' reports do."""
+    import mlflow
+
+    import mlops
+    import mlops.data
+    import mlops.evidence
+    import mlops.registry
+
+    uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(repo.root)
+        # every variable recorded (MLflow exports the URIs it is given), then the repo's env
+        for key in {*os.environ, *repo.env, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"}:
+            mp.setenv(key, repo.env.get(key, ""))
+            if key not in repo.env:
+                mp.delenv(key)
+        try:
+            value = eval(expression, {"mlops": mlops})
+        finally:  # MLflow keeps the URIs mlops set; the next test gets the old ones back
+            mlflow.set_tracking_uri(uris[0])
+            mlflow.set_registry_uri(uris[1])
+    return json.loads(json.dumps(value))
 
 
 @dataclass(frozen=True)
