@@ -20,8 +20,12 @@ quickstart: $(STAMP)
 	$(VENV)/bin/mlops quickstart
 
 ## Run the whole test suite (after setting up PostgreSQL and chromium if they are missing).
+# Worker processes (pytest-xdist), each taking whole test modules (a module's fixtures are
+# built once), the longest first (tests/conftest.py orders them): most tests wait on real
+# servers and tools, so three workers overlap well on two cores.
+TEST_WORKERS ?= 3
 test: $(STAMP) test-setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test-setup:
 	./scripts/test-setup

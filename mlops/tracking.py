@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops.data import DatasetVersion, _git_head
+from mlops import _git
+from mlops.data import DatasetVersion
 from mlops.errors import ConfigError, TrackingError
 
 __all__ = ["Run", "active_run", "configure", "log_model_class", "start_run"]
@@ -259,33 +260,16 @@ def _lineage_tags(datasets: tuple[DatasetVersion, ...]) -> dict[str, str]:
         if not ds.committed:  # only uncommitted records say so, as DatasetVersion.to_dict
             tags[f"{TAG_PREFIX}.{i}.committed"] = "False"
     where = datasets[0].repo if datasets else _code_root()
-    commit = _git_head(where)
+    commit = _git.head(where)
     if commit:
         tags[TAG_GIT_COMMIT] = commit
-        dirty = _git_dirty(where)
+        dirty = _git.dirty(where)
         if dirty is not None:
             tags[TAG_GIT_DIRTY] = str(dirty).lower()
     for tag, env in EXP_TAGS.items():
         if os.environ.get(env):
             tags[tag] = os.environ[env]
     return tags
-
-
-def _git_dirty(where: str | Path | None) -> bool | None:
-    """Whether tracked files differ from ``HEAD`` in the repository holding ``where``.
-
-    Untracked files do not count (DVC-tracked data lives in ``.dvc`` files and
-    ``dvc.lock``, which are tracked); ``None`` if git cannot tell.
-    """
-    from mlops.data import _git
-
-    root = Path(where) if where is not None else Path.cwd()
-    if root.is_file():
-        root = root.parent
-    if not root.is_dir():
-        return None
-    res = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return bool(res.stdout.strip()) if res.returncode == 0 else None
 
 
 def log_model_class(model: Any) -> str:

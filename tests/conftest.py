@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import itertools
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -55,9 +57,38 @@ TEST_SIGNING_KEY = (
 os.environ.setdefault("MLOPS_REGISTRY_SIGNING_KEY", TEST_SIGNING_KEY)
 
 
+# Under pytest-xdist each worker takes its servers' ports from its own block below the
+# kernel's ephemeral range (32768-60999 on Linux): two workers never pick the same port
+# between "free" and "listening", and a port the kernel hands out (``bind(0)``, e.g. a Bento
+# the library serves) never lands on one a test chose. Run alone, the kernel picks.
+_PORT_BLOCK, _PORT_BASE = 1000, 20000
+
+
+def _worker_ports() -> Iterator[int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    start = _PORT_BASE + _PORT_BLOCK * int(worker.removeprefix("gw"))
+    return itertools.cycle(range(start, start + _PORT_BLOCK))
+
+
+_ports: Iterator[int] | None = None
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    return _procs.free_port()
+    """A TCP port on 127.0.0.1 that nothing listens on right now (this worker's own)."""
+    global _ports
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _procs.free_port()
+    if _ports is None:
+        _ports = _worker_ports()
+    for _ in range(_PORT_BLOCK):
+        port = next(_ports)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # taken, or still in TIME_WAIT: the next one
+                continue
+        return port
+    raise RuntimeError(f"no free port left in this worker's block of {_PORT_BLOCK}")
 
 
 def wait_for_http(url: str, *, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
@@ -342,3 +373,31 @@ def lineage_model(lineage_run, model_name: str, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MLOPS_DVC_ROOT", str(repo.root))
     mv = mlops.register(run_id, model_name)
     return LineageModel(name=model_name, version=mv.version, dataset=ds, run_id=run_id, repo=repo)
+
+
+# --- the order of modules ----------------------------------------------------------------
+# `make test` hands whole modules to pytest-xdist workers in collection order (the
+# Makefile's --dist loadscope --no-loadscope-reorder): the longest go first, so that none of
+# them starts last while the other workers sit idle. Then the other modules that start real
+# servers or builds (marked ``slow``), then the rest, each in its usual order.
+LONGEST_FIRST = (
+    "tests/test_pipeline.py",
+    "tests/test_quickstart.py",
+    "tests/pipelines/test_repro.py",
+    "tests/test_topology.py",
+    "tests/test_notebooks.py",
+    "tests/models/test_log_model.py",
+    "tests/server/test_outage.py",
+    "tests/test_packaging.py",
+)
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.path.relative_to(_ROOT).as_posix() if item.path.is_relative_to(_ROOT) else ""
+        if module in LONGEST_FIRST:
+            return LONGEST_FIRST.index(module)
+        return len(LONGEST_FIRST) + (0 if item.get_closest_marker("slow") else 1)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,15 +34,13 @@ from mlops.errors import (
     RegistryUnavailable,
 )
 from tests import _evidence
+from tests._registry import RegistryProcess, start_registry
 from tests.conftest import (
     SKLEARN_REQUIREMENTS,
     free_port,
-    stop_process,
     use_experiment,
-    wait_for_http,
 )
 
-BIN = Path(sys.executable).parent
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 POLICY = """
 version: 1
@@ -155,40 +151,21 @@ def registry(
         yield reg
 
 
-@dataclass(frozen=True)
-class ServerProcess:
-    url: str
-    database_url: str
-    proc: subprocess.Popen
-
-
 @pytest.fixture(scope="module")
 def server_process(
     tmp_path_factory: pytest.TempPathFactory, mlflow_home: Path, policy_file: Path
-) -> Iterator[ServerProcess]:
+) -> Iterator[RegistryProcess]:
     """``mlops server`` as a real process on a free port (SQLite), stopped after the module."""
-    work = tmp_path_factory.mktemp("registry-process")
-    port, db = free_port(), f"sqlite:///{work / 'registry.db'}"
-    env = {
-        **os.environ,
-        "MLOPS_REGISTRY_POLICY_PATH": str(policy_file),
-        "MLOPS_REGISTRY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "MLOPS_REGISTRY_RECONCILE_INTERVAL": "0",
-    }
-    log = open(work / "server.log", "w")  # noqa: SIM115
-    cmd = [str(BIN / "mlops"), "server", "--port", str(port), "--database-url", db]
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    server = start_registry(
+        tmp_path_factory.mktemp("registry-process"),
+        cli=True,
+        policy_file=policy_file,
+        admin_token=ADMIN_TOKEN,
+        reconcile_interval=0,
+        timeout=60,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/readyz", timeout=60, proc=proc)
-    except (RuntimeError, TimeoutError):
-        stop_process(proc)
-        raise RuntimeError((work / "server.log").read_text()[-3000:]) from None
-    yield ServerProcess(url, db, proc)
-    stop_process(proc)
-    log.close()
+    yield server
+    server.stop()
 
 
 # --- the flow -----------------------------------------------------------------------------
@@ -382,7 +359,7 @@ def test_audit_pages_and_verifies(registry: Registry, trained: TrainedModel, mod
 
 
 # --- the same client against a real server process -----------------------------------------
-def test_real_server_process(server_process: ServerProcess, trained: TrainedModel, model_name):
+def test_real_server_process(server_process: RegistryProcess, trained: TrainedModel, model_name):
     admin = RegistryClient(server_process.url, token=ADMIN_TOKEN)
     assert admin.health() == {"status": "ok"}
     rita = RegistryClient(server_process.url, token=admin.create_token("rita", ["requester"]).token)

@@ -8,96 +8,75 @@ served Bento, and the registry server as a separate process.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.pipelines._repo import BIN, SOURCE, PipelineRepo, make_pipeline_repo, pipeline_env
-from tests.pipelines._server import RegistryServer, start_registry_server
+from tests._registry import RegistryProcess, start_registry
+from tests.pipelines._repo import (
+    BIN,
+    MODEL,
+    STAGES,
+    PipelineRepo,
+    Repro,
+    make_pipeline_repo,
+    read,
+    repro,
+)
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["prepare", "validate", "train", "evaluate", "package", "request"]
-MODEL = "iris-classifier"
-
-
-@dataclass(frozen=True)
-class Repro:
-    returncode: int
-    output: str
-    seconds: dict[str, float]
-
-
-def repro(repo: PipelineRepo, *args: str) -> Repro:
-    """Run ``dvc <args>`` streaming its output; wall time per stage from its progress lines."""
-    proc = subprocess.Popen(
-        [str(BIN / "dvc"), *args],
-        cwd=repo.root,
-        env=repo.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines, seconds, current, started = [], {}, None, time.monotonic()
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        found = re.match(r"Running stage '([\w-]+)'", line)
-        if found:
-            now = time.monotonic()
-            if current:
-                seconds[current] = round(now - started, 1)
-            current, started = found.group(1), now
-    proc.wait()
-    if current:
-        seconds[current] = round(time.monotonic() - started, 1)
-    return Repro(proc.returncode, "".join(lines), seconds)
-
 
 def mlflow_counts(repo: PipelineRepo) -> dict[str, int]:
-    """Runs and model versions in the pipeline's MLflow store (asked in a fresh process)."""
-    code = (
-        "import json, mlflow; from mlflow import MlflowClient; "
-        "c = MlflowClient(); exps = [e.experiment_id for e in c.search_experiments()]; "
-        "print(json.dumps({'runs': len(c.search_runs(exps, max_results=1000)), "
-        f"'versions': len(c.search_model_versions(\"name = '{MODEL}'\"))}}))"
-    )
+    """Runs and model versions in the pipeline's MLflow store (a client on its URI)."""
+    from mlflow import MlflowClient
+
     tracking = f"sqlite:///{repo.home / 'mlflow.db'}"
-    out = subprocess.run(
-        [str(BIN / "python"), "-c", code],
-        cwd=repo.root,
-        env={**repo.env, "MLFLOW_TRACKING_URI": tracking, "MLFLOW_REGISTRY_URI": tracking},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return {
+        "runs": len(client.search_runs(experiments, max_results=1000)),
+        "versions": len(client.search_model_versions(f"name = '{MODEL}'")),
+    }
 
 
 def library(repo: PipelineRepo, expression: str) -> object:
-    """Evaluate ``expression`` with ``mlops`` in a fresh process inside the pipeline repo."""
-    code = (
-        "import json, mlops, mlops.registry, mlops.data, mlops.evidence; "
-        f"print(json.dumps({expression}))"
-    )
-    out = repo.run(str(BIN / "python"), "-c", code).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """Evaluate ``expression`` with ``mlops`` as a user inside the pipeline repo would: the
+    repo as the cwd and the pipeline's environment (no ``MLOPS_*``: the stores in ``.mlops``).
+    The result goes through JSON, as the stages' reports do."""
+    import mlflow
 
+    import mlops
+    import mlops.data
+    import mlops.evidence
+    import mlops.registry
 
-def read(repo: PipelineRepo, path: str) -> dict:
-    return json.loads((repo.root / path).read_text())
+    uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(repo.root)
+        # every variable recorded (MLflow exports the URIs it is given), then the repo's env
+        for key in {*os.environ, *repo.env, "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"}:
+            mp.setenv(key, repo.env.get(key, ""))
+            if key not in repo.env:
+                mp.delenv(key)
+        try:
+            value = eval(expression, {"mlops": mlops})
+        finally:  # MLflow keeps the URIs mlops set; the next test gets the old ones back
+            mlflow.set_tracking_uri(uris[0])
+            mlflow.set_registry_uri(uris[1])
+    return json.loads(json.dumps(value))
 
 
 @dataclass(frozen=True)
 class Pipeline:
     repo: PipelineRepo
-    server: RegistryServer
+    server: RegistryProcess
     first: Repro
     second: Repro
     after_first: dict[str, int]
@@ -106,7 +85,7 @@ class Pipeline:
     promotions_second: int
 
 
-def _promotions(server: RegistryServer) -> int:
+def _promotions(server: RegistryProcess) -> int:
     from mlops.client import RegistryClient
 
     with RegistryClient(server.url, token=server.admin_token) as client:
@@ -120,11 +99,13 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 
     base = tmp_path_factory.mktemp("pipeline")
     repo = make_pipeline_repo(base)
-    server = start_registry_server(
+    server = start_registry(
         base / "server",
+        cli=True,
         tracking_uri=f"sqlite:///{repo.home / 'mlflow.db'}",
-        policy_path=repo.root / "promotion-policy.yaml",
+        policy_file=repo.root / "promotion-policy.yaml",
         env=repo.env,
+        reconcile_interval=0,
     )
     try:
         with RegistryClient(server.url, token=server.admin_token) as admin:
@@ -403,30 +384,6 @@ def test_mlops_env_lets_mlflow_bentoml_and_dvc_see_the_project_stores(pipeline: 
     assert exports["MLFLOW_TRACKING_URI"] == f"sqlite:///{repo.home / 'mlflow.db'}"
 
 
-def test_a_failing_suite_stops_the_pipeline_naming_the_expectation(tmp_path: Path) -> None:
-    repo = make_pipeline_repo(tmp_path)
-    suite_file = repo.root / "suites" / "iris_train.yaml"
-    suite = yaml.safe_load(suite_file.read_text())
-    for spec in suite["expectations"]:
-        if spec["type"] == "expect_column_values_to_be_between" and (
-            spec["kwargs"]["column"] == "sepal length (cm)"
-        ):
-            spec["kwargs"]["max_value"] = 5.0
-    suite_file.write_text(yaml.safe_dump(suite))
-    repo.commit("a stricter suite")
-
-    run = repro(repo, "repro")
-
-    assert run.returncode != 0
-    assert "error: data_validation_failed: Suite 'iris_train' failed 1 expectation(s)" in run.output
-    assert "expect_column_values_to_be_between[sepal length (cm)]" in run.output
-    assert "failed to reproduce 'validate'" in run.output
-    assert "train" not in run.seconds
-    assert not (repo.root / "reports" / "model.json").exists()
-    report = json.loads((repo.root / "reports" / "validation.json").read_text())
-    assert report["success"] is False
-
-
 def test_request_without_a_reachable_server_fails_naming_the_url(pipeline: Pipeline) -> None:
     from tests.conftest import free_port
 
@@ -475,53 +432,3 @@ def test_a_stricter_policy_blocks_the_request_and_can_fail_the_stage(pipeline: P
     assert re.search(r"error: policy_violation: iris-classifier v\d+ may not be promoted",
                      strict.output)  # fmt: skip
     assert "checks.metrics.accuracy" in strict.output
-
-
-def test_a_fresh_clone_is_a_dvc_project_that_reproduces(tmp_path: Path) -> None:
-    """What the README says: clone, `dvc repro`, `dvc push`; no `dvc init`, no remote set-up."""
-    from mlops.client import RegistryClient
-
-    clone = tmp_path / "clone"
-    branch = subprocess.run(
-        ["git", "-C", str(SOURCE), "rev-parse", "--abbrev-ref", "HEAD"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    subprocess.run(["git", "clone", "-q", "--branch", branch, str(SOURCE), str(clone)], check=True)
-    repo = PipelineRepo(
-        root=clone, remote=clone / ".mlops" / "dvc-remote", env=pipeline_env(PYTHONPATH=str(clone))
-    )
-    assert (
-        repo.git("rev-parse", "HEAD")
-        == subprocess.run(
-            ["git", "-C", str(SOURCE), "rev-parse", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-    )
-    assert (clone / ".dvc" / "config").is_file()
-    assert str(repo.remote) in repo.dvc("remote", "list").stdout
-    server = start_registry_server(
-        tmp_path / "server",
-        tracking_uri=f"sqlite:///{repo.home / 'mlflow.db'}",
-        policy_path=clone / "promotion-policy.yaml",
-        env=repo.env,
-    )
-    try:
-        with RegistryClient(server.url, token=server.admin_token) as admin:
-            requester = admin.create_token("clone", ["requester"]).token
-        repo.env.update(MLOPS_REGISTRY_URL=server.url, MLOPS_TOKEN=requester)
-        run = repro(repo, "repro")
-        assert run.returncode == 0, run.output[-6000:]
-        assert sorted(run.seconds) == sorted(STAGES)
-        doc = read(repo, "reports/promotion.json")
-        assert (doc["submitted"], doc["state"], doc["experiment"]) == (True, "pending", None)
-        repo.dvc("push")
-        md5 = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]["prepare"]["outs"][0]
-        assert (repo.remote / "files" / "md5" / md5["md5"][:2] / md5["md5"][2:]).is_file()
-        assert repo.run("git", "check-ignore", "-q", ".mlops/dvc-remote").returncode == 0
-        # no noise from the wrapped tools in the stages' output
-        assert "INFO mlflow" not in run.output and "Downloading artifacts" not in run.output
-        assert "%|" not in run.output  # a tqdm bar
-        log = server.log.read_text()  # the server fetched and checked the evidence: quietly
-        assert "Downloading artifacts" not in log and "%|" not in log
-        assert "INFO mlflow" not in log and "INFO  [alembic" not in log
-    finally:
-        server.stop()

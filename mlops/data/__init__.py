@@ -6,8 +6,6 @@ Example:
     >>> df = read_dataframe(ds)  # doctest: +SKIP
 """
 
-from mlops.data._dvc_files import _git as _git  # mlops.tracking asks git about the tree
-from mlops.data._dvc_files import _git_head as _git_head  # mlops.tracking records HEAD
 from mlops.data._remote import DataNotInRemote, fetch, read_fetched
 from mlops.data._version import DatasetVersion, open, read_dataframe, version
 

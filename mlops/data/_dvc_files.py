@@ -19,11 +19,11 @@ import hashlib
 import json
 import os
 import posixpath
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlops._git import git as _git
 from mlops.errors import (
     DataError,
     DataNotTrackedError,
@@ -91,15 +91,6 @@ def _relpath(root: Path, path: str | os.PathLike[str]) -> str:
     return rel
 
 
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-    except FileNotFoundError as exc:
-        raise DataError(
-            "The 'git' executable was not found.", hint="Install git and put it on PATH."
-        ) from exc
-
-
 def _resolve_rev(root: Path, rev: str) -> str:
     res = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if res.returncode != 0:
@@ -111,21 +102,6 @@ def _resolve_rev(root: Path, rev: str) -> str:
         extra = " (the repository has no commits yet)" if rev == "HEAD" else ""
         raise RevisionNotFound(f"Git revision {rev!r} does not exist in {str(root)!r}{extra}.")
     return res.stdout.strip()
-
-
-def _git_head(path: str | os.PathLike[str] | None = None) -> str | None:
-    """The full ``HEAD`` commit of the git repository holding ``path`` (default: cwd).
-
-    Example:
-        >>> sha = _git_head()                                    # doctest: +SKIP
-    """
-    where = Path(path) if path is not None else Path.cwd()
-    if where.is_file():
-        where = where.parent
-    if not where.is_dir():
-        return None
-    res = _git(where, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-    return res.stdout.strip() if res.returncode == 0 else None
 
 
 def _show(root: Path, sha: str, relpath: str) -> str | None:

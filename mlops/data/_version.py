@@ -45,7 +45,6 @@ from mlops.data._dvc_files import (
     _resolve_rev,
     _wrap_dvc_error,
 )
-from mlops.data._dvc_files import _git_head as _git_head  # re-exported: mlops.tracking uses it
 from mlops.errors import ConfigError, DataError, StaleDataError
 
 if TYPE_CHECKING:

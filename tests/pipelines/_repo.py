@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,3 +104,45 @@ def make_pipeline_repo(base: Path, *, source: Path = SOURCE, **env: str) -> Pipe
     repo.dvc("remote", "add", "-d", "local", str(remote))
     repo.commit("pipeline")
     return repo
+
+
+# --- running the pipeline ---------------------------------------------------------------
+STAGES = ["prepare", "validate", "train", "evaluate", "package", "request"]
+MODEL = "iris-classifier"
+
+
+@dataclass(frozen=True)
+class Repro:
+    returncode: int
+    output: str
+    seconds: dict[str, float]
+
+
+def repro(repo: PipelineRepo, *args: str) -> Repro:
+    """Run ``dvc <args>`` streaming its output; wall time per stage from its progress lines."""
+    proc = subprocess.Popen(
+        [str(BIN / "dvc"), *args],
+        cwd=repo.root,
+        env=repo.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines, seconds, current, started = [], {}, None, time.monotonic()
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        found = re.match(r"Running stage '([\w-]+)'", line)
+        if found:
+            now = time.monotonic()
+            if current:
+                seconds[current] = round(now - started, 1)
+            current, started = found.group(1), now
+    proc.wait()
+    if current:
+        seconds[current] = round(time.monotonic() - started, 1)
+    return Repro(proc.returncode, "".join(lines), seconds)
+
+
+def read(repo: PipelineRepo, path: str) -> dict:
+    return json.loads((repo.root / path).read_text())

@@ -1,38 +1,25 @@
-"""Real processes for the multi-process tests: the registry server (``registry_server.run``)
-and an ``mlflow server`` that can be stopped and started again on the same port and store."""
+"""Real processes for the multi-process tests: the registry server (``registry_server.run``,
+started by :mod:`tests._registry`) and an ``mlflow server`` that can be stopped and started
+again on the same port and store."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import free_port, start_mlflow_server, stop_process, wait_for_http
+from tests import _registry
+from tests._registry import ADMIN, RegistryProcess
+from tests.conftest import start_mlflow_server
 
-ADMIN = "proc-admin-token"
-
-
-@dataclass
-class RegistryProcess:
-    proc: subprocess.Popen
-    url: str
-    log: Path
-    port: int
-
-    def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+# How the server tests run it: no pages, INFO logs (tests count "mlflow alias set:" lines),
+# no webhook worker, and an unreachable MLflow failing fast, not after minutes of retries.
+SERVER_TEST_SETTINGS = {"ui": "false", "log_level": "info", "webhook_interval": "0"}
+FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
 
 def start_registry(
@@ -41,44 +28,17 @@ def start_registry(
     database_url: str,
     tracking_uri: str,
     policy_file: Path,
-    port: int | None = None,
-    log_name: str = "registry.log",
     **settings: Any,
 ) -> RegistryProcess:
-    """``registry_server.run()`` in a child process configured by MLOPS_REGISTRY_* env."""
-    port = port or free_port()
-    env = {
-        **os.environ,
-        "MLOPS_REGISTRY_DATABASE_URL": database_url,
-        "MLOPS_REGISTRY_POLICY_PATH": str(policy_file),
-        "MLOPS_REGISTRY_TRACKING_URI": tracking_uri,
-        "MLOPS_REGISTRY_PORT": str(port),
-        "MLOPS_REGISTRY_ADMIN_TOKEN": ADMIN,
-        "MLOPS_REGISTRY_UI": "false",
-        "MLOPS_REGISTRY_LOG_LEVEL": "info",
-        "MLOPS_REGISTRY_WEBHOOK_INTERVAL": "0",
-        # an unreachable MLflow must fail fast, not after minutes of client retries
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-    }
-    env.pop("MLOPS_REGISTRY_FAULT_POINT", None)
-    env.update({f"MLOPS_REGISTRY_{k.upper()}": str(v) for k, v in settings.items()})
-    log = workdir / log_name
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "import registry_server; registry_server.run()"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = RegistryProcess(proc, f"http://127.0.0.1:{port}", log, port)
-    try:
-        wait_for_http(f"{server.url}/readyz", timeout=120, proc=proc)
-    except (RuntimeError, TimeoutError):
-        stop_process(proc)
-        raise RuntimeError(log.read_text()[-4000:]) from None
-    return server
+    """:func:`tests._registry.start_registry` with the server tests' settings."""
+    return _registry.start_registry(
+        workdir,
+        database_url=database_url,
+        tracking_uri=tracking_uri,
+        policy_file=policy_file,
+        env={**os.environ, **FAIL_FAST},
+        **{**SERVER_TEST_SETTINGS, **settings},
+    )
 
 
 def tokens(api: httpx.Client, users: dict[str, str]) -> dict[str, dict[str, str]]:

@@ -3,15 +3,12 @@ talking to a real ``mlflow server`` over HTTP."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port, stop_process, wait_for_http
+from tests._registry import start_registry
 from tests.server.conftest import log_model
 
 pytestmark = pytest.mark.slow
@@ -25,29 +22,19 @@ def test_two_workers_promote_through_mlflow_over_http(
     version = model.register(name)
     digest = model.record(name, version)
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLOPS_REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}",
-        "MLOPS_REGISTRY_POLICY_PATH": str(policy_file),
-        "MLOPS_REGISTRY_TRACKING_URI": mlflow_server.url,
-        "MLOPS_REGISTRY_PORT": str(port),
-        "MLOPS_REGISTRY_WORKERS": "2",
-        "MLOPS_REGISTRY_ADMIN_TOKEN": "proc-admin",
-        "MLOPS_REGISTRY_RECONCILE_INTERVAL": "1",
-        "MLOPS_REGISTRY_SESSION_SECRET": "process-session-secret",
-    }
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import registry_server; registry_server.run()"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    server = start_registry(
+        tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}",
+        tracking_uri=mlflow_server.url,
+        policy_file=policy_file,
+        admin_token="proc-admin",
+        log_name="server.log",
+        workers=2,
+        reconcile_interval=1,
+        session_secret="process-session-secret",
     )
-    base = f"http://127.0.0.1:{port}"
+    base = server.url
     try:
-        wait_for_http(f"{base}/readyz", timeout=120, proc=proc)
         api = httpx.Client(base_url=base, timeout=60)
         admin = {"Authorization": "Bearer proc-admin"}
 
@@ -76,6 +63,5 @@ def test_two_workers_promote_through_mlflow_over_http(
             assert api.get(f"/v1/aliases/{name}/production").json()["version"] == version
         assert api.get("/v1/audit/verify", headers=admin).json()["ok"] is True
     finally:
-        stop_process(proc)
-        log.close()
-    assert proc.returncode is not None
+        server.stop()
+    assert server.proc.returncode is not None
