@@ -31,7 +31,7 @@ from mlops.errors import (
     RegistryUnavailable,
 )
 from mlops.identity import same_person
-from mlops.policy import TargetPolicy, active_freeze, check
+from mlops.policy import Policy, TargetPolicy, active_freeze, check
 from registry_server.db.models import Approval, Outbox, PromotionRequest
 from registry_server.services import champion, ladder
 from registry_server.services._rows import (
@@ -212,7 +212,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
             f"User {caller.user!r} requested promotion {request_id} and may not approve it.",
             hint="Ask another approver.",
         )
-    digest, verified = _approval_digest(ctx, caller, req)
+    bundle, digest, verified = _approval_evidence(ctx, caller, req)
     if digest != req.evidence_digest:
         _record_stale(ctx, caller, request_id, digest)
         raise EvidenceMismatch(
@@ -222,6 +222,9 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
             hint="Open a new promotion request for the current evidence.",
         )
     _end_if_champion_moved(ctx, caller, request_id, tp)
+    policy = ctx.policy  # one policy for the whole decision, even if a reload lands now
+    if bundle is not None and req.policy_digest not in (None, policy.digest):
+        _require_current_policy(req, bundle, policy)
     with ctx.db.session() as s:
         req = lock_request(s, request_id)
         _pending(ctx, s, req, tp)
@@ -243,7 +246,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
                 comment=comment,
                 digest=digest,
                 at=ctx.now(),
-                policy_digest=ctx.policy.digest,
+                policy_digest=policy.digest,
             )
         )
         req.updated_at = ctx.now()
@@ -268,17 +271,38 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
     return get(ctx, request_id)
 
 
-def _approval_digest(ctx: ServerContext, caller: Caller, req: PromotionRequest) -> tuple[str, bool]:
-    """The evidence digest now, and whether MLflow could be asked.
+def _approval_evidence(
+    ctx: ServerContext, caller: Caller, req: PromotionRequest
+) -> tuple[dict | None, str, bool]:
+    """The evidence now (``None`` if MLflow could not be asked), its digest, and whether
+    MLflow could be asked.
 
     If MLflow is unreachable the approval binds to the request's digest and the alias move
     re-checks the evidence before it touches MLflow (see the outbox), so an outage delays
     the move but neither loses the approval nor lets changed evidence through.
     """
     try:
-        return checked_evidence(ctx, caller.user, req.model, req.version)[1], True
+        bundle, digest = checked_evidence(ctx, caller.user, req.model, req.version)
+        return bundle, digest, True
     except RegistryUnavailable:
-        return req.evidence_digest, False
+        return None, req.evidence_digest, False
+
+
+def _require_current_policy(req: PromotionRequest, bundle: dict, policy: Policy) -> None:
+    """A request opened under another policy takes approvals only if its evidence passes
+    the policy in force now (a reload may have made the checks stricter)."""
+    verdict = check(bundle, policy, req.target, model=req.model)
+    if verdict.passed:
+        return
+    failed = "; ".join(f"{r.rule}: {r.reason}" for r in verdict.failures)
+    raise PolicyViolation(
+        f"The policy changed since request {req.id} was opened ({req.policy_digest[:12]} -> "
+        f"{policy.digest[:12]}); under the policy in force {req.model!r} v{req.version} may "
+        f"not go to {req.target!r}: {failed}.",
+        hint=f"Cancel this request (POST /v1/promotions/{req.id}/cancel) and open a new one once "
+        "the evidence passes the policy in force (GET /v1/policy/history shows both).",
+        rules=[r.to_dict() for r in verdict.failures],
+    )
 
 
 def _end_if_champion_moved(

@@ -76,6 +76,36 @@ def test_reload_without_restart_records_the_digest_on_each_decision(
     assert loaded["actor"] == "system" and loaded["payload"]["previous"] == old
 
 
+STRICTER = LADDER.replace(
+    "suites: [iris_train], smoke_test", "suites: [iris_train, iris_strict], smoke_test"
+)
+
+
+def test_a_request_opened_under_a_looser_policy_takes_no_approval_under_a_stricter_one(
+    srv: Server, policy_path: Path, name: str
+) -> None:
+    version, digest = to_staging(srv, name)
+    rid = srv.request(name, version, digest).json()["id"]
+    srv.clock.advance(seconds=3)
+    _write(policy_path, STRICTER)
+    assert srv.post("/v1/policy/reload", "root").json()["changed"] is True
+
+    res = srv.approve(rid, "ann")
+
+    assert res.status_code == 422, res.json()
+    body = res.json()
+    assert body["code"] == "policy_violation"
+    assert "The policy changed since request" in body["message"]
+    assert "iris_strict" in body["message"]
+    assert f"POST /v1/promotions/{rid}/cancel" in body["hint"]
+    view = srv.client.get(f"/v1/promotions/{rid}").json()
+    assert view["state"] == "pending" and view["approvals"] == []
+
+    _write(policy_path, LADDER)  # back to the policy it was opened under: approvals count
+    assert srv.post("/v1/policy/reload", "root").json()["changed"] is True
+    assert srv.approve(rid, "ann").status_code == 200
+
+
 def test_an_invalid_file_is_refused_and_the_old_policy_stays(
     srv: Server, policy_path: Path
 ) -> None:
