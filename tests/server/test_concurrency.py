@@ -70,7 +70,13 @@ def test_32_concurrent_approvals_move_the_alias_once(server: Server, name: str) 
     history = server.client.get(f"/v1/aliases/{name}/production/history").json()["items"]
     assert [(h["version"], h["to"], h["action"]) for h in history] == [(version, None, "promote")]
     assert len(_promoted_events(server, name)) == 1
-    assert reconcile_once(server.ctx) == {"applied": 0, "attested": 0, "expired": 0, "restored": 0}
+    assert reconcile_once(server.ctx) == {
+        "applied": 0,
+        "attested": 0,
+        "expired": 0,
+        "restored": 0,
+        "soaked": 0,
+    }
     assert gateway.writes.total() == 1
     verify = server.client.get("/v1/audit/verify", headers=server.h("root")).json()
     assert verify["ok"] is True
