@@ -40,6 +40,7 @@ class RegistryProcess:
     log: Path
     port: int
     admin_token: str = ADMIN
+    database_url: str = ""
 
     @property
     def admin(self) -> dict[str, str]:
@@ -102,7 +103,7 @@ def start_registry(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = RegistryProcess(proc, f"http://127.0.0.1:{port}", log, port, admin_token)
+    server = RegistryProcess(proc, f"http://127.0.0.1:{port}", log, port, admin_token, database_url)
     try:
         wait_for_http(f"{server.url}/readyz", timeout=timeout, proc=proc)
     except (RuntimeError, TimeoutError) as exc:

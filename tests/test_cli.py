@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mlops.cli import app
+from tests._registry import RegistryProcess
 from tests.conftest import free_port
 from tests.test_client import (  # noqa: F401  (fixtures)
     ADMIN_TOKEN,
-    ServerProcess,
     TrainedModel,
     policy_file,
     server_process,
@@ -28,7 +28,7 @@ runner = CliRunner()
 
 @dataclass(frozen=True)
 class Cli:
-    server: ServerProcess
+    server: RegistryProcess
 
     def __call__(self, *args: str, token: str | None = None, code: int = 0) -> str:
         env = {"MLOPS_REGISTRY_URL": self.server.url, "COLUMNS": "200"}
@@ -53,7 +53,7 @@ class Cli:
 
 
 @pytest.fixture(scope="module")
-def cli(server_process: ServerProcess) -> Cli:  # noqa: F811
+def cli(server_process: RegistryProcess) -> Cli:  # noqa: F811
     return Cli(server_process)
 
 
