@@ -31,6 +31,7 @@ Run: ``.venv/bin/python benchmarks/verify.py`` (``--rows 20000`` for a quicker r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -40,6 +41,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +157,13 @@ def build_evidence(name: str, version: int, ds: Any, policy: Any) -> tuple[dict,
     return took, digest
 
 
-def verify_once(repo: Path, tracking_uri: str, name: str, version: int, digest: str) -> float:
-    """One verifier pass on a fresh request (in-process server on SQLite); seconds."""
+@contextlib.contextmanager
+def _server(repo: Path, tracking_uri: str) -> Iterator[tuple[Any, Any, dict[str, dict[str, str]]]]:
+    """A fresh in-process registry server on SQLite (verifier driven by hand), a test
+    client, and Authorization headers for a requester and an approver."""
     from fastapi.testclient import TestClient
 
     from registry_server.app import create_app
-    from registry_server.services.verifier import verify_due
     from registry_server.settings import RegistrySettings
     from registry_server.tokens import create_token
 
@@ -173,21 +176,34 @@ def verify_once(repo: Path, tracking_uri: str, name: str, version: int, digest: 
     app = create_app(settings)
     try:
         with app.state.ctx.db.session() as s:
-            token = create_token(s, "ci", ["requester"]).token
-        body = {"model": name, "version": version, "target": "production"}
-        body["evidence_digest"] = digest
-        res = TestClient(app).post(
-            "/v1/promotions", json=body, headers={"Authorization": f"Bearer {token}"}
-        )
-        assert res.json()["state"] == "verifying", res.json()
+            heads = {
+                role: {"Authorization": f"Bearer {create_token(s, user, [role]).token}"}
+                for user, role in (("ci", "requester"), ("reviewer", "approver"))
+            }
+        yield app, TestClient(app), heads
+    finally:
+        app.state.ctx.db.dispose()
+
+
+def _request(client: Any, heads: dict, name: str, version: int, digest: str) -> int:
+    body = {"model": name, "version": version, "target": "production", "evidence_digest": digest}
+    res = client.post("/v1/promotions", json=body, headers=heads["requester"])
+    assert res.json()["state"] == "verifying", res.json()
+    return res.json()["id"]
+
+
+def verify_once(repo: Path, tracking_uri: str, name: str, version: int, digest: str) -> float:
+    """One verifier pass on a fresh request (in-process server on SQLite); seconds."""
+    from registry_server.services.verifier import verify_due
+
+    with _server(repo, tracking_uri) as (app, client, heads):
+        rid = _request(client, heads, name, version, digest)
         started = time.perf_counter()
         done = verify_due(app.state.ctx)
         took = time.perf_counter() - started
-        state = TestClient(app).get(f"/v1/promotions/{res.json()['id']}").json()
+        state = client.get(f"/v1/promotions/{rid}").json()
         assert done == 1 and state["state"] == "pending", state
         return took
-    finally:
-        app.state.ctx.db.dispose()
 
 
 def promote_and_time_verify(
@@ -195,42 +211,16 @@ def promote_and_time_verify(
 ) -> dict[str, Any]:
     """Verify, approve and move the alias (the server signs the decision), then time
     ``mlops verify NAME@production`` offline with only the public key."""
-    from fastapi.testclient import TestClient
-
     from benchmarks._attestation import time_verify
-    from registry_server.app import create_app
     from registry_server.services.verifier import verify_due
-    from registry_server.settings import RegistrySettings
-    from registry_server.tokens import create_token
 
-    db = repo.parent / f"registry-{uuid.uuid4().hex[:6]}.db"
-    settings = RegistrySettings(
-        database_url=f"sqlite:///{db}", policy_path=repo / "promotion-policy.yaml",
-        tracking_uri=tracking_uri, reconcile_interval=0, webhook_interval=0,
-        verify_interval=0, ui=False,
-    )  # fmt: skip
-    app = create_app(settings)
-    try:
-        with app.state.ctx.db.session() as s:
-            asker = create_token(s, "ci", ["requester"]).token
-            approver = create_token(s, "reviewer", ["approver"]).token
-        client = TestClient(app)
-        body = {"model": name, "version": version, "target": "production"}
-        body["evidence_digest"] = digest
-        res = client.post("/v1/promotions", json=body, headers={"Authorization": f"Bearer {asker}"})
-        rid = res.json()["id"]
+    key = repo.parent / "registry.pub"
+    with _server(repo, tracking_uri) as (app, client, heads):
+        rid = _request(client, heads, name, version, digest)
         verify_due(app.state.ctx)
-        res = client.post(
-            f"/v1/promotions/{rid}/approve",
-            json={},
-            headers={"Authorization": f"Bearer {approver}"},
-        )
+        res = client.post(f"/v1/promotions/{rid}/approve", json={}, headers=heads["approver"])
         assert res.json()["state"] == "promoted", res.json()
-        key = repo.parent / "registry.pub"
-        pem = client.get("/v1/keys", headers={"Authorization": f"Bearer {asker}"}).json()
-        key.write_text(pem["public_key"])
-    finally:
-        app.state.ctx.db.dispose()
+        key.write_text(client.get("/v1/keys", headers=heads["requester"]).json()["public_key"])
     return time_verify(f"{name}@production", key=key, repeat=repeats)
 
 
