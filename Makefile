@@ -25,7 +25,7 @@ quickstart: $(STAMP)
 # servers and tools, so three workers overlap well on two cores.
 TEST_WORKERS ?= 3
 test: $(STAMP) test-setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=30
 
 test-setup:
 	./scripts/test-setup
