@@ -20,10 +20,12 @@ quickstart: $(STAMP)
 	$(VENV)/bin/mlops quickstart
 
 ## Run the whole test suite (after setting up PostgreSQL and chromium if they are missing).
-# Worker processes (pytest-xdist), each taking whole test modules (a module's fixtures are
-# built once), the longest first (tests/conftest.py orders them): most tests wait on real
-# servers and tools, so three workers overlap well on two cores.
-TEST_WORKERS ?= 3
+# TEST_WORKERS=N runs N pytest-xdist workers, each taking whole test modules (a module's
+# fixtures are built once), the longest first (tests/conftest.py orders them). The default
+# is one process: a three-worker run on two cores once reported 1,009 of 1,075 collected
+# tests and passed; tests/conftest.py now fails such a run, and until the cause is found
+# the suite runs serially.
+TEST_WORKERS ?= 0
 test: $(STAMP) test-setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=30
 

@@ -394,10 +394,45 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def module_of(item: pytest.Item) -> str:
+        return item.path.relative_to(_ROOT).as_posix() if item.path.is_relative_to(_ROOT) else ""
+
+    # A module ranks as a whole: xdist's loadscope drops the tests of a module whose
+    # items are not contiguous (they never run, and the run still passes).
+    slow = {module_of(i) for i in items if i.get_closest_marker("slow")}
+
     def rank(item: pytest.Item) -> int:
-        module = item.path.relative_to(_ROOT).as_posix() if item.path.is_relative_to(_ROOT) else ""
+        module = module_of(item)
         if module in LONGEST_FIRST:
             return LONGEST_FIRST.index(module)
-        return len(LONGEST_FIRST) + (0 if item.get_closest_marker("slow") else 1)
+        return len(LONGEST_FIRST) + (0 if module in slow else 1)
 
     items.sort(key=rank)  # stable: a module's tests keep their order
+
+
+# Under xdist the controller knows what the workers collected; a run that reports fewer
+# tests than that dropped some without a word, and fails here instead of passing.
+_COLLECTED: set[str] = set()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    _COLLECTED.update(ids)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not _COLLECTED or reporter is None or session.shouldfail or session.shouldstop:
+        return
+    reported = {
+        getattr(rep, "nodeid", None)
+        for reports in reporter.stats.values()
+        for rep in reports
+        if getattr(rep, "when", None) in ("setup", "call", "teardown")
+    }
+    missing = sorted(_COLLECTED - reported)
+    if missing:
+        reporter.write_line(
+            f"{len(missing)} collected tests never ran, e.g. {missing[:3]}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
