@@ -395,3 +395,52 @@ def test_fetch_refuses_a_missing_or_changed_object_naming_it(tracked, tmp_path):
         data.fetch(ds.md5, remote=str(repo.remote), to=tmp_path / "again", name=ds.path)
     with pytest.raises(DataError, match="32 lowercase hex characters"):
         data.fetch("../../etc/passwd", remote=str(repo.remote), to=tmp_path)
+
+
+# --- pushing by md5 to the remote (before a request the server verifies) -----------------
+def _remote_objects(repo) -> set[str]:
+    root = repo.remote / "files" / "md5"
+    return {p.parent.name + p.name for p in root.glob("*/*")} if root.is_dir() else set()
+
+
+def test_push_sends_exactly_the_named_objects_and_a_directory_with_its_files(dvc_repo, tmp_path):
+    (dvc_repo.root / "images" / "sub").mkdir(parents=True)
+    (dvc_repo.root / "images" / "a.csv").write_text("v\n1\n")
+    (dvc_repo.root / "images" / "sub" / "b.csv").write_text("v\n2\n")
+    (dvc_repo.root / "train.csv").write_text("x,y\n1,2\n")
+    (dvc_repo.root / "other.csv").write_text("x,y\n3,4\n")
+    dvc_repo.dvc("add", "-q", "images", "train.csv", "other.csv")
+    dvc_repo.commit("track, push nothing")
+    folder, single, other = (
+        data.version("images"),
+        data.version("train.csv"),
+        data.version("other.csv"),
+    )
+
+    assert data.push([single.md5, folder.md5], repo=dvc_repo.root) == 4  # 1 + manifest + 2
+    assert data.push([single.md5, folder.md5], repo=dvc_repo.root) == 0  # already there
+
+    held = _remote_objects(dvc_repo)
+    assert {single.md5, folder.md5} <= held and other.md5 not in held and len(held) == 4
+    # what the server's verifier fetches with the remote alone
+    files = data.fetch(folder.md5, remote=str(dvc_repo.remote), to=tmp_path, name="images")
+    assert sorted(data.read_fetched(files)["v"]) == [1, 2]
+    # DVC agrees: only other.csv is still to push
+    status = dvc_repo.dvc("status", "-c", "--json")
+    assert "other.csv" in status and "train.csv" not in status and "images" not in status
+
+
+def test_push_of_data_the_cache_lacks_names_it_and_sends_nothing(tracked, tmp_path):
+    repo, _ = tracked
+    shutil.rmtree(repo.remote)
+    missing = "0123456789abcdef0123456789abcdef"
+    ds = data.version("data/train.csv")
+    with pytest.raises(data.DataNotInCache, match=f"no object for md5 {missing}") as err:
+        data.push([ds.md5, missing], repo=repo.root)
+    assert err.value.code == "data_not_in_cache" and "dvc repro" in err.value.hint
+    assert not repo.remote.exists()  # all or nothing: the present object was not sent either
+    with pytest.raises(DataError, match="32 lowercase hex characters"):
+        data.push(["../../etc/passwd"], repo=repo.root)
+    with pytest.raises(NotInRepoError, match="is not in a DVC repository"):
+        data.push([ds.md5], repo=tmp_path)
+    assert data.push([], repo=tmp_path) == 0  # nothing to send asks nothing of the repo

@@ -37,6 +37,8 @@ BY_CODE: dict[str, str] = {
     "`mlops env` shows the DVC root.",
     "revision_not_found": "Use a commit, branch or tag that exists (`git log --oneline`); "
     "`mlops env` shows the project root.",
+    "data_not_in_cache": "Produce the data in this repository first (`dvc repro`, or `dvc pull` "
+    "it), then `dvc push`; `dvc status -c` shows what the remote lacks.",
     "data_not_in_remote": "Push the data to the DVC remote with `dvc push`, then request again "
     "with `mlops request MODEL VERSION --to ALIAS`.",
     "stale_data": "Run `dvc repro` and commit before requesting; `mlops env` shows the stores.",

@@ -6,14 +6,16 @@ Example:
     >>> df = read_dataframe(ds)  # doctest: +SKIP
 """
 
-from mlops.data._remote import DataNotInRemote, fetch, read_fetched
+from mlops.data._remote import DataNotInCache, DataNotInRemote, fetch, push, read_fetched
 from mlops.data._version import DatasetVersion, open, read_dataframe, version
 
 __all__ = [
+    "DataNotInCache",
     "DataNotInRemote",
     "DatasetVersion",
     "fetch",
     "open",
+    "push",
     "read_dataframe",
     "read_fetched",
     "version",

@@ -1,4 +1,9 @@
-"""Fetching data by its DVC md5 straight from a DVC remote, without a git repository.
+"""Moving data by its DVC md5 between a DVC remote and the places that need it.
+
+:func:`fetch` reads objects straight from a remote, without a git repository (the registry
+server's verifier does, to re-derive evidence); :func:`push` sends the objects of given
+md5s from a repository's DVC cache to its remote (before a request whose evidence the
+server re-derives), and nothing else.
 
 A DVC 3 remote is content-addressed: the object of md5 ``ab12...`` is stored at
 ``files/md5/ab/12...``; a tracked directory's md5 ends with ``.dir`` and its object is a
@@ -20,15 +25,16 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.errors import DataError
+from mlops.errors import DataError, NotInRepoError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DataNotInRemote", "fetch", "read_fetched"]
+__all__ = ["DataNotInCache", "DataNotInRemote", "fetch", "push", "read_fetched"]
 
 _MD5 = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
 _DATA_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -39,6 +45,15 @@ class DataNotInRemote(DataError, LookupError):
 
     code = "data_not_in_remote"
     default_hint = "Push the data to the DVC remote with `dvc push`, then retry."
+
+
+class DataNotInCache(DataError, LookupError):
+    """The repository's DVC cache holds no object for an md5, so it cannot be pushed."""
+
+    code = "data_not_in_cache"
+    default_hint = (
+        "Produce the data here first (`dvc repro`, or `dvc pull` it), then push it with `dvc push`."
+    )
 
 
 def fetch(
@@ -80,6 +95,91 @@ def fetch(
     return [
         (_download(odb, oid, dest, remote, f"{name}/{rel}"), f"{name}/{rel}") for rel, oid in items
     ]
+
+
+def push(
+    md5s: Iterable[str],
+    *,
+    repo: str | os.PathLike[str] = ".",
+    remote: str | None = None,
+) -> int:
+    """Send the objects of ``md5s`` from ``repo``'s DVC cache to its DVC remote.
+
+    ``remote`` names a remote of the repository (default: its default remote, with the
+    options and credentials its config gives). A directory md5 (``.dir``) sends its
+    manifest and every file in it. Objects the remote already has are not sent again.
+    Returns how many objects were sent. Raises :class:`DataNotInCache` naming the md5s
+    the cache lacks (then nothing is sent), :class:`~mlops.errors.DataError` when the
+    repository has no remote or the remote cannot be written. The repository's lock is
+    not taken, so a ``dvc repro`` stage may call it.
+
+    Example:
+        >>> push(["5ba2c4a1b5c4cd5e3a3f54ea2bb1b4d1"], repo=".")           # doctest: +SKIP
+        1
+    """
+    from mlops._quiet import silenced
+
+    wanted = sorted(set(md5s))
+    bad = [m for m in wanted if not isinstance(m, str) or not _MD5.match(m)]
+    if bad:
+        raise DataError(
+            f"A DVC md5 is 32 lowercase hex characters (optionally '.dir'); got {bad[0]!r}.",
+            hint="Pass the md5 recorded in the .dvc file or dvc.lock.",
+        )
+    if not wanted:
+        return 0
+    with silenced():
+        return _push(wanted, Path(repo), remote)
+
+
+def _push(wanted: list[str], root: Path, remote: str | None) -> int:
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    try:
+        repo = Repo(os.fspath(root))
+    except DvcException as exc:
+        raise NotInRepoError(f"{str(root.resolve())!r} is not in a DVC repository.") from exc
+    with repo:
+        cache = repo.cache.local
+        objects, missing = set(), []
+        for oid in wanted:
+            ids = [oid, *_dir_entries(cache, oid)] if oid.endswith(".dir") else [oid]
+            missing += [i for i in ids if not cache.fs.exists(cache.oid_to_path(i))]
+            objects.update(HashInfo("md5", i) for i in ids)
+        if missing:
+            raise DataNotInCache(
+                f"The DVC cache of {str(root)!r} has no object for md5 "
+                f"{', '.join(sorted(missing))}: it cannot be pushed from here."
+            )
+        try:
+            result = repo.cloud.push(objects, remote=remote)
+        except DvcException as exc:
+            raise DataError(
+                f"Could not push {len(objects)} object(s) to the DVC remote "
+                f"{remote or '(default)'!r} of {str(root)!r}: {exc}",
+                hint="Check `dvc remote list` and the remote's credentials (AWS_* for s3://).",
+            ) from exc
+    if result.failed:
+        failed = sorted(h.value for h in result.failed)
+        raise DataError(
+            f"The DVC remote of {str(root)!r} did not take md5 {', '.join(failed)}.",
+            hint="Check the remote is reachable and writable, then `dvc push`.",
+        )
+    return len(result.transferred)
+
+
+def _dir_entries(cache: Any, oid: str) -> list[str]:
+    """The md5s of the files a ``.dir`` manifest in the local cache lists ([] if absent)."""
+    path = cache.oid_to_path(oid)
+    if not cache.fs.exists(path):
+        return []
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+        return sorted({str(e["md5"]) for e in entries})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"The DVC directory object {oid} in the cache is not a manifest.") from exc
 
 
 def read_fetched(files: list[tuple[Path, str]]) -> pd.DataFrame:
