@@ -50,6 +50,7 @@ __all__ = [
     "digest_of",
     "from_json",
     "load",
+    "pinned_datasets",
     "record",
 ]
 
@@ -349,6 +350,27 @@ def load(name: str, version: int | str, *, digest: str | None = None) -> Evidenc
 
 
 # --- helpers ----------------------------------------------------------------------------
+
+
+def pinned_datasets(bundle: Evidence | Mapping[str, Any], steps: Iterable[str]) -> list[dict]:
+    """The datasets re-deriving ``steps`` of the bundle reads (what the server fetches).
+
+    ``validation`` reads each validation report's dataset, ``evaluation`` the evaluation's;
+    datasets without an identity are left out (the server refuses those on its own).
+
+    Example:
+        >>> pinned_datasets({"evaluation": {"dataset": {"path": "data/eval.csv", "md5": "ab"}}},
+        ...                 ["evaluation"])
+        [{'path': 'data/eval.csv', 'md5': 'ab'}]
+    """
+    doc = bundle.to_dict() if isinstance(bundle, Evidence) else bundle
+    wanted = set(steps)
+    found: list[Mapping[str, Any] | None] = []
+    if "validation" in wanted:
+        found += [report.get("dataset") for report in doc.get("validation") or ()]
+    if "evaluation" in wanted:
+        found.append((doc.get("evaluation") or {}).get("dataset"))
+    return [dict(ds) for ds in found if isinstance(ds, Mapping) and ds.get("md5")]
 
 
 def _download(run_id: str, artifact_path: str) -> bytes:

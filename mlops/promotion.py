@@ -54,6 +54,7 @@ __all__ = [
     "build_evidence",
     "precheck",
     "promote",
+    "push_data",
     "resolve_policy",
     "run_evaluation",
     "run_packaging",
@@ -105,6 +106,34 @@ def precheck(evidence: Evidence | Mapping[str, Any], policy: Policy, to: str) ->
     if not verdict.passed:
         raise _violation(verdict, _model_of(evidence))
     return verdict
+
+
+def push_data(evidence: Evidence | Mapping[str, Any], policy: Policy, to: str) -> int:
+    """Push the data the registry server will re-derive ``evidence`` from to the DVC remote.
+
+    When the policy has the server verify the evidence for ``to`` (``verify:``), the server
+    fetches the data by md5 from the DVC remote; this sends those objects there from the
+    DVC cache of the repository each dataset was recorded in (repositories not on this
+    machine are left to their owners). Returns how many objects were sent; 0 when the
+    target verifies nothing or the remote already had everything.
+
+    Example:
+        >>> push_data(bundle, resolve_policy("promotion-policy.yaml"), "production")
+        ... # doctest: +SKIP
+        2
+    """
+    from mlops import data
+    from mlops.evidence import pinned_datasets
+
+    doc = evidence if isinstance(evidence, Mapping) else evidence.to_dict()
+    rules = policy.rules((doc.get("model") or {}).get("name"), to)
+    if rules is None or not rules.verify:
+        return 0
+    by_repo: dict[str, set[str]] = {}
+    for ds in pinned_datasets(doc, rules.verify):
+        if ds.get("repo") and Path(ds["repo"]).is_dir():
+            by_repo.setdefault(str(ds["repo"]), set()).add(str(ds["md5"]))
+    return sum(data.push(md5s, repo=repo) for repo, md5s in sorted(by_repo.items()))
 
 
 def _model_of(evidence: Any) -> str:
@@ -426,6 +455,7 @@ def promote(
     verdict = precheck(bundle, pol, to)
     handle = PromotionHandle(client, None, verdict=verdict, evidence=bundle)
     if submit:
+        push_data(bundle, pol, to)  # the server re-derives from it when the policy says so
         handle.submit(name, version, to=to)
         if handle.state == "verifying":  # the server re-derives the evidence first
             handle.wait_verified()

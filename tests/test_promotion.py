@@ -347,3 +347,36 @@ def test_a_policy_metric_the_evaluation_lacks_is_named_by_its_key_path(
     assert err.value.hint.startswith(
         "Fix targets.production.checks.metrics.rmse in promotion-policy.yaml"
     )
+
+
+# --- pushing the data the server re-derives from -----------------------------------------
+def test_push_data_sends_what_the_target_verifies_from_and_nothing_else(dvc_repo) -> None:
+    from mlops import data
+    from mlops.promotion import push_data
+
+    for name, rows in (("train.csv", "1,2\n"), ("eval.csv", "3,4\n"), ("other.csv", "5,6\n")):
+        (dvc_repo.root / name).write_text("x,y\n" + rows)
+    dvc_repo.dvc("add", "-q", "train.csv", "eval.csv", "other.csv")
+    dvc_repo.commit("track")
+    train, ev = data.version("train.csv").to_dict(), data.version("eval.csv").to_dict()
+    far = {**data.version("other.csv").to_dict(), "repo": "/no/such/checkout"}
+    bundle = {
+        "model": {"name": "churn", "version": 1},
+        "validation": [{"suite": "s", "dataset": train}, {"suite": "t", "dataset": far}],
+        "evaluation": {"dataset": ev},
+    }
+    targets = {
+        "production": {"verify": ["validation", "evaluation"]},
+        "staging": {"verify": ["evaluation"]},
+        "dev": {},
+    }
+    policy = resolve_policy({"targets": targets})
+
+    def held() -> set[str]:
+        return {p.parent.name + p.name for p in dvc_repo.remote.glob("files/md5/*/*")}
+
+    assert push_data(bundle, policy, "dev") == 0 and held() == set()  # verifies nothing
+    assert push_data(bundle, policy, "staging") == 1 and held() == {ev["md5"]}
+    # train.csv too; other.csv's repository is not on this machine: left to its owner
+    assert push_data(bundle, policy, "production") == 1
+    assert held() == {ev["md5"], train["md5"]}
