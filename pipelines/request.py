@@ -4,7 +4,9 @@ The evidence bundle (lineage from the registry + the validation, evaluation and 
 reports of this run) is recorded on the model version; the policy is checked locally
 (``mlops.promotion.precheck``, the rules the registry server applies); if it passes, a
 promotion request goes to the server (``mlops.promotion.submit``: ``MLOPS_REGISTRY_URL``,
-token ``MLOPS_TOKEN``).
+token ``MLOPS_TOKEN``). When the policy has the server re-derive the evidence for the
+target (``verify:``), the data it names is pushed to the DVC remote first
+(``mlops.promotion.push_data``), so the server finds it without waiting for ``dvc push``.
 
 Reruns: the stage has no ``always_changed``; it depends only on the reports, the policy
 and its params, so ``dvc repro`` reruns it exactly when the evidence (or the policy)
@@ -208,10 +210,14 @@ def main() -> None:
         "package": _common.read_json(PACKAGE_JSON),
     }
     bundle = record_evidence(model, reports)
-    verdict = local_verdict(bundle, promotion.resolve_policy(POLICY_YAML), target)
+    policy = promotion.resolve_policy(POLICY_YAML)
+    verdict = local_verdict(bundle, policy, target)
     sent, experiment = None, experiment_name()
     mark_bento(model, reports["package"], passed=verdict.passed)
     if verdict.passed and should_submit(p, experiment):
+        pushed = promotion.push_data(bundle, policy, target)  # the server re-derives from it
+        if pushed:
+            print(f"request: pushed {pushed} data object(s) to the DVC remote for verification")
         handle = promotion.submit(model["name"], model["version"], to=target, digest=bundle.digest)
         sent = handle.promotion.to_dict()
     doc = summary(

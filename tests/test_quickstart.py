@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -77,7 +78,12 @@ def test_every_step_ran_and_its_wall_time_is_reported(done: Done) -> None:
     assert list(stages) == ["prepare", "validate", "train", "evaluate", "package", "request"]
     # the pipeline's stage output was streamed, not swallowed
     assert "Running stage 'request'" in done.output
-    assert "request: iris-classifier v1 -> production: pending (request #1)" in done.output
+    # the shipped policy has the server re-derive production's evidence from the DVC data,
+    # which the stage pushed first; the quickstart waits for it before the approvals
+    assert "request: pushed 2 data object(s) to the DVC remote" in done.output
+    assert "request: iris-classifier v1 -> production: verifying (request #1)" in done.output
+    assert re.search(r"server re-derived the evidence \(validation, evaluation\): \d+ values "
+                     r"match; request #1 is pending", done.output)  # fmt: skip
 
 
 def test_the_approved_bento_answered_a_prediction(done: Done) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -140,6 +141,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
             policy_file=repo.root / "promotion-policy.yaml",
             workers=2,
             reconcile_interval=0.5,
+            # the verifier re-derives production's evidence from the DVC data on S3
+            env={**os.environ, **S3_ENV},
+            dvc_remote_endpoint_url=s3.url,
         )
         stack.callback(registry.stop)
         seconds["services"] = round(time.monotonic() - started, 1)
@@ -152,7 +156,8 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
 def _promote(
     s3: S3Store, registry: RegistryProcess, repo: PipelineRepo, seconds: dict[str, float]
 ) -> dict[str, Any]:
-    """The user's side: an S3 DVC remote, ``dvc repro``, ``dvc push``, two approvals."""
+    """The user's side: an S3 DVC remote, ``dvc repro`` (its request stage pushes the data
+    the server verifies from), ``dvc push``, two approvals once the server verified."""
     repo.dvc("remote", "add", "-f", "-d", "team", f"s3://{BUCKET}/dvc")
     repo.dvc("remote", "modify", "team", "endpointurl", s3.url)
     with registry.api() as api:
@@ -167,12 +172,23 @@ def _promote(
     repo.commit("pipeline run")
     repo.dvc("push", "-q")
     request = json.loads((repo.root / "reports" / "promotion.json").read_text())
-    assert request["state"] == "pending", request
+    assert request["state"] == "verifying", request
     with registry.api() as api:
+        deadline = time.monotonic() + 120
+        while (found := _get(api, request["id"], headers["ann"]))["state"] == "verifying":
+            assert time.monotonic() < deadline, found
+            time.sleep(0.5)
+        assert (found["state"], found["verification"]["state"]) == ("pending", "verified"), found
         for user in ("ann", "bob"):
             res = api.post(f"/v1/promotions/{request['id']}/approve", headers=headers[user])
             assert res.status_code == 200, res.text
         return api.get(f"/v1/promotions/{request['id']}", headers=headers["ann"]).json()
+
+
+def _get(api: Any, promotion_id: int, headers: dict[str, str]) -> dict[str, Any]:
+    res = api.get(f"/v1/promotions/{promotion_id}", headers=headers)
+    assert res.status_code == 200, res.text
+    return res.json()
 
 
 def _mlflow(topology: Topology) -> Any:

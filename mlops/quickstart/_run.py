@@ -266,7 +266,19 @@ def _step_approve(job: _Job) -> None:
     assert job.ws is not None and job.server is not None
     request_id, model = job.state["request"]["id"], job.state["model"]
     with RegistryClient(job.server.url, token=job.tokens["ci-bot"]) as client:
-        _wait_verified(client, request_id)  # the server re-derives the evidence first
+        verified = _wait_verified(client, request_id)  # the server re-derives the evidence
+    found = verified.verification or {}
+    if found:
+        if verified.state != "pending":
+            raise RegistryError(
+                f"The server did not verify request #{request_id}: it is {verified.state!r} "
+                f"({found.get('code')}: {found.get('reason')}).",
+                hint=f"Look at `mlops status {request_id}` and the server log.",
+            )
+        job.console.print(
+            f"  server re-derived the evidence ({', '.join(found.get('steps') or ())}): "
+            f"{found.get('checked')} values match; request #{request_id} is {verified.state}"
+        )
     for user in ("alice", "bob"):
         with RegistryClient(job.server.url, token=job.tokens[user]) as client:
             promotion = client.approve(request_id, comment=f"{user}: evidence reviewed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,13 @@ def test_a_fresh_clone_is_a_dvc_project_that_reproduces(tmp_path: Path) -> None:
         assert run.returncode == 0, run.output[-6000:]
         assert sorted(run.seconds) == sorted(STAGES)
         doc = read(repo, "reports/promotion.json")
-        assert (doc["submitted"], doc["state"], doc["experiment"]) == (True, "pending", None)
+        assert (doc["submitted"], doc["state"], doc["experiment"]) == (True, "verifying", None)
+        with RegistryClient(server.url, token=server.admin_token) as admin:
+            deadline = time.monotonic() + 120  # the server re-derives it from the remote
+            while (found := admin.get_promotion(doc["id"])).state == "verifying":
+                assert time.monotonic() < deadline, found
+                time.sleep(0.5)
+        assert (found.state, found.verification["state"]) == ("pending", "verified"), found
         repo.dvc("push")
         md5 = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]["prepare"]["outs"][0]
         assert (repo.remote / "files" / "md5" / md5["md5"][:2] / md5["md5"][2:]).is_file()
