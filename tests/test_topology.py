@@ -142,7 +142,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
             workers=2,
             reconcile_interval=0.5,
             # the verifier re-derives production's evidence from the DVC data on S3
-            env={**os.environ, **S3_ENV},
+            env={**os.environ, **S3_ENV},  # read access to the bucket
             dvc_remote_endpoint_url=s3.url,
         )
         stack.callback(registry.stop)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,17 @@ def start_registry(
     database_url: str,
     tracking_uri: str,
     policy_file: Path,
+    env: Mapping[str, str] | None = None,
     **settings: Any,
 ) -> RegistryProcess:
-    """:func:`tests._registry.start_registry` with the server tests' settings."""
+    """:func:`tests._registry.start_registry` with the server tests' settings (``env``, if
+    given, replaces ``os.environ`` as the base environment)."""
     return _registry.start_registry(
         workdir,
         database_url=database_url,
         tracking_uri=tracking_uri,
         policy_file=policy_file,
-        env={**os.environ, **FAIL_FAST},
+        env={**(os.environ if env is None else env), **FAIL_FAST},
         **{**SERVER_TEST_SETTINGS, **settings},
     )
 
