@@ -11,33 +11,16 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from benchmarks._counting import CountingClient
 from registry_server.services import audit
 from registry_server.services.drift import reconcile_protected
 from tests.server.conftest import Server
 from tests.server.test_drift import _events, _promote
 
 
-class _Counting:
-    """The gateway's ``MlflowClient``, counting the calls made through it by method."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.calls = inner, collections.Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return attr(*args, **kwargs)
-
-        return call
-
-
 @pytest.fixture
 def counted(server: Server, monkeypatch: pytest.MonkeyPatch) -> collections.Counter:
-    counting = _Counting(server.ctx.gateway.client)
+    counting = CountingClient(server.ctx.gateway.client)
     monkeypatch.setattr(server.ctx.gateway, "_client", counting)
     return counting.calls
 
