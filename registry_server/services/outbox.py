@@ -28,7 +28,13 @@ from sqlalchemy.orm import Session
 from mlops.errors import EvidenceError, EvidenceMismatch, RegistryError
 from registry_server.db.models import Outbox, PromotionRequest
 from registry_server.services import attestations, audit, champion, ladder
-from registry_server.services._rows import lock_request, lock_target, record_event, set_state
+from registry_server.services._rows import (
+    lock_pending_outbox,
+    lock_request,
+    lock_target,
+    record_event,
+    set_state,
+)
 from registry_server.services.context import ServerContext
 from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
@@ -198,11 +204,8 @@ def _evidence_unchanged(ctx: ServerContext, payload: dict) -> tuple[bool, dict |
 
 def _finish(ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | None) -> bool:
     with ctx.db.session() as s:
-        stmt = select(Outbox).where(Outbox.id == outbox_id)
-        if s.get_bind().dialect.name != "sqlite":
-            stmt = stmt.with_for_update()
-        intent = s.scalar(stmt)
-        if intent is None or intent.state != "pending":
+        intent = lock_pending_outbox(s, outbox_id)
+        if intent is None:
             return False  # another worker finished it
         req = lock_request(s, intent.request_id)
         lock_target(s, req.model, req.target)
@@ -330,11 +333,8 @@ def _finish_rollback(
     ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | None
 ) -> bool:
     with ctx.db.session() as s:
-        stmt = select(Outbox).where(Outbox.id == outbox_id)
-        if s.get_bind().dialect.name != "sqlite":
-            stmt = stmt.with_for_update()
-        intent = s.scalar(stmt)
-        if intent is None or intent.state != "pending":
+        intent = lock_pending_outbox(s, outbox_id)
+        if intent is None:
             return False  # another worker finished it
         p = intent.payload
         lock_target(s, p["model"], p["alias"])

@@ -45,7 +45,12 @@ from mlops.errors import (
 )
 from registry_server.db.models import Outbox, PromotionRequest
 from registry_server.services import ladder
-from registry_server.services._rows import lock_request, record_event, set_state
+from registry_server.services._rows import (
+    lock_pending_outbox,
+    lock_request,
+    record_event,
+    set_state,
+)
 from registry_server.services.context import ServerContext
 from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
@@ -215,11 +220,8 @@ def _finish(ctx: ServerContext, job_id: int, result: dict[str, Any]) -> bool:
 
     move = False
     with ctx.db.session() as s:
-        stmt = select(Outbox).where(Outbox.id == job_id)
-        if s.get_bind().dialect.name != "sqlite":
-            stmt = stmt.with_for_update()
-        job = s.scalar(stmt)
-        if job is None or job.state != "pending":
+        job = lock_pending_outbox(s, job_id)
+        if job is None:
             return False  # another worker recorded it
         req = lock_request(s, job.request_id)
         if req.state != "verifying":
