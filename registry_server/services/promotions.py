@@ -46,7 +46,11 @@ from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 from registry_server.services.journal import INTENT
 from registry_server.services.outbox import apply_intents, record_alias_intent
-from registry_server.services.verifier import start_verification, verification_of
+from registry_server.services.verifier import (
+    start_verification,
+    verification_of,
+    verifications_of,
+)
 from registry_server.services.views import promotion_view
 
 __all__ = [
@@ -443,13 +447,21 @@ def get(ctx: ServerContext, request_id: int) -> dict[str, Any]:
 
 
 def _view(
-    ctx: ServerContext, s: Session, req: PromotionRequest, intents: dict | None = None
+    ctx: ServerContext,
+    s: Session,
+    req: PromotionRequest,
+    intents: dict | None = None,
+    verifications: dict | None = None,
 ) -> dict[str, Any]:
-    """The wire form; ``intents`` (request id -> outbox row) spares the per-row lookup."""
+    """The wire form; ``intents`` (request id -> outbox row) and ``verifications``
+    (request id -> verification), read for a whole page, spare the per-row lookups."""
     tp = ctx.policy.rules(req.model, req.target)
     step = ladder.soak_of(s, ctx, req, tp) if req.state in ("pending", "verifying") else None
     view = promotion_view(req, tp, ctx.now(), soak=step)
-    view["verification"] = verification_of(s, req.id)
+    if verifications is not None:
+        view["verification"] = verifications.get(req.id)
+    else:
+        view["verification"] = verification_of(s, req.id)
     if req.state == "verifying":
         steps = ", ".join((view["verification"] or {}).get("steps", []))
         view["blocked_by"].append(f"verification: the server is re-deriving {steps}")
@@ -520,7 +532,8 @@ def list_requests(
                 else ()
             )
         }
-        items = [_view(ctx, s, r, intents) for r in rows]
+        verifications = verifications_of(s, [r.id for r in rows])
+        items = [_view(ctx, s, r, intents, verifications) for r in rows]
     return {
         "items": items,
         "total": total or 0,

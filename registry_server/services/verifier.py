@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -55,7 +56,7 @@ from registry_server.services.context import ServerContext
 from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 
-__all__ = ["VERIFY", "start_verification", "verification_of", "verify_due"]
+__all__ = ["VERIFY", "start_verification", "verification_of", "verifications_of", "verify_due"]
 
 log = logging.getLogger("registry_server")
 
@@ -102,8 +103,19 @@ def verification_of(s: Session, request_id: int) -> dict[str, Any] | None:
     ``unverified``, ``unverifiable`` or ``void`` (the request ended first).
     """
     job = s.scalar(select(Outbox).where(Outbox.kind == VERIFY, Outbox.request_id == request_id))
-    if job is None:
-        return None
+    return None if job is None else _verification(job)
+
+
+def verifications_of(s: Session, request_ids: Collection[int]) -> dict[int, dict[str, Any]]:
+    """:func:`verification_of` for many requests in one query: request id -> wire form
+    (a request without a verification is left out)."""
+    if not request_ids:
+        return {}
+    stmt = select(Outbox).where(Outbox.kind == VERIFY, Outbox.request_id.in_(request_ids))
+    return {job.request_id: _verification(job) for job in s.scalars(stmt)}
+
+
+def _verification(job: Outbox) -> dict[str, Any]:
     result = job.payload.get("result") or {}
     return {
         "state": result.get("state", "running" if job.state == "pending" else job.state),

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from benchmarks._counting import CountingClient
 from registry_server.services import audit
@@ -117,6 +118,42 @@ def test_audit_verify_accepts_every_payload_it_wrote(server: Server, payload: di
     with server.ctx.db.read_sessions() as s:
         result = audit.verify(s)
     assert result["ok"] is True, result
+
+
+@pytest.fixture
+def statements(server: Server) -> Iterator[list[str]]:
+    """The SQL statements the server sends from now on, on its write and read engines."""
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engines = {server.ctx.db.engine, server.ctx.db.read_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", note)
+    yield seen
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def test_a_list_page_costs_the_same_statements_however_many_rows_it_has(
+    server: Server, name: str, statements: list[str]
+) -> None:
+    """Each row's approvals, alias move and verification are read for the page at once."""
+    for i in range(6):
+        model = f"{name}-{i}"
+        version = server.model.register(model)
+        res = server.request(model, version, server.model.record(model, version))
+        assert res.status_code == 201, res.json()
+    server.client.get("/v1/promotions", params={"state": "pending", "limit": 1})  # warm
+    cost = {}
+    for limit in (1, 6):
+        statements.clear()
+        page = server.client.get("/v1/promotions", params={"state": "pending", "limit": limit})
+        assert len(page.json()["items"]) == limit
+        cost[limit] = list(statements)
+
+    assert len(cost[6]) == len(cost[1]), "\n".join(cost[6])
 
 
 def test_audit_verify_names_a_payload_that_is_not_json(server: Server) -> None:

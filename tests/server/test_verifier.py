@@ -201,6 +201,8 @@ def test_tampered_validation_result_is_caught(
 
     body = server.client.get(f"/v1/promotions/{rid}").json()
     assert body["state"] == "rejected"
+    listed = server.client.get("/v1/promotions", params={"state": "rejected"}).json()["items"]
+    assert listed == [body]  # a page reads its verifications at once: the same answer
     named = {d["what"]: d for d in body["verification"]["differences"]}
     assert set(named) == {
         "validation[iris_train].rows",
@@ -247,6 +249,8 @@ def test_data_missing_from_the_remote_ends_unverifiable(
         assert running["state"] == "verifying"
         assert running["verification"]["attempts"] == attempt
         assert "is not in the DVC remote" in running["verification"]["reason"]
+        listed = server.client.get("/v1/promotions", params={"state": "verifying"}).json()
+        assert listed["items"] == [running]
         server.clock.advance(seconds=2.0**attempt)
     assert verify_due(server.ctx) == 1
 
