@@ -33,7 +33,6 @@ full run (under 10 minutes on 2 cores).
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import json
 import sys
@@ -46,6 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._counting import CountingClient  # noqa: E402
 from benchmarks._scale_seed import quiet, seed_mlflow, seed_registry  # noqa: E402
 from benchmarks._wrk import require_wrk, run_wrk  # noqa: E402
 
@@ -57,24 +57,6 @@ targets:
     checks: {smoke_test: true}
     approvals: {count: 2, roles: [approver, admin]}
 """
-
-
-class CountingClient:
-    """An ``MlflowClient`` that counts the calls made through it, by method."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.calls = inner, collections.Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return attr(*args, **kwargs)
-
-        return call
 
 
 def sweep(registry_url: str, mlflow_url: str, policy: Path) -> dict[str, Any]:

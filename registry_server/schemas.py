@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mlops.client import State
 from mlops.identity import MAX_USER_NAME, USER_NAME_PATTERN
 
 __all__ = [
@@ -42,18 +43,6 @@ MAX_INT = 2**31 - 1  # ids and versions are 32-bit integers in the database
 NO_NUL = r"^[^\x00]*$"  # what the server refuses is in the schema: no NUL in any text
 _TEXT = {"pattern": NO_NUL}  # documented; ``_In._no_nul`` refuses with a clear message
 
-State = Literal[
-    "verifying",
-    "pending",
-    "approved",
-    "promoted",
-    "rejected",
-    "cancelled",
-    "expired",
-    "superseded",
-    "stale",
-    "voided",
-]
 Role = Literal["requester", "approver", "admin"]
 
 

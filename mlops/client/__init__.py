@@ -19,6 +19,7 @@ from mlops.client._types import (
     Promotion,
     Quorum,
     RuleResult,
+    State,
     Token,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "Quorum",
     "RegistryClient",
     "RuleResult",
+    "State",
     "Token",
 ]

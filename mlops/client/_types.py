@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 __all__ = [
     "FINAL_STATES",
@@ -27,12 +27,14 @@ __all__ = [
     "Promotion",
     "Quorum",
     "RuleResult",
+    "State",
     "Token",
 ]
 
 #: every state of a promotion request, in the order of its life; the last seven are final
-#: (``verifying``: the server re-derives the evidence before approvals count)
-STATES = (
+#: (``verifying``: the server re-derives the evidence before approvals count). The one
+#: definition: ``STATES`` lists it and the server's API schema uses it.
+State = Literal[
     "verifying",
     "pending",
     "approved",
@@ -43,7 +45,8 @@ STATES = (
     "superseded",
     "stale",
     "voided",
-)
+]
+STATES: tuple[str, ...] = get_args(State)
 FINAL_STATES = frozenset(STATES[3:])
 
 

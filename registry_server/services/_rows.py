@@ -4,21 +4,30 @@ Example:
     >>> with ctx.db.session() as s:                      # doctest: +SKIP
     ...     req = lock_request(s, 7)
     ...     set_state(ctx, req, "cancelled")
+    >>> with ctx.db.session() as s:                      # doctest: +SKIP
+    ...     job = lock_pending_outbox(s, 12)             # None: another worker finished it
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 from sqlalchemy.orm import Session
 
 from mlops.errors import NotFoundError
-from registry_server.db.models import PromotionRequest
+from registry_server.db.models import Outbox, PromotionRequest
 from registry_server.services import audit
 from registry_server.services.context import ServerContext
 
-__all__ = ["lock_request", "lock_target", "not_found", "record_event", "set_state"]
+__all__ = [
+    "lock_pending_outbox",
+    "lock_request",
+    "lock_target",
+    "not_found",
+    "record_event",
+    "set_state",
+]
 
 
 def not_found(request_id: int) -> NotFoundError:
@@ -29,15 +38,26 @@ def not_found(request_id: int) -> NotFoundError:
     )
 
 
+def _for_update(session: Session, stmt: Select) -> Select:
+    """``stmt`` locking its rows for this transaction (SQLite: BEGIN IMMEDIATE already)."""
+    return stmt if session.get_bind().dialect.name == "sqlite" else stmt.with_for_update()
+
+
 def lock_request(session: Session, request_id: int) -> PromotionRequest:
     """The request row, locked for this transaction (FOR UPDATE on PostgreSQL)."""
-    stmt = select(PromotionRequest).where(PromotionRequest.id == request_id)
-    if session.get_bind().dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE already
-        stmt = stmt.with_for_update()
-    req = session.scalar(stmt)
+    req = session.scalar(
+        _for_update(session, select(PromotionRequest).where(PromotionRequest.id == request_id))
+    )
     if req is None:
         raise not_found(request_id)
     return req
+
+
+def lock_pending_outbox(session: Session, outbox_id: int) -> Outbox | None:
+    """The outbox row (an alias move or a verification), locked for this transaction;
+    ``None`` when it is gone or no longer pending: another worker recorded it first."""
+    row = session.scalar(_for_update(session, select(Outbox).where(Outbox.id == outbox_id)))
+    return row if row is not None and row.state == "pending" else None
 
 
 def lock_target(session: Session, model: str, target: str) -> None:

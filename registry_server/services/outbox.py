@@ -9,8 +9,11 @@ a lock, so concurrent workers produce one ``promoted`` event.
 
 Right before MLflow and again in the final transaction, a promotion's champion binding is
 re-checked against the journal: if the holder moved, nothing moves and the request ends
-``stale`` (``champion_changed``). Rollbacks (:func:`record_rollback_intent`) take the same
-path and move only if the holder they roll back still holds the alias.
+``stale`` (``champion_changed``). A request opened under another policy than the one in
+force is checked under it first, as at each approval: evidence that fails it moves nothing
+and ends the request ``cancelled`` (``policy_violation``). Rollbacks
+(:func:`record_rollback_intent`) take the same path and move only if the holder they roll
+back still holds the alias.
 
 Example:
     >>> apply_intents(ctx)  # number of alias moves completed  # doctest: +SKIP
@@ -21,18 +24,27 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from mlops.errors import EvidenceError, EvidenceMismatch, RegistryError
+from mlops.errors import EvidenceError, EvidenceMismatch, PolicyViolation, RegistryError
+from mlops.policy import Policy
 from registry_server.db.models import Outbox, PromotionRequest
 from registry_server.services import attestations, audit, champion, ladder
-from registry_server.services._rows import lock_request, lock_target, record_event, set_state
+from registry_server.services._rows import (
+    lock_pending_outbox,
+    lock_request,
+    lock_target,
+    record_event,
+    set_state,
+)
 from registry_server.services.context import ServerContext
 from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 from registry_server.services.journal import INTENT, holder, move_alias, pending_aliases
+from registry_server.services.policies import policy_in_force_violation
 
 __all__ = [
     "INTENT",
@@ -155,8 +167,11 @@ def _apply_one(ctx: ServerContext, outbox_id: int) -> bool:
         _void_stale(ctx, outbox_id, why)
         return False
     model, alias, version = payload["model"], payload["alias"], payload["version"]
+    policy = ctx.policy  # one policy for the whole move, even if a reload lands now
     try:
         evidence_ok, bundle = _evidence_unchanged(ctx, payload)
+        if evidence_ok and bundle is not None and _refused(ctx, outbox_id, bundle, policy):
+            return False
         if evidence_ok:  # the subjects are read before the move: nothing moves unsigned
             prep = attestations.prepare(
                 ctx, model, alias, version, bundle, payload.get("evidence_digest")
@@ -198,11 +213,8 @@ def _evidence_unchanged(ctx: ServerContext, payload: dict) -> tuple[bool, dict |
 
 def _finish(ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | None) -> bool:
     with ctx.db.session() as s:
-        stmt = select(Outbox).where(Outbox.id == outbox_id)
-        if s.get_bind().dialect.name != "sqlite":
-            stmt = stmt.with_for_update()
-        intent = s.scalar(stmt)
-        if intent is None or intent.state != "pending":
+        intent = lock_pending_outbox(s, outbox_id)
+        if intent is None:
             return False  # another worker finished it
         req = lock_request(s, intent.request_id)
         lock_target(s, req.model, req.target)
@@ -227,15 +239,42 @@ def _finish(ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | No
 
 def _void(ctx: ServerContext, outbox_id: int) -> None:
     """The evidence changed between quorum and move: nothing moves, the request ends."""
+    _cancel(ctx, outbox_id, "evidence changed after the approvals", "evidence_changed")
+
+
+def _refused(ctx: ServerContext, outbox_id: int, bundle: dict, policy: Policy) -> bool:
+    """The rule approvals follow, again at the move (a reload may have landed since the
+    quorum): a request opened under another policy moves only if its evidence passes the
+    policy in force. If not, nothing moves and the request ends, audited."""
+    with ctx.db.read_sessions() as s:
+        intent = s.get(Outbox, outbox_id)
+        req = s.get(PromotionRequest, intent.request_id)
+        violation = policy_in_force_violation(req, bundle, policy)
+    if violation is None:
+        return False
+    _cancel(
+        ctx,
+        outbox_id,
+        violation.message[:2000],
+        PolicyViolation.code,
+        reason=violation.message,
+        rules=violation.details["rules"],
+        opened_under=req.policy_digest,
+        policy_digest=policy.digest,
+    )
+    return True
+
+
+def _cancel(ctx: ServerContext, outbox_id: int, why: str, action: str, **extra: Any) -> None:
+    """Void the intent and end its request ``cancelled``, audited as ``action``."""
     with ctx.db.session() as s:
         intent = s.get(Outbox, outbox_id)
         if intent is None or intent.state != "pending":
             return
         req = lock_request(s, intent.request_id)
-        intent.state, intent.done_at = "void", ctx.now()
-        intent.last_error = "evidence changed after the approvals"
+        intent.state, intent.done_at, intent.last_error = "void", ctx.now(), why
         set_state(ctx, req, "cancelled")
-        record_event(s, ctx, "system", "evidence_changed", req, at_stage="alias_move")
+        record_event(s, ctx, "system", action, req, at_stage="alias_move", **extra)
 
 
 def _retry_later(ctx: ServerContext, outbox_id: int, exc: Exception) -> None:
@@ -330,11 +369,8 @@ def _finish_rollback(
     ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | None
 ) -> bool:
     with ctx.db.session() as s:
-        stmt = select(Outbox).where(Outbox.id == outbox_id)
-        if s.get_bind().dialect.name != "sqlite":
-            stmt = stmt.with_for_update()
-        intent = s.scalar(stmt)
-        if intent is None or intent.state != "pending":
+        intent = lock_pending_outbox(s, outbox_id)
+        if intent is None:
             return False  # another worker finished it
         p = intent.payload
         lock_target(s, p["model"], p["alias"])

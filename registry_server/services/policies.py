@@ -25,13 +25,21 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from mlops.errors import NotFoundError, PolicyError
-from mlops.policy import Policy, parse_policy
-from registry_server.db.models import AuditEvent, PolicyVersion
+from mlops.errors import NotFoundError, PolicyError, PolicyViolation
+from mlops.policy import Policy, check, parse_policy
+from registry_server.db.models import AuditEvent, PolicyVersion, PromotionRequest
 from registry_server.services import audit
 from registry_server.services.context import ServerContext, utc
 
-__all__ = ["PolicyFile", "get_version", "history", "poll", "reload", "start"]
+__all__ = [
+    "PolicyFile",
+    "get_version",
+    "history",
+    "policy_in_force_violation",
+    "poll",
+    "reload",
+    "start",
+]
 
 log = logging.getLogger("registry_server")
 _POLICY_LOCK = 727_002  # pg advisory lock id: one writer of the policy history at a time
@@ -245,3 +253,31 @@ def get_version(ctx: ServerContext, digest: str) -> dict[str, Any]:
             )
         row = rows[0]
         return {**_item(row, ctx.policy.digest), "source": row.source, "body": row.body}
+
+
+def policy_in_force_violation(
+    req: PromotionRequest, bundle: dict, policy: Policy
+) -> PolicyViolation | None:
+    """Why ``policy`` refuses ``req``, opened under another policy (``None``: it does not).
+
+    A reload may have made the checks stricter since the request was opened, so its
+    evidence must pass the policy in force at each approval and again at the alias move.
+
+    Example:
+        >>> policy_in_force_violation(req, bundle, ctx.policy)      # doctest: +SKIP
+        PolicyViolation('The policy changed since request 7 was opened (...')
+    """
+    if req.policy_digest in (None, policy.digest):
+        return None  # opened under this policy: checked when it was opened
+    verdict = check(bundle, policy, req.target, model=req.model)
+    if verdict.passed:
+        return None
+    failed = "; ".join(f"{r.rule}: {r.reason}" for r in verdict.failures)
+    return PolicyViolation(
+        f"The policy changed since request {req.id} was opened ({req.policy_digest[:12]} -> "
+        f"{policy.digest[:12]}); under the policy in force {req.model!r} v{req.version} may "
+        f"not go to {req.target!r}: {failed}.",
+        hint=f"Cancel this request (POST /v1/promotions/{req.id}/cancel) and open a new one once "
+        "the evidence passes the policy in force (GET /v1/policy/history shows both).",
+        rules=[r.to_dict() for r in verdict.failures],
+    )

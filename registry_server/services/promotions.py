@@ -31,7 +31,7 @@ from mlops.errors import (
     RegistryUnavailable,
 )
 from mlops.identity import same_person
-from mlops.policy import Policy, TargetPolicy, active_freeze, check
+from mlops.policy import TargetPolicy, active_freeze, check
 from registry_server.db.models import Approval, Outbox, PromotionRequest
 from registry_server.services import champion, ladder
 from registry_server.services._rows import (
@@ -46,7 +46,12 @@ from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 from registry_server.services.journal import INTENT
 from registry_server.services.outbox import apply_intents, record_alias_intent
-from registry_server.services.verifier import start_verification, verification_of
+from registry_server.services.policies import policy_in_force_violation
+from registry_server.services.verifier import (
+    start_verification,
+    verification_of,
+    verifications_of,
+)
 from registry_server.services.views import promotion_view
 
 __all__ = [
@@ -223,8 +228,9 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
         )
     _end_if_champion_moved(ctx, caller, request_id, tp)
     policy = ctx.policy  # one policy for the whole decision, even if a reload lands now
-    if bundle is not None and req.policy_digest not in (None, policy.digest):
-        _require_current_policy(req, bundle, policy)
+    violation = policy_in_force_violation(req, bundle, policy) if bundle is not None else None
+    if violation is not None:
+        raise violation
     with ctx.db.session() as s:
         req = lock_request(s, request_id)
         _pending(ctx, s, req, tp)
@@ -286,23 +292,6 @@ def _approval_evidence(
         return bundle, digest, True
     except RegistryUnavailable:
         return None, req.evidence_digest, False
-
-
-def _require_current_policy(req: PromotionRequest, bundle: dict, policy: Policy) -> None:
-    """A request opened under another policy takes approvals only if its evidence passes
-    the policy in force now (a reload may have made the checks stricter)."""
-    verdict = check(bundle, policy, req.target, model=req.model)
-    if verdict.passed:
-        return
-    failed = "; ".join(f"{r.rule}: {r.reason}" for r in verdict.failures)
-    raise PolicyViolation(
-        f"The policy changed since request {req.id} was opened ({req.policy_digest[:12]} -> "
-        f"{policy.digest[:12]}); under the policy in force {req.model!r} v{req.version} may "
-        f"not go to {req.target!r}: {failed}.",
-        hint=f"Cancel this request (POST /v1/promotions/{req.id}/cancel) and open a new one once "
-        "the evidence passes the policy in force (GET /v1/policy/history shows both).",
-        rules=[r.to_dict() for r in verdict.failures],
-    )
 
 
 def _end_if_champion_moved(
@@ -443,13 +432,21 @@ def get(ctx: ServerContext, request_id: int) -> dict[str, Any]:
 
 
 def _view(
-    ctx: ServerContext, s: Session, req: PromotionRequest, intents: dict | None = None
+    ctx: ServerContext,
+    s: Session,
+    req: PromotionRequest,
+    intents: dict | None = None,
+    verifications: dict | None = None,
 ) -> dict[str, Any]:
-    """The wire form; ``intents`` (request id -> outbox row) spares the per-row lookup."""
+    """The wire form; ``intents`` (request id -> outbox row) and ``verifications``
+    (request id -> verification), read for a whole page, spare the per-row lookups."""
     tp = ctx.policy.rules(req.model, req.target)
     step = ladder.soak_of(s, ctx, req, tp) if req.state in ("pending", "verifying") else None
     view = promotion_view(req, tp, ctx.now(), soak=step)
-    view["verification"] = verification_of(s, req.id)
+    if verifications is not None:
+        view["verification"] = verifications.get(req.id)
+    else:
+        view["verification"] = verification_of(s, req.id)
     if req.state == "verifying":
         steps = ", ".join((view["verification"] or {}).get("steps", []))
         view["blocked_by"].append(f"verification: the server is re-deriving {steps}")
@@ -520,7 +517,8 @@ def list_requests(
                 else ()
             )
         }
-        items = [_view(ctx, s, r, intents) for r in rows]
+        verifications = verifications_of(s, [r.id for r in rows])
+        items = [_view(ctx, s, r, intents, verifications) for r in rows]
     return {
         "items": items,
         "total": total or 0,

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -45,12 +46,17 @@ from mlops.errors import (
 )
 from registry_server.db.models import Outbox, PromotionRequest
 from registry_server.services import ladder
-from registry_server.services._rows import lock_request, record_event, set_state
+from registry_server.services._rows import (
+    lock_pending_outbox,
+    lock_request,
+    record_event,
+    set_state,
+)
 from registry_server.services.context import ServerContext
 from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 
-__all__ = ["VERIFY", "start_verification", "verification_of", "verify_due"]
+__all__ = ["VERIFY", "start_verification", "verification_of", "verifications_of", "verify_due"]
 
 log = logging.getLogger("registry_server")
 
@@ -97,8 +103,19 @@ def verification_of(s: Session, request_id: int) -> dict[str, Any] | None:
     ``unverified``, ``unverifiable`` or ``void`` (the request ended first).
     """
     job = s.scalar(select(Outbox).where(Outbox.kind == VERIFY, Outbox.request_id == request_id))
-    if job is None:
-        return None
+    return None if job is None else _verification(job)
+
+
+def verifications_of(s: Session, request_ids: Collection[int]) -> dict[int, dict[str, Any]]:
+    """:func:`verification_of` for many requests in one query: request id -> wire form
+    (a request without a verification is left out)."""
+    if not request_ids:
+        return {}
+    stmt = select(Outbox).where(Outbox.kind == VERIFY, Outbox.request_id.in_(request_ids))
+    return {job.request_id: _verification(job) for job in s.scalars(stmt)}
+
+
+def _verification(job: Outbox) -> dict[str, Any]:
     result = job.payload.get("result") or {}
     return {
         "state": result.get("state", "running" if job.state == "pending" else job.state),
@@ -215,11 +232,8 @@ def _finish(ctx: ServerContext, job_id: int, result: dict[str, Any]) -> bool:
 
     move = False
     with ctx.db.session() as s:
-        stmt = select(Outbox).where(Outbox.id == job_id)
-        if s.get_bind().dialect.name != "sqlite":
-            stmt = stmt.with_for_update()
-        job = s.scalar(stmt)
-        if job is None or job.state != "pending":
+        job = lock_pending_outbox(s, job_id)
+        if job is None:
             return False  # another worker recorded it
         req = lock_request(s, job.request_id)
         if req.state != "verifying":

@@ -257,21 +257,42 @@ class FlakyGateway(MlflowGateway):
         super().set_alias(name, alias, version)
 
 
+def server_app(
+    database_url: str, policy: Path, tracking_uri: str, name: str, clock: Clock, **settings: Any
+) -> Any:
+    """The app of the ``server`` fixture: the background loops off, no UI, the MLflow
+    gateway that can fake an outage; ``settings`` are more or other ``RegistrySettings``."""
+    config = {
+        "database_url": database_url,
+        "policy_path": policy,
+        "tracking_uri": tracking_uri,
+        "reconcile_interval": 0,
+        "ui": False,
+        "governed_models": f"{name}*",  # the session's MLflow store is shared by many tests
+    }
+    config |= settings
+    return create_app(RegistrySettings(**config), clock=clock, gateway=FlakyGateway(tracking_uri))
+
+
+@pytest.fixture
+def server_settings() -> dict[str, Any]:
+    """More ``RegistrySettings`` for the ``server`` fixture: a module that needs other
+    options overrides this fixture (and ``policy_file`` for another policy)."""
+    return {}
+
+
 @pytest.fixture
 def server(
-    database_url: str, policy_file: Path, mlflow_model: MlflowModel, name: str
+    database_url: str,
+    policy_file: Path,
+    mlflow_model: MlflowModel,
+    name: str,
+    server_settings: dict[str, Any],
 ) -> Iterator[Server]:
     clock = Clock()
-    settings = RegistrySettings(
-        database_url=database_url,
-        policy_path=policy_file,
-        tracking_uri=mlflow_model.tracking_uri,
-        reconcile_interval=0,
-        ui=False,
-        governed_models=f"{name}*",  # the session's MLflow store is shared by many tests
+    app = server_app(
+        database_url, policy_file, mlflow_model.tracking_uri, name, clock, **server_settings
     )
-    gateway = FlakyGateway(mlflow_model.tracking_uri)
-    app = create_app(settings, clock=clock, gateway=gateway)
     srv = Server(TestClient(app), clock, mlflow_model)
     with app.state.ctx.db.session() as s:
         for user, roles in USERS.items():

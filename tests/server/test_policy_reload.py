@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlops.policy import parse_policy
+from registry_server.app import reconcile_once
 from registry_server.services.policies import poll
 from tests.server.conftest import MlflowModel, Server
 from tests.server.test_ladder import LADDER, ladder_server, to_staging
@@ -104,6 +105,59 @@ def test_a_request_opened_under_a_looser_policy_takes_no_approval_under_a_strict
     _write(policy_path, LADDER)  # back to the policy it was opened under: approvals count
     assert srv.post("/v1/policy/reload", "root").json()["changed"] is True
     assert srv.approve(rid, "ann").status_code == 200
+
+
+def _quorum_while_mlflow_is_down(srv: Server, name: str) -> int:
+    """A production request that reached its quorum while MLflow refused the alias move:
+    ``approved``, its move waiting in the outbox."""
+    version, digest = to_staging(srv, name)
+    rid = srv.request(name, version, digest).json()["id"]
+    srv.clock.advance(seconds=3)  # soaked in staging
+    assert srv.approve(rid, "ann").status_code == 200
+    srv.ctx.gateway.fail_set_alias = 1  # MLflow down when the quorum is reached
+    assert srv.approve(rid, "bob").json()["state"] == "approved"
+    return rid
+
+
+def test_a_move_waiting_for_mlflow_is_checked_under_the_policy_in_force_when_it_runs(
+    srv: Server, policy_path: Path, name: str
+) -> None:
+    old, new = parse_policy(LADDER).digest, parse_policy(STRICTER).digest
+    rid = _quorum_while_mlflow_is_down(srv, name)
+    _write(policy_path, STRICTER)
+    assert srv.post("/v1/policy/reload", "root").json()["changed"] is True
+    srv.clock.advance(seconds=60)
+
+    reconcile_once(srv.ctx)  # MLflow is back: the background pass takes the move up
+
+    view = srv.client.get(f"/v1/promotions/{rid}").json()
+    assert view["state"] == "cancelled", view
+    assert "production" not in srv.model.client().get_registered_model(name).aliases
+    mine = [e for e in _events(srv, "policy_violation") if e["payload"]["request_id"] == rid]
+    (event,) = mine
+    assert event["actor"] == "system" and event["payload"]["at_stage"] == "alias_move"
+    reason = event["payload"]["reason"]
+    assert "checks.suites.iris_strict: " in reason  # the rule that failed, and why
+    assert f"({old[:12]} -> {new[:12]})" in reason
+    assert (event["payload"]["opened_under"], event["payload"]["policy_digest"]) == (old, new)
+    assert [r["rule"] for r in event["payload"]["rules"]] == ["checks.suites.iris_strict"]
+    assert not [e for e in _events(srv, "promoted") if e["payload"]["request_id"] == rid]
+    assert srv.client.get("/v1/audit/verify", headers=srv.h("root")).json()["ok"]
+
+
+def test_a_move_waiting_for_mlflow_goes_through_under_a_new_policy_it_passes(
+    srv: Server, policy_path: Path, name: str
+) -> None:
+    rid = _quorum_while_mlflow_is_down(srv, name)
+    _write(policy_path, ONE_APPROVAL)
+    assert srv.post("/v1/policy/reload", "root").json()["changed"] is True
+    srv.clock.advance(seconds=60)
+
+    reconcile_once(srv.ctx)
+
+    assert srv.client.get(f"/v1/promotions/{rid}").json()["state"] == "promoted"
+    assert "production" in srv.model.client().get_registered_model(name).aliases
+    assert _events(srv, "policy_violation") == []
 
 
 def test_an_invalid_file_is_refused_and_the_old_policy_stays(

@@ -6,38 +6,22 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from benchmarks._counting import CountingClient
 from registry_server.services import audit
 from registry_server.services.drift import reconcile_protected
 from tests.server.conftest import Server
 from tests.server.test_drift import _events, _promote
 
 
-class _Counting:
-    """The gateway's ``MlflowClient``, counting the calls made through it by method."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.calls = inner, collections.Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return attr(*args, **kwargs)
-
-        return call
-
-
 @pytest.fixture
 def counted(server: Server, monkeypatch: pytest.MonkeyPatch) -> collections.Counter:
-    counting = _Counting(server.ctx.gateway.client)
+    counting = CountingClient(server.ctx.gateway.client)
     monkeypatch.setattr(server.ctx.gateway, "_client", counting)
     return counting.calls
 
@@ -134,6 +118,42 @@ def test_audit_verify_accepts_every_payload_it_wrote(server: Server, payload: di
     with server.ctx.db.read_sessions() as s:
         result = audit.verify(s)
     assert result["ok"] is True, result
+
+
+@pytest.fixture
+def statements(server: Server) -> Iterator[list[str]]:
+    """The SQL statements the server sends from now on, on its write and read engines."""
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engines = {server.ctx.db.engine, server.ctx.db.read_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", note)
+    yield seen
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def test_a_list_page_costs_the_same_statements_however_many_rows_it_has(
+    server: Server, name: str, statements: list[str]
+) -> None:
+    """Each row's approvals, alias move and verification are read for the page at once."""
+    for i in range(6):
+        model = f"{name}-{i}"
+        version = server.model.register(model)
+        res = server.request(model, version, server.model.record(model, version))
+        assert res.status_code == 201, res.json()
+    server.client.get("/v1/promotions", params={"state": "pending", "limit": 1})  # warm
+    cost = {}
+    for limit in (1, 6):
+        statements.clear()
+        page = server.client.get("/v1/promotions", params={"state": "pending", "limit": limit})
+        assert len(page.json()["items"]) == limit
+        cost[limit] = list(statements)
+
+    assert len(cost[6]) == len(cost[1]), "\n".join(cost[6])
 
 
 def test_audit_verify_names_a_payload_that_is_not_json(server: Server) -> None:

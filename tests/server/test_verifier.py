@@ -4,23 +4,17 @@ with real GX, the candidate and champion re-scored; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 import mlops
 from mlops import evidence
 from mlops.client import RegistryClient
 from mlops.promotion import submit
-from registry_server.app import create_app
 from registry_server.services.verifier import _claim, verify_due
-from registry_server.settings import RegistrySettings
-from registry_server.tokens import create_token
-from tests.server.conftest import USERS, Clock, MlflowModel, Server
+from tests.server.conftest import Clock, Server, server_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,13 +33,21 @@ targets:
       suites: [iris_train]
     approvals: {count: 1, roles: [approver]}
 """
+VERIFY_SETTINGS = {"verify_interval": 0, "webhook_interval": 0, "ui": True}
 
 
 @pytest.fixture(scope="module")
-def verify_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``server`` fixture's policy here: production verifies validation + evaluation."""
     path = tmp_path_factory.mktemp("verify-policy") / "promotion-policy.yaml"
     path.write_text(POLICY)
     return path
+
+
+@pytest.fixture
+def server_settings() -> dict[str, Any]:
+    """The verifier loop off (tests run its passes themselves), the reviewer pages on."""
+    return dict(VERIFY_SETTINGS)
 
 
 @pytest.fixture(scope="module")
@@ -55,40 +57,6 @@ def validation_report(lineage_run) -> dict[str, Any]:
 
     _, ds, _ = lineage_run
     return validate(ds, load_suite(ROOT / "suites" / "iris_train.yaml"), log=False).to_dict()
-
-
-def _app(database_url: str, policy: Path, tracking_uri: str, clock: Clock, **kw: Any) -> Any:
-    settings = RegistrySettings(
-        database_url=database_url,
-        policy_path=policy,
-        tracking_uri=tracking_uri,
-        reconcile_interval=0,
-        webhook_interval=0,
-        **{"ui": False, **kw},
-    )
-    return create_app(settings, clock=clock)
-
-
-@pytest.fixture
-def vserver(
-    database_url: str, verify_policy: Path, lineage_run, mlflow_home: Path
-) -> Iterator[Server]:
-    """The server with a policy whose production target verifies validation + evaluation
-    (the verifier loop off: tests run its passes themselves)."""
-    tracking_uri = f"sqlite:///{mlflow_home / 'mlflow.db'}"
-    clock = Clock()
-    app = _app(database_url, verify_policy, tracking_uri, clock, verify_interval=0, ui=True)
-    srv = Server(TestClient(app), clock, MlflowModel(tracking_uri, lineage_run[2], ""))
-    with app.state.ctx.db.session() as s:
-        for user, roles in USERS.items():
-            srv.tokens[user] = create_token(s, user, roles).token
-    yield srv
-    app.state.ctx.db.dispose()
-
-
-@pytest.fixture
-def vname() -> str:
-    return f"ver-{uuid.uuid4().hex[:10]}"
 
 
 def _register(lineage_run, name: str) -> int:
@@ -128,22 +96,22 @@ def _with_champion(lineage_run, name: str) -> int:
 
 
 def test_fabricated_bundle_is_rejected_naming_each_value(
-    vserver: Server, vname: str, lineage_run, validation_report
+    server: Server, name: str, lineage_run, validation_report
 ) -> None:
-    version = _with_champion(lineage_run, vname)
-    bundle = _honest(lineage_run, validation_report, vname, version)
+    version = _with_champion(lineage_run, name)
+    bundle = _honest(lineage_run, validation_report, name, version)
     metrics = bundle["evaluation"]["metrics"]
     real = dict(metrics["candidate"])
     metrics["candidate"] = {k: 0.999 for k in real}
     metrics["champion"] = {k: 0.5 for k in real}
     digest = _record(bundle)
 
-    res = vserver.request(vname, version, digest)
+    res = server.request(name, version, digest)
     assert res.status_code == 201, res.json()
     assert res.json()["state"] == "verifying"
-    assert verify_due(vserver.ctx) == 1
+    assert verify_due(server.ctx) == 1
 
-    body = vserver.client.get(f"/v1/promotions/{res.json()['id']}").json()
+    body = server.client.get(f"/v1/promotions/{res.json()['id']}").json()
     assert body["state"] == "rejected"
     found = body["verification"]
     assert found["state"] == "unverified" and found["code"] == "evidence_unverified"
@@ -153,11 +121,11 @@ def test_fabricated_bundle_is_rejected_naming_each_value(
         assert cand["bundle"] == 0.999 and cand["recomputed"] == pytest.approx(value)
         assert named[f"evaluation.metrics.champion.{metric}"]["bundle"] == 0.5
     assert not [w for w in named if w.startswith("validation")]  # the honest part matched
-    (event,) = _events(vserver, vname, "evidence_unverified")
+    (event,) = _events(server, name, "evidence_unverified")
     assert event["actor"] == "system"
     assert event["payload"]["differing"] == 2 * len(real)
     assert "evaluation.metrics.candidate.accuracy: bundle 0.999" in event["payload"]["reason"]
-    assert vserver.client.get("/v1/audit/verify", headers=vserver.h("root")).json()["ok"]
+    assert server.client.get("/v1/audit/verify", headers=server.h("root")).json()["ok"]
     _status_names_the_differences(body, real)
 
 
@@ -178,21 +146,15 @@ def _status_names_the_differences(body: dict, real: dict) -> None:
     assert repr(real["accuracy"]) in out
 
 
+@pytest.mark.parametrize("server_settings", [{"verify_interval": 0.2, "webhook_interval": 0}])
 def test_honest_bundle_is_verified_by_the_background_worker_then_approvable(
-    database_url: str, verify_policy: Path, mlflow_home: Path, vname: str, lineage_run,
-    validation_report,
-) -> None:  # fmt: skip
-    version = _with_champion(lineage_run, vname)
-    digest = _record(_honest(lineage_run, validation_report, vname, version))
-    tracking_uri = f"sqlite:///{mlflow_home / 'mlflow.db'}"
-    app = _app(database_url, verify_policy, tracking_uri, Clock(), verify_interval=0.2)
-    with TestClient(app) as client:  # the lifespan runs the verifier loop
-        srv = Server(client, Clock(), MlflowModel(tracking_uri, lineage_run[2], ""))
-        with app.state.ctx.db.session() as s:
-            for user in ("rita", "ann", "root"):
-                srv.tokens[user] = create_token(s, user, USERS[user]).token
-        requester = RegistryClient(http=client, token=srv.tokens["rita"])
-        handle = submit(vname, version, to="production", digest=digest, client=requester)
+    server: Server, name: str, lineage_run, validation_report
+) -> None:
+    version = _with_champion(lineage_run, name)
+    digest = _record(_honest(lineage_run, validation_report, name, version))
+    with server.client as client:  # the lifespan runs the verifier loop
+        requester = RegistryClient(http=client, token=server.tokens["rita"])
+        handle = submit(name, version, to="production", digest=digest, client=requester)
         assert handle.state == "verifying"
 
         handle.wait_verified(timeout=60)  # what mlops.promote() does after it submits
@@ -201,44 +163,46 @@ def test_honest_bundle_is_verified_by_the_background_worker_then_approvable(
         found = handle.promotion.verification
         assert found["state"] == "verified" and found["differences"] == []
         assert found["steps"] == ["validation", "evaluation"] and found["checked"] > 20
-        body = srv.approve(handle.id, "ann").json()
+        body = server.approve(handle.id, "ann").json()
         assert body["state"] == "promoted", body
-        assert app.state.loops["verifier"].report()["alive"]
-        assert len(_events(srv, vname, "evidence_verified")) == 1
+        assert client.app.state.loops["verifier"].report()["alive"]
+        assert len(_events(server, name, "evidence_verified")) == 1
 
 
 def test_approval_while_verifying_is_refused_with_its_code(
-    vserver: Server, vname: str, lineage_run, validation_report
+    server: Server, name: str, lineage_run, validation_report
 ) -> None:
-    version = _register(lineage_run, vname)
-    digest = _record(_honest(lineage_run, validation_report, vname, version))
-    rid = vserver.request(vname, version, digest).json()["id"]
+    version = _register(lineage_run, name)
+    digest = _record(_honest(lineage_run, validation_report, name, version))
+    rid = server.request(name, version, digest).json()["id"]
 
-    res = vserver.approve(rid, "ann")
+    res = server.approve(rid, "ann")
 
     assert res.status_code == 409
     assert res.json()["code"] == "evidence_verifying"
     assert f"GET /v1/promotions/{rid}" in res.json()["hint"]
-    assert verify_due(vserver.ctx) == 1
-    assert vserver.approve(rid, "ann").json()["state"] == "promoted"
+    assert verify_due(server.ctx) == 1
+    assert server.approve(rid, "ann").json()["state"] == "promoted"
 
 
 def test_tampered_validation_result_is_caught(
-    vserver: Server, vname: str, lineage_run, validation_report
+    server: Server, name: str, lineage_run, validation_report
 ) -> None:
-    version = _register(lineage_run, vname)
-    bundle = _honest(lineage_run, validation_report, vname, version)
+    version = _register(lineage_run, name)
+    bundle = _honest(lineage_run, validation_report, name, version)
     report = bundle["validation"][0]
     rows = next(i for i, r in enumerate(report["results"]) if "row_count" in r["type"])
     report["rows"] = 5000
     report["results"][rows]["observed"]["observed_value"] = 5000
     digest = _record(bundle)
 
-    rid = vserver.request(vname, version, digest).json()["id"]
-    verify_due(vserver.ctx)
+    rid = server.request(name, version, digest).json()["id"]
+    verify_due(server.ctx)
 
-    body = vserver.client.get(f"/v1/promotions/{rid}").json()
+    body = server.client.get(f"/v1/promotions/{rid}").json()
     assert body["state"] == "rejected"
+    listed = server.client.get("/v1/promotions", params={"state": "rejected"}).json()["items"]
+    assert listed == [body]  # a page reads its verifications at once: the same answer
     named = {d["what"]: d for d in body["verification"]["differences"]}
     assert set(named) == {
         "validation[iris_train].rows",
@@ -249,12 +213,12 @@ def test_tampered_validation_result_is_caught(
         "bundle": 5000,
         "recomputed": 150,
     }
-    page = _page(vserver, f"/ui/requests/{rid}")
+    page = _page(server, f"/ui/requests/{rid}")
     assert "Verified by the server (validation, evaluation)" in page
     assert '<code>validation[iris_train].rows</code></th><td data-label="Evidence">5000' in page
     assert '<td data-label="Recomputed">150</td>' in page
-    assert "No verifying requests." in _page(vserver, "/ui/requests?state=verifying")
-    assert f'href="/ui/requests/{rid}"' in _page(vserver, "/ui/requests?state=rejected")
+    assert "No verifying requests." in _page(server, "/ui/requests?state=verifying")
+    assert f'href="/ui/requests/{rid}"' in _page(server, "/ui/requests?state=rejected")
 
 
 def _page(srv: Server, path: str, user: str = "ann") -> str:
@@ -271,50 +235,52 @@ def _page(srv: Server, path: str, user: str = "ann") -> str:
 
 
 def test_data_missing_from_the_remote_ends_unverifiable(
-    vserver: Server, vname: str, lineage_run, validation_report
+    server: Server, name: str, lineage_run, validation_report
 ) -> None:
-    version = _register(lineage_run, vname)
-    bundle = _honest(lineage_run, validation_report, vname, version)
+    version = _register(lineage_run, name)
+    bundle = _honest(lineage_run, validation_report, name, version)
     bundle["evaluation"]["dataset"]["md5"] = "0123456789abcdef0123456789abcdef"  # never pushed
     digest = _record(bundle)
 
-    rid = vserver.request(vname, version, digest).json()["id"]
-    for attempt in range(1, vserver.ctx.verify_max_attempts):  # a push may still come
-        assert verify_due(vserver.ctx) == 0
-        running = vserver.client.get(f"/v1/promotions/{rid}").json()
+    rid = server.request(name, version, digest).json()["id"]
+    for attempt in range(1, server.ctx.verify_max_attempts):  # a push may still come
+        assert verify_due(server.ctx) == 0
+        running = server.client.get(f"/v1/promotions/{rid}").json()
         assert running["state"] == "verifying"
         assert running["verification"]["attempts"] == attempt
         assert "is not in the DVC remote" in running["verification"]["reason"]
-        vserver.clock.advance(seconds=2.0**attempt)
-    assert verify_due(vserver.ctx) == 1
+        listed = server.client.get("/v1/promotions", params={"state": "verifying"}).json()
+        assert listed["items"] == [running]
+        server.clock.advance(seconds=2.0**attempt)
+    assert verify_due(server.ctx) == 1
 
-    body = vserver.client.get(f"/v1/promotions/{rid}").json()
+    body = server.client.get(f"/v1/promotions/{rid}").json()
     assert body["state"] == "rejected"
     found = body["verification"]
     assert found["code"] == "evidence_unverifiable"
-    assert found["attempts"] == vserver.ctx.verify_max_attempts
+    assert found["attempts"] == server.ctx.verify_max_attempts
     assert "0123456789abcdef0123456789abcdef" in found["reason"]
     assert "is not in the DVC remote" in found["reason"]
-    (event,) = _events(vserver, vname, "evidence_unverifiable")
+    (event,) = _events(server, name, "evidence_unverifiable")
     assert event["payload"]["reason"] == found["reason"]
 
 
 def test_restart_mid_verification_resumes_and_verifies_once(
-    vserver: Server, vname: str, lineage_run, validation_report, database_url: str,
-    verify_policy: Path,
+    server: Server, name: str, lineage_run, validation_report, database_url: str,
+    policy_file: Path,
 ) -> None:  # fmt: skip
-    version = _register(lineage_run, vname)
-    digest = _record(_honest(lineage_run, validation_report, vname, version))
-    rid = vserver.request(vname, version, digest).json()["id"]
-    ctx = vserver.ctx
+    version = _register(lineage_run, name)
+    digest = _record(_honest(lineage_run, validation_report, name, version))
+    rid = server.request(name, version, digest).json()["id"]
+    ctx = server.ctx
     job_id = _job_id(ctx, rid)
     assert _claim(ctx, job_id) is not None  # a worker took it, then died before finishing
     assert verify_due(ctx) == 0  # leased: nobody else runs it meanwhile
 
-    clock = Clock(now=vserver.clock.now)
+    clock = Clock(now=server.clock.now)
     clock.advance(seconds=ctx.verify_lease + 1)
-    restarted = _app(
-        database_url, verify_policy, vserver.model.tracking_uri, clock, verify_interval=0
+    restarted = server_app(
+        database_url, policy_file, server.model.tracking_uri, name, clock, **VERIFY_SETTINGS
     )
     try:
         assert verify_due(restarted.state.ctx) == 1
@@ -323,10 +289,10 @@ def test_restart_mid_verification_resumes_and_verifies_once(
     finally:
         restarted.state.ctx.db.dispose()
 
-    body = vserver.client.get(f"/v1/promotions/{rid}").json()
+    body = server.client.get(f"/v1/promotions/{rid}").json()
     assert body["state"] == "pending"
     assert body["verification"]["attempts"] == 2
-    assert len(_events(vserver, vname, "evidence_verified")) == 1
+    assert len(_events(server, name, "evidence_verified")) == 1
 
 
 def _job_id(ctx: Any, rid: int) -> int:
@@ -339,34 +305,34 @@ def _job_id(ctx: Any, rid: int) -> int:
 
 
 def test_a_target_without_verify_keeps_todays_behaviour(
-    vserver: Server, vname: str, lineage_run, validation_report
+    server: Server, name: str, lineage_run, validation_report
 ) -> None:
-    version = _register(lineage_run, vname)
-    bundle = _honest(lineage_run, validation_report, vname, version)
+    version = _register(lineage_run, name)
+    bundle = _honest(lineage_run, validation_report, name, version)
     bundle["evaluation"]["metrics"]["candidate"]["accuracy"] = 0.999  # not re-derived here
     digest = _record(bundle)
 
-    body = vserver.request(vname, version, digest, target="staging").json()
+    body = server.request(name, version, digest, target="staging").json()
 
     assert body["state"] == "pending" and body["verification"] is None
-    assert verify_due(vserver.ctx) == 0
-    assert vserver.approve(body["id"], "ann").json()["state"] == "promoted"
+    assert verify_due(server.ctx) == 0
+    assert server.approve(body["id"], "ann").json()["state"] == "promoted"
 
 
 def test_a_server_killed_mid_verification_is_resumed_by_the_next_one(
-    database_url: str, verify_policy: Path, mlflow_home: Path, vname: str, lineage_run,
+    database_url: str, policy_file: Path, mlflow_home: Path, name: str, lineage_run,
     validation_report, tmp_path: Path,
 ) -> None:  # fmt: skip
     import httpx
 
     from tests.server._procs import ADMIN, start_registry, tokens, wait_until
 
-    version = _register(lineage_run, vname)
-    digest = _record(_honest(lineage_run, validation_report, vname, version))
+    version = _register(lineage_run, name)
+    digest = _record(_honest(lineage_run, validation_report, name, version))
     common = {
         "database_url": database_url,
         "tracking_uri": f"sqlite:///{mlflow_home / 'mlflow.db'}",
-        "policy_file": verify_policy,
+        "policy_file": policy_file,
         "reconcile_interval": 0,
         "verify_interval": 0.3,
         "verify_lease": 1,
@@ -374,7 +340,7 @@ def test_a_server_killed_mid_verification_is_resumed_by_the_next_one(
     first = start_registry(tmp_path, **common, fault_point="mid_verification")
     with first.api() as api:
         h = tokens(api, {"rita": "requester"})
-        body = {"model": vname, "version": version, "target": "production"}
+        body = {"model": name, "version": version, "target": "production"}
         res = api.post(
             "/v1/promotions", json={**body, "evidence_digest": digest}, headers=h["rita"]
         )
@@ -402,17 +368,17 @@ def test_a_server_killed_mid_verification_is_resumed_by_the_next_one(
 
 
 def test_a_champion_version_that_does_not_exist_ends_unverifiable_at_once(
-    vserver: Server, vname: str, lineage_run, validation_report
+    server: Server, name: str, lineage_run, validation_report
 ) -> None:
-    version = _with_champion(lineage_run, vname)
-    bundle = _honest(lineage_run, validation_report, vname, version)
+    version = _with_champion(lineage_run, name)
+    bundle = _honest(lineage_run, validation_report, name, version)
     bundle["evaluation"]["champion_version"] = 99  # scored against a version never registered
-    rid = vserver.request(vname, version, _record(bundle)).json()["id"]
+    rid = server.request(name, version, _record(bundle)).json()["id"]
 
-    assert verify_due(vserver.ctx) == 1  # no retries: asking again cannot help
+    assert verify_due(server.ctx) == 1  # no retries: asking again cannot help
 
-    found = vserver.client.get(f"/v1/promotions/{rid}").json()["verification"]
+    found = server.client.get(f"/v1/promotions/{rid}").json()["verification"]
     assert (found["state"], found["code"], found["attempts"]) == (
         "unverifiable", "evidence_unverifiable", 1,
     )  # fmt: skip
-    assert f"Model {vname!r} has no version 99" in found["reason"]
+    assert f"Model {name!r} has no version 99" in found["reason"]
