@@ -376,7 +376,7 @@ class _RestReader(_Reader):
         except (httpx.HTTPError, ValueError) as exc:
             raise Unanswered(f"{url}: {exc}") from exc
         if not isinstance(body, dict):
-            raise Unanswered(f"{url}: HTTP {res.status_code}")
+            raise Unanswered(f"{res.url}: HTTP {res.status_code}")
         return body
 
     @contextlib.contextmanager
