@@ -41,9 +41,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlops import evidence, registry
+from mlops import registry
 from mlops.data import DatasetVersion
 from mlops.errors import AliasNotFound
+from mlops.evidence import Evidence, _download, _load_from
+from mlops.evidence import load as load_evidence
 from mlops.registry import ModelVersion, _DatasetInput, _datasets_from_inputs, _version_number
 from mlops.signatures import file_digest, files_digest
 from mlops.tracking import _datasets_from_tags, _uris
@@ -127,13 +129,13 @@ class MlflowReads:
         return registry.resolve(f"{name}@{alias}")
 
     def artifact(self, run_id: str, path: str) -> bytes:
-        return evidence._download(run_id, path)
+        return _download(run_id, path)
 
     def model_digest(self, mv: ModelVersion) -> str:
         return registry.model_digest(mv.name, mv.version)
 
-    def evidence(self, mv: ModelVersion, digest: str) -> evidence.Evidence:
-        return evidence.load(mv.name, mv.version, digest=digest)
+    def evidence(self, mv: ModelVersion, digest: str) -> Evidence:
+        return load_evidence(mv.name, mv.version, digest=digest)
 
     def datasets(self, mv: ModelVersion) -> tuple[DatasetVersion, ...]:
         return registry.lineage(mv.name, mv.version).datasets
@@ -198,8 +200,8 @@ class _Reader:
         local = _local_path(uri)
         return files_digest(_local_digests(local) if local else self._remote_digests(uri))
 
-    def evidence(self, mv: ModelVersion, digest: str) -> evidence.Evidence:
-        return evidence._load_from(mv.name, mv.version, mv.run_id, mv.tags, digest, self.artifact)
+    def evidence(self, mv: ModelVersion, digest: str) -> Evidence:
+        return _load_from(mv.name, mv.version, mv.run_id, mv.tags, digest, self.artifact)
 
     def datasets(self, mv: ModelVersion) -> tuple[DatasetVersion, ...]:
         if mv.run_id is None:
