@@ -37,9 +37,9 @@ import re
 import sqlite3
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlops import registry
 from mlops.data import DatasetVersion
@@ -51,6 +51,8 @@ from mlops.signatures import file_digest, files_digest
 from mlops.tracking import _datasets_from_tags, _uris
 
 __all__ = ["MlflowReads", "Unanswered", "open_reader"]
+
+_T = TypeVar("_T")
 
 #: Settings this reader does not handle as MLflow's client does: with one set, MLflow reads.
 _UNHANDLED_ENV = (
@@ -339,6 +341,20 @@ def _mlflow_schema_head() -> str | None:
 
 
 # --- an MLflow server -------------------------------------------------------------------
+def _shaped(read: Callable[..., _T]) -> Callable[..., _T]:
+    """A REST read whose answer has another shape than MLflow's (a key missing, another
+    type) is left to MLflow."""
+
+    @functools.wraps(read)
+    def checked(*args: Any) -> _T:
+        try:
+            return read(*args)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise Unanswered(f"{read.__name__}: an answer of another shape ({exc!r})") from exc
+
+    return checked
+
+
 class _RestReader(_Reader):
     """An MLflow server's REST API 2.0 and its artifact proxy."""
 
@@ -393,12 +409,14 @@ class _RestReader(_Reader):
         except httpx.HTTPError as exc:
             raise Unanswered(f"{url}: {exc}") from exc
 
+    @_shaped
     def _aliases(self, name: str) -> dict[str, int]:
         model = self._json(f"{self.api}/registered-models/get", name=name)["registered_model"]
         if _PROMPT_TAG in _tags(model):
             raise Unanswered(f"{name!r} is a prompt")
         return {a["alias"]: int(a["version"]) for a in model.get("aliases", [])}
 
+    @_shaped
     def _version(self, name: str, number: int, held: dict[str, int]) -> ModelVersion:
         key = {"name": name, "version": str(number)}
         mv = self._json(f"{self.api}/model-versions/get", **key)["model_version"]
@@ -421,10 +439,12 @@ class _RestReader(_Reader):
             self.runs[run_id] = self._json(f"{self.api}/runs/get", run_id=run_id)["run"]
         return self.runs[run_id]
 
+    @_shaped
     def _run(self, run_id: str) -> tuple[str, dict[str, str]]:
         run = self._get_run(run_id)
         return run["info"].get("artifact_uri", ""), _tags(run.get("data", {}))
 
+    @_shaped
     def _inputs(self, run_id: str) -> list[_DatasetInput]:
         items = self._get_run(run_id).get("inputs", {}).get("dataset_inputs", [])
         return [
@@ -442,6 +462,7 @@ class _RestReader(_Reader):
         with self._stream(_url(proxy, root, path)) as chunks:
             return b"".join(chunks)
 
+    @_shaped
     def _remote_digests(self, uri: str) -> dict[str, str]:
         """SHA-256 of each file under ``uri``, listed level by level and read through the
         server's artifact proxy, as MLflow's client downloads a folder."""
