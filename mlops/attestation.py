@@ -14,7 +14,9 @@ there and walks the chain, naming the first link that does not hold:
    where the DVC repository is at hand, the ones DVC records at that revision;
 8. ``approvals``: the approvals in the statement meet the approval rules signed with it.
 
-No registry server is asked: MLflow, the Bento store and the key file are enough.
+No registry server is asked: MLflow, the Bento store and the key file are enough. MLflow
+is read without importing it where the store allows (``mlops._mlflow_reader``: a SQLite
+store or an MLflow server), else through the MLflow client, with the same result.
 
 Example:
     >>> import mlops
@@ -111,15 +113,26 @@ def verify(ref: str, *, key: str | os.PathLike[str], bento: bool = True) -> Veri
         >>> verify("churn@production", key="registry.pub").version          # doctest: +SKIP
         3
     """
-    from mlops import registry
+    from mlops._mlflow_reader import MlflowReads, Unanswered, open_reader
 
-    name, alias = _split(ref)
+    _split(ref)  # a malformed reference fails before the key is read
     public = _read_key(key)
+    with open_reader() as reads:
+        try:
+            return _verify(ref, public, bento, reads)
+        except Unanswered:
+            pass  # the fast reader met something only MLflow reads: check through MLflow
+    return _verify(ref, public, bento, MlflowReads())
+
+
+def _verify(ref: str, public: str, bento: bool, reads: Any) -> Verification:
+    """The chain, with MLflow read through ``reads`` (see ``mlops._mlflow_reader``)."""
+    name, alias = _split(ref)
     try:
-        mv = registry.resolve(f"{name}@{alias}")
+        mv = reads.resolve(name, alias)
     except AliasNotFound as exc:
         raise AttestationMissing(f"{ref}: {exc.message}") from exc
-    envelope, tag = _envelope(mv, alias, ref)
+    envelope, tag = _envelope(mv, alias, ref, reads)
     payload = open_sealed(envelope, public, IN_TOTO)
     if hashlib.sha256(payload).hexdigest() != tag:
         raise VerifySignatureInvalid(
@@ -131,12 +144,12 @@ def verify(ref: str, *, key: str | os.PathLike[str], bento: bool = True) -> Veri
     links.append(("signature", f"Ed25519 key {key_id(public)[:16]}"))
     links.append(("alias", _check_alias(predicate, name, alias, mv.version)))
     subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
-    links.append(("model_artifact", _check_model(mv, subjects)))
-    bundle = _check_evidence(mv, predicate)
+    links.append(("model_artifact", _check_model(mv, subjects, reads)))
+    bundle = _check_evidence(mv, predicate, reads)
     if bento:
         links.append(("bento", _check_bento(subjects, bundle)))
     links.append(("evidence", f"sha256 {predicate['evidence']['digest'][:16]}"))
-    links.append(("data", _check_data(mv, bundle)))
+    links.append(("data", _check_data(mv, bundle, reads)))
     links.append(("approvals", _check_approvals(predicate)))
     order = {n: i for i, n in enumerate(LINKS)}
     return Verification(
@@ -168,17 +181,15 @@ def _read_key(key: str | os.PathLike[str]) -> str:
     return path.read_text()
 
 
-def _envelope(mv: Any, alias: str, ref: str) -> tuple[dict[str, Any], str]:
+def _envelope(mv: Any, alias: str, ref: str, reads: Any) -> tuple[dict[str, Any], str]:
     tag = (mv.tags or {}).get(f"{ATTESTATION_TAG}.{alias}")
     if not tag or not mv.run_id:
         raise AttestationMissing(
             f"{ref} (version {mv.version}) carries no signed decision for {alias!r} "
             f"(no {ATTESTATION_TAG}.{alias} tag): the alias was not set by the registry server."
         )
-    from mlops.evidence import _download
-
     try:
-        data = _download(mv.run_id, f"mlops/attestations/{tag}.json")
+        data = reads.artifact(mv.run_id, f"mlops/attestations/{tag}.json")
         return json.loads(data), tag
     except (EvidenceError, ValueError) as exc:
         raise AttestationMissing(
@@ -214,13 +225,11 @@ def _check_alias(predicate: dict[str, Any], name: str, alias: str, version: int)
     return f"v{version}" + (f", after v{previous}" if previous is not None else ", first holder")
 
 
-def _check_model(mv: Any, subjects: dict[str, str]) -> str:
-    from mlops.registry import model_digest
-
+def _check_model(mv: Any, subjects: dict[str, str], reads: Any) -> str:
     signed = subjects.get(f"models:/{mv.name}/{mv.version}")
     if signed is None:
         raise VerifyModelArtifactMismatch(f"The signed decision names no files of {mv.uri}.")
-    actual = model_digest(mv.name, mv.version)
+    actual = reads.model_digest(mv)
     if actual != signed:
         raise VerifyModelArtifactMismatch(
             f"The files of {mv.uri} in MLflow hash to {actual[:16]}, but {signed[:16]} was "
@@ -229,7 +238,7 @@ def _check_model(mv: Any, subjects: dict[str, str]) -> str:
     return f"sha256 {actual[:16]} ({mv.download_uri})"
 
 
-def _check_evidence(mv: Any, predicate: dict[str, Any]) -> Any:
+def _check_evidence(mv: Any, predicate: dict[str, Any], reads: Any) -> Any:
     from mlops import evidence
 
     digest = predicate["evidence"]["digest"]
@@ -240,7 +249,7 @@ def _check_evidence(mv: Any, predicate: dict[str, Any]) -> Any:
             f"signed for {digest}: the evidence was recorded again after approval."
         )
     try:
-        return evidence.load(mv.name, mv.version, digest=digest)
+        return reads.evidence(mv, digest)
     except EvidenceError as exc:
         raise VerifyEvidenceMismatch(f"The signed evidence {digest}: {exc.message}") from exc
 
@@ -266,11 +275,9 @@ def _check_bento(subjects: dict[str, str], bundle: Any) -> str:
     return f"{tag} sha256 {actual[:16]}"
 
 
-def _check_data(mv: Any, bundle: Any) -> str:
-    from mlops import registry
-
+def _check_data(mv: Any, bundle: Any, reads: Any) -> str:
     claimed = sorted((d.get("path"), d.get("md5")) for d in bundle.lineage.get("datasets", []))
-    recorded = sorted((d.path, d.md5) for d in registry.lineage(mv.name, mv.version).datasets)
+    recorded = sorted((d.path, d.md5) for d in reads.datasets(mv))
     if recorded != claimed:
         raise VerifyDataMismatch(
             f"The evidence names data {claimed}, but the run in MLflow recorded {recorded}."

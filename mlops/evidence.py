@@ -24,7 +24,7 @@ import hashlib
 import html
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -324,9 +324,21 @@ def load(name: str, version: int | str, *, digest: str | None = None) -> Evidenc
         True
     """
     number = _as_version(version)
-    client = _client()
-    mv = _model_version(client, name, number)
-    expected = digest or (mv.tags or {}).get(DIGEST_TAG)
+    mv = _model_version(_client(), name, number)
+    return _load_from(name, number, mv.run_id, mv.tags or {}, digest, _download)
+
+
+def _load_from(
+    name: str,
+    number: int,
+    run_id: str | None,
+    tags: Mapping[str, str],
+    digest: str | None,
+    download: Callable[[str, str], bytes],
+) -> Evidence:
+    """:func:`load` for a version already read (its run and tags), reading the artifact
+    with ``download(run_id, artifact_path)``."""
+    expected = digest or tags.get(DIGEST_TAG)
     if not expected:
         raise EvidenceError(
             f"Model {name!r} version {number} has no recorded evidence (no {DIGEST_TAG} tag).",
@@ -336,10 +348,10 @@ def load(name: str, version: int | str, *, digest: str | None = None) -> Evidenc
         raise EvidenceError(
             f"Evidence digest must be 64 lowercase hex characters; got {expected!r}."
         )
-    if not mv.run_id:
+    if not run_id:
         raise EvidenceError(f"Model {name!r} version {number} has no MLflow run with evidence.")
     evidence = from_json(
-        _download(mv.run_id, f"mlops/evidence/{expected}.json"), expected_digest=expected
+        download(run_id, f"mlops/evidence/{expected}.json"), expected_digest=expected
     )
     if evidence.name != name or evidence.version != number:
         raise EvidenceMismatch(

@@ -17,9 +17,9 @@ import html
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlops._quiet import silenced
 from mlops.data import DatasetVersion
@@ -354,23 +354,51 @@ def lineage(name: str, version: int | str) -> Lineage:
         model_version=mv,
         run_id=mv.run_id,
         git_commit=tags.get(TAG_GIT_COMMIT),
-        datasets=_datasets_from_tags(tags) or _datasets_from_inputs(run),
+        datasets=_datasets_from_tags(tags) or _datasets_from_inputs(run.info.run_id, _inputs(run)),
     )
 
 
-def _datasets_from_inputs(run: Any) -> tuple[DatasetVersion, ...]:
-    """Fallback when the ``mlops.dataset.*`` tags are gone: the run's DVC dataset inputs."""
-    found = []
+class _DatasetInput(NamedTuple):
+    """One dataset input of a run, as MLflow records it (``context`` from its tags)."""
+
+    name: str
+    source_type: str
+    source: str
+    context: str | None
+
+
+def _inputs(run: Any) -> list[_DatasetInput]:
+    """The dataset inputs of an MLflow ``Run`` entity."""
     inputs = run.inputs.dataset_inputs if run.inputs else []
+    return [
+        _DatasetInput(
+            name=item.dataset.name,
+            source_type=item.dataset.source_type,
+            source=item.dataset.source,
+            context={t.key: t.value for t in item.tags or ()}.get("mlflow.data.context"),
+        )
+        for item in inputs
+    ]
+
+
+def _datasets_from_inputs(
+    run_id: str, inputs: Iterable[_DatasetInput]
+) -> tuple[DatasetVersion, ...]:
+    """Fallback when the ``mlops.dataset.*`` tags are gone: the run's DVC dataset inputs.
+
+    Example:
+        >>> _datasets_from_inputs("abc", [_DatasetInput("x", "local", "/x", None)])
+        ()
+    """
+    found = []
     for item in inputs:
-        context = {t.key: t.value for t in item.tags or ()}.get("mlflow.data.context")
-        if item.dataset.source_type != "dvc" or context == "evaluation":
+        if item.source_type != "dvc" or item.context == "evaluation":
             continue  # mlops.evaluate logs its data too; lineage is the training data
         try:
-            found.append(DatasetVersion.from_dict(json.loads(item.dataset.source)))
+            found.append(DatasetVersion.from_dict(json.loads(item.source)))
         except (ValueError, KeyError, TypeError) as exc:
             raise RegistryError(
-                f"Run {run.info.run_id} has a DVC dataset input {item.dataset.name!r} whose "
+                f"Run {run_id} has a DVC dataset input {item.name!r} whose "
                 f"source cannot be read: {exc}",
                 hint="Re-run training with mlops.start_run(datasets=[...]).",
             ) from exc

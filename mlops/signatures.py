@@ -32,6 +32,7 @@ __all__ = [
     "PREDICATE_TYPE",
     "STATEMENT_TYPE",
     "file_digest",
+    "files_digest",
     "generate_key",
     "key_id",
     "load_private_pem",
@@ -176,15 +177,35 @@ def tree_digest(root: str | os.PathLike[str]) -> str:
     """
     base = Path(root)
     if base.is_file():
-        files = [base]
-    else:
-        files = [
-            p
+        return _lines_digest({base.name: file_digest(base)})
+    return _lines_digest(
+        {
+            p.relative_to(base).as_posix(): file_digest(p)
             for p in base.rglob("*")
-            if p.is_file() and "__pycache__" not in p.relative_to(base).parts
-        ]
-    lines = sorted(
-        f"{p.relative_to(base).as_posix() if p != base else p.name} {file_digest(p)}\n"
-        for p in files
+            if p.is_file() and not _cached(p.relative_to(base).as_posix())
+        }
     )
+
+
+def files_digest(digests: Mapping[str, str]) -> str:
+    """:func:`tree_digest` from each file's relative POSIX path and SHA-256 hex, for files
+    that are not on disk as one folder (e.g. read one by one from a server).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "MLmodel").write_text("flavors: {}")
+        >>> files_digest({"MLmodel": file_digest(folder / "MLmodel")}) == tree_digest(folder)
+        True
+    """
+    return _lines_digest({path: d for path, d in digests.items() if not _cached(path)})
+
+
+def _cached(path: str) -> bool:
+    """Whether a relative path lies in Python's byte-code cache (left out of digests)."""
+    return "__pycache__" in path.split("/")
+
+
+def _lines_digest(digests: Mapping[str, str]) -> str:
+    lines = sorted(f"{path} {digest}\n" for path, digest in digests.items())
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()

@@ -122,17 +122,28 @@ def _apply(experiment: str | None = None) -> str:
     return _experiment_id(experiment or settings.experiment, settings, tracking)
 
 
+def _uris() -> tuple[str, str]:
+    """The tracking and registry URIs in force: those given to :func:`configure`, else the
+    settings'. Reading them imports no MLflow.
+
+    Example:
+        >>> tracking, registry = _uris()
+    """
+    explicit = _EXPLICIT["uris"]
+    if explicit is None:
+        from mlops.config import load_settings
+
+        settings = load_settings()
+        explicit = (settings.resolved_tracking_uri(), settings.resolved_registry_uri())
+    return explicit
+
+
 def _apply_uris() -> str:
     """Set MLflow's tracking and registry URIs from the configuration; return tracking."""
     from mlops._optional import require
-    from mlops.config import load_settings
 
     mlflow = require("mlflow")
-    explicit = _EXPLICIT["uris"]
-    if explicit is None:
-        settings = load_settings()
-        explicit = (settings.resolved_tracking_uri(), settings.resolved_registry_uri())
-    tracking, registry = explicit
+    tracking, registry = _uris()
     for uri in (tracking, registry):
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
