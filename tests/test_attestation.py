@@ -306,7 +306,8 @@ def test_the_benchmark_helper_times_the_command(promoted: Promoted) -> None:
 
 # --- MLflow read without importing it, and through MLflow where the reader cannot -----------
 def test_the_command_reads_the_sqlite_store_without_importing_mlflow(promoted: Promoted) -> None:
-    from mlops._mlflow_reader import _SqliteReader, open_reader
+    from mlops._mlflow_reader import open_reader
+    from mlops._mlflow_reader._sqlite import _SqliteReader
 
     with open_reader() as reads:  # so the tests above went through the fast reader too
         assert isinstance(reads, _SqliteReader)
@@ -343,11 +344,12 @@ def test_a_schema_without_a_column_the_reader_reads_is_verified_through_mlflow(
     promoted: Promoted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlops import _mlflow_reader
+    from mlops._mlflow_reader import _sqlite
 
     # as if the store lacked a column the reader reads (a later MLflow schema)
-    wanted = {**_mlflow_reader._COLUMNS}
+    wanted = {**_sqlite._COLUMNS}
     wanted["model_versions"] = (*wanted["model_versions"], "storage_location_v2")
-    monkeypatch.setattr(_mlflow_reader, "_COLUMNS", wanted)
+    monkeypatch.setattr(_sqlite, "_COLUMNS", wanted)
 
     with _mlflow_reader.open_reader() as reads:
         assert isinstance(reads, _mlflow_reader.MlflowReads)

@@ -19,14 +19,9 @@ import pytest
 
 import mlops
 from mlops import evidence, registry
-from mlops._mlflow_reader import (
-    MlflowReads,
-    Unanswered,
-    _auth_headers,
-    _RestReader,
-    _SqliteReader,
-    open_reader,
-)
+from mlops._mlflow_reader import MlflowReads, Unanswered, open_reader
+from mlops._mlflow_reader._rest import _auth_headers, _RestReader
+from mlops._mlflow_reader._sqlite import _SqliteReader
 from mlops.data import DatasetVersion
 from mlops.errors import AliasNotFound
 from mlops.signatures import file_digest, files_digest, tree_digest
