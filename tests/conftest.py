@@ -378,7 +378,7 @@ def lineage_model(lineage_run, model_name: str, monkeypatch: pytest.MonkeyPatch)
 
 # --- the order of modules, one test per node id ------------------------------------------
 # `make test` hands whole modules to pytest-xdist workers in collection order (the
-# Makefile's --dist loadscope --no-loadscope-reorder): the longest go first, so that none of
+# Makefile's --dist loadfile --no-loadscope-reorder): the longest go first, so that none of
 # them starts last while the other workers sit idle. Then the other modules that start real
 # servers or builds (marked ``slow``), then the rest, each in its usual order.
 LONGEST_FIRST = (
