@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,9 +376,9 @@ def lineage_model(lineage_run, model_name: str, monkeypatch: pytest.MonkeyPatch)
     return LineageModel(name=model_name, version=mv.version, dataset=ds, run_id=run_id, repo=repo)
 
 
-# --- the order of modules ----------------------------------------------------------------
+# --- the order of modules, one test per node id ------------------------------------------
 # `make test` hands whole modules to pytest-xdist workers in collection order (the
-# Makefile's --dist loadscope --no-loadscope-reorder): the longest go first, so that none of
+# Makefile's --dist loadfile --no-loadscope-reorder): the longest go first, so that none of
 # them starts last while the other workers sit idle. Then the other modules that start real
 # servers or builds (marked ``slow``), then the rest, each in its usual order.
 LONGEST_FIRST = (
@@ -393,12 +394,16 @@ LONGEST_FIRST = (
 _ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before --deselect and other plugins read the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _give_own_node_ids(items)
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # under xdist the controller checks
+        _check_one_test_per_node_id([item.nodeid for item in items])
+
     def module_of(item: pytest.Item) -> str:
         return item.path.relative_to(_ROOT).as_posix() if item.path.is_relative_to(_ROOT) else ""
 
-    # A module ranks as a whole: xdist's loadscope drops the tests of a module whose
-    # items are not contiguous (they never run, and the run still passes).
+    # A module ranks as a whole, so it is one place in the queue the workers take from.
     slow = {module_of(i) for i in items if i.get_closest_marker("slow")}
 
     def rank(item: pytest.Item) -> int:
@@ -410,13 +415,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: a module's tests keep their order
 
 
+def _give_own_node_ids(items: list[pytest.Item]) -> None:
+    """Name each test that shares its node id with another by its own name.
+
+    pytest (9.2) builds a test function's node id from its ``originalname``, and
+    schemathesis gives every API operation of ``@schema.parametrize()`` the bare test name
+    there: the 34 operations of each test in tests/server/test_openapi_fuzz.py were all
+    ``test_with_admin_token``. pytest-xdist hands out tests by node id, so it ran the first
+    operation of each and dropped the other 66 without a word. Their names,
+    ``test_with_admin_token[GET /healthz]``, are distinct.
+    """
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1 and item.parent is not None:
+            item._id = item.parent.id.child(item.name)  # what pytest gives any other item
+
+
+def _check_one_test_per_node_id(ids: list[str]) -> None:
+    shared = sorted(nodeid for nodeid, n in Counter(ids).items() if n > 1)
+    if shared:
+        raise pytest.UsageError(
+            f"{len(shared)} node ids name more than one test, e.g. {shared[:3]}: "
+            "pytest-xdist would run one test of each; give the tests their own names"
+        )
+
+
 # Under xdist the controller knows what the workers collected; a run that reports fewer
-# tests than that dropped some without a word, and fails here instead of passing.
+# tests than that dropped some without a word, and fails here instead of passing. (A set of
+# ids counts tests only because each id names one test: checked here first.)
 _COLLECTED: set[str] = set()
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    _check_one_test_per_node_id(ids)
     _COLLECTED.update(ids)
 
 
