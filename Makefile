@@ -24,10 +24,12 @@ quickstart: $(STAMP)
 # fixtures are built once), the longest first (tests/conftest.py orders them). loadfile,
 # not loadscope: loadscope cuts a node id at its last "::", so a parameter such as
 # "[::ffff:10.0.0.1-...]" made a module of its own and test_webhook_safety.py went out in
-# four parts. The default is one process: a three-worker run on two cores once reported
-# 1,009 of 1,075 collected tests and passed (fuzz cases sharing node ids, which
-# tests/conftest.py now gives their own and checks).
-TEST_WORKERS ?= 0
+# four parts. Two workers, one per core: most of a test's time is spent waiting on the
+# servers, builds and subprocesses it starts, which the other worker overlaps. A run that
+# reports fewer tests than the workers collected fails (tests/conftest.py): once, fuzz
+# cases sharing one node id made three workers run 1,009 of 1,075 and pass; each test now
+# gets its own id. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) test-setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30
 
