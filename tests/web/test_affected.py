@@ -12,6 +12,7 @@ from tests import _blast
 from tests._blast import World
 from tests.server.conftest import Server
 from tests.server.conftest import server as server  # the gate, with its users and clock
+from tests.server.conftest import server_settings as server_settings  # what it runs with
 from tests.web.conftest import SECRET
 
 blast_world = _blast.blast_world
