@@ -205,18 +205,14 @@ def test_bento_is_built_and_smoke_tested(pipeline: Pipeline) -> None:
     assert (pipeline.repo.home / "bentoml" / "bentos" / name / version).is_dir()
 
 
-def _settled(server: Any, promotion_id: int, timeout: float = 120.0) -> Any:
+def _settled(server: Any, promotion_id: int) -> Any:
     """The request once the server's verifier is done with it (``verifying`` no more)."""
     from mlops.client import RegistryClient
+    from mlops.promotion import PromotionHandle
 
-    deadline = time.monotonic() + timeout
     with RegistryClient(server.url, token=server.admin_token) as admin:
-        promotion = admin.get_promotion(promotion_id)
-        while promotion.state == "verifying":
-            assert time.monotonic() < deadline, promotion
-            time.sleep(0.5)
-            promotion = admin.get_promotion(promotion_id)
-    return promotion
+        handle = PromotionHandle(admin, admin.get_promotion(promotion_id))
+        return handle.wait_verified().promotion
 
 
 def test_promotion_request_is_verified_by_the_server_then_pending(pipeline: Pipeline) -> None:

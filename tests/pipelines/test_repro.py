@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +52,7 @@ def test_a_failing_suite_stops_the_pipeline_naming_the_expectation(tmp_path: Pat
 def test_a_fresh_clone_is_a_dvc_project_that_reproduces(tmp_path: Path) -> None:
     """What the README says: clone, `dvc repro`, `dvc push`; no `dvc init`, no remote set-up."""
     from mlops.client import RegistryClient
+    from mlops.promotion import PromotionHandle
 
     clone = tmp_path / "clone"
     branch = subprocess.run(
@@ -89,10 +89,8 @@ def test_a_fresh_clone_is_a_dvc_project_that_reproduces(tmp_path: Path) -> None:
         doc = read(repo, "reports/promotion.json")
         assert (doc["submitted"], doc["state"], doc["experiment"]) == (True, "verifying", None)
         with RegistryClient(server.url, token=server.admin_token) as admin:
-            deadline = time.monotonic() + 120  # the server re-derives it from the remote
-            while (found := admin.get_promotion(doc["id"])).state == "verifying":
-                assert time.monotonic() < deadline, found
-                time.sleep(0.5)
+            handle = PromotionHandle(admin, admin.get_promotion(doc["id"]))
+            found = handle.wait_verified().promotion  # re-derived from the remote
         assert (found.state, found.verification["state"]) == ("pending", "verified"), found
         repo.dvc("push")
         md5 = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]["prepare"]["outs"][0]
