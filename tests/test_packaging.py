@@ -106,6 +106,22 @@ def test_package_builds_a_bento_whose_smoke_test_passes(packaged, iris) -> None:
     assert report.bento_tag in report._repr_html_() and "<table>" in report._repr_html_()
 
 
+def test_build_returns_a_plain_tag_where_colour_is_forced(packaged, iris, monkeypatch) -> None:
+    """A notebook kernel sets FORCE_COLOR and CLICOLOR_FORCE (ipykernel does, for every
+    cell); BentoML's console then highlighted a version such as ``v3-793e5278`` as a
+    number, and the tag read back held terminal escapes that named no Bento."""
+    import secrets
+
+    report, _seconds = packaged
+    for var in ("FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE"):
+        monkeypatch.setenv(var, "1")
+    monkeypatch.setattr(secrets, "token_hex", lambda _n: "793e5278")  # reads as 7.93e5280
+    tag = packaging.build(report.model_tag)
+    name, version, _features = iris
+    assert tag == f"{name}:v{version}-793e5278"
+    assert len(packaging.bento_digest(tag)) == 64
+
+
 def test_labels_are_stamped_on_the_model_and_the_bento(packaged, iris) -> None:
     import bentoml
 

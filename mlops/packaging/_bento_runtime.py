@@ -45,12 +45,18 @@ def _bentoml() -> Any:
     return require("bentoml")
 
 
+# Variables that make rich (BentoML's console) colour output that is not a terminal, as a
+# notebook kernel or a CI runner may set them; the tool's output is parsed, so it is plain.
+_FORCED_COLOUR = ("FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+
+
 def _tool_env() -> dict[str, str]:
-    """Environment for ``bentoml`` subprocesses: the same store as this process."""
+    """Environment for ``bentoml`` subprocesses: the same store as this process, plain text."""
     _bentoml()
     from bentoml._internal.configuration.containers import BentoMLContainer
 
-    return {**os.environ, "BENTOML_HOME": BentoMLContainer.bentoml_home.get()}
+    env = {k: v for k, v in os.environ.items() if k not in _FORCED_COLOUR}
+    return {**env, "NO_COLOR": "1", "BENTOML_HOME": BentoMLContainer.bentoml_home.get()}
 
 
 def _store_path(bento_tag: str) -> Path:

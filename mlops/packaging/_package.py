@@ -70,6 +70,7 @@ __all__ = [
 ]
 
 _SERVICE_CLASS = "MlflowModelService"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal escapes, should a console add any
 _SUPPORTED_TYPES = {"double", "float", "long", "integer", "boolean", "string", "datetime", "binary"}
 # What the generated service itself imports, added to the model's own requirements.
 _SERVICE_PACKAGES = ("mlflow", "pandas", "numpy", "pydantic")
@@ -275,7 +276,7 @@ def build(model_tag: str, *, labels: Mapping[str, str] | None = None) -> str:
         )
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
-    found = re.search(r"__tag__:(\S+)", res.stdout)
+    found = re.search(r"__tag__:(\S+)", _ANSI.sub("", res.stdout))
     if res.returncode != 0 or not found:
         tail = (res.stdout + res.stderr)[-_TAIL:]
         raise PackagingError(
