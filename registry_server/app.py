@@ -83,6 +83,7 @@ def create_app(
         gateway=gateway or MlflowGateway(settings.tracking_uri, settings.registry_uri),
         policy=load_policy(settings.policy_path),
         intent_lease=settings.intent_lease,
+        retry_backoff=settings.retry_backoff,
         drift_page_size=settings.drift_page_size,
         governed_models=settings.governed_models,
         fault_point=settings.fault_point,

@@ -90,6 +90,12 @@ class RegistrySettings(BaseSettings):
         gt=0,
         description="Seconds an alias move is claimed by one worker before another may retry it.",
     )
+    retry_backoff: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds before an alias move or a verification that failed is retried "
+        "(doubles each time, at most 5 minutes).",
+    )
     webhook_interval: float = Field(
         default=2.0, ge=0, description="Seconds between webhook dispatch passes (0: off)."
     )

@@ -39,6 +39,7 @@ class ServerContext:
     policy: Policy
     clock: Callable[[], datetime] = field(default=_now)
     intent_lease: float = 30.0
+    retry_backoff: float = 2.0  # seconds before the first retry of a move or a verification
     fault_point: str | None = None
     secret_box: SecretBox | None = None
     webhook_allow_private: bool = False

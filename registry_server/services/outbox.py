@@ -281,7 +281,7 @@ def _retry_later(ctx: ServerContext, outbox_id: int, exc: Exception) -> None:
     with ctx.db.session() as s:
         intent = s.get(Outbox, outbox_id)
         intent.last_error = str(exc)[:2000]
-        delay = min(2.0**intent.attempts, _MAX_BACKOFF)
+        delay = min(ctx.retry_backoff * 2.0 ** (intent.attempts - 1), _MAX_BACKOFF)
         intent.next_attempt_at = ctx.now() + timedelta(seconds=delay)
 
 

@@ -222,7 +222,7 @@ def _retry_later(ctx: ServerContext, job_id: int, exc: Exception) -> None:
     with ctx.db.session() as s:
         job = s.get(Outbox, job_id)
         job.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        delay = min(2.0**job.attempts, _MAX_BACKOFF)
+        delay = min(ctx.retry_backoff * 2.0 ** (job.attempts - 1), _MAX_BACKOFF)
         job.next_attempt_at = ctx.now() + timedelta(seconds=delay)
 
 

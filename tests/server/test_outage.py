@@ -56,6 +56,7 @@ def test_outage_then_recovery_promotes_once(
             tracking_uri=uri,
             policy_file=policy_file,
             reconcile_interval=0.5,
+            retry_backoff=0.5,  # 0.5, 1, 2 ... s: the retries of a long outage, sooner
         )
         try:
             with server.api() as api:

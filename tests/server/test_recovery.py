@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -50,6 +52,26 @@ def test_mlflow_outage_leaves_request_approved_then_retry_promotes(
     mv = server.model.client().get_model_version_by_alias(name, "production")
     assert int(mv.version) == version
     assert len(_promoted_events(server, name)) == 1
+
+
+class TestRetryBackoffSetting:
+    @pytest.fixture
+    def server_settings(self) -> dict[str, Any]:
+        return {"retry_backoff": 30.0}  # MLOPS_REGISTRY_RETRY_BACKOFF
+
+    def test_it_sets_the_first_wait_before_a_move_is_retried_and_the_wait_doubles(
+        self, server: Server, name: str
+    ) -> None:
+        rid, _ = _request(server, name)
+        server.approve(rid, "ann")
+        server.ctx.gateway.fail_set_alias = 2
+        assert server.approve(rid, "bob").json()["state"] == "approved"  # attempt 1 failed
+        for wait, tried in ((29, False), (2, True), (59, False), (2, True)):
+            server.clock.advance(seconds=wait)
+            left = server.ctx.gateway.fail_set_alias
+            applied = reconcile_once(server.ctx)["applied"]
+            assert (left != server.ctx.gateway.fail_set_alias or applied == 1) is tried, wait
+        assert server.client.get(f"/v1/promotions/{rid}").json()["state"] == "promoted"
 
 
 def test_concurrent_approvals_promote_once(server: Server, name: str) -> None:
