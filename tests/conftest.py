@@ -384,7 +384,6 @@ def lineage_model(lineage_run, model_name: str, monkeypatch: pytest.MonkeyPatch)
 LONGEST_FIRST = (
     "tests/test_pipeline.py",
     "tests/test_quickstart.py",
-    "tests/pipelines/test_repro.py",
     "tests/test_topology.py",
     "tests/test_notebooks.py",
     "tests/models/test_log_model.py",

@@ -1,8 +1,8 @@
-"""``dvc repro`` of the repository's pipeline in a temporary git + DVC repo, end to end.
+"""``dvc repro`` in a fresh clone of this repository, end to end.
 
-Real tools throughout: git, DVC with a local remote, MLflow on the pipeline's default
-SQLite store (``.mlops/`` inside the repo), Great Expectations, a real ``bentoml build`` and
-served Bento, and the registry server as a separate process.
+Real tools throughout: git, DVC with the local remote the repository configures, MLflow on
+the pipeline's default SQLite store (``.mlops/`` inside the repo), Great Expectations, a
+real ``bentoml build`` and served Bento, and the registry server as a separate process.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from tests._registry import RegistryProcess, start_registry
 from tests.pipelines._repo import (
     BIN,
     MODEL,
+    SOURCE,
     STAGES,
     PipelineRepo,
     Repro,
-    make_pipeline_repo,
+    clone_project,
     read,
     repro,
 )
@@ -95,11 +96,11 @@ def _promotions(server: RegistryProcess) -> int:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    """The pipeline run twice (commit in between) against a live registry server."""
+    """A fresh clone's pipeline run twice (commit in between) against a live registry server."""
     from mlops.client import RegistryClient
 
     base = tmp_path_factory.mktemp("pipeline")
-    repo = make_pipeline_repo(base)
+    repo = clone_project(base)
     server = start_registry(
         base / "server",
         cli=True,
@@ -131,6 +132,29 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         )
     finally:
         server.stop()
+
+
+def test_a_fresh_clone_is_a_dvc_project_that_reproduces(pipeline: Pipeline) -> None:
+    """What the README says: clone, `dvc repro`, `dvc push`; no `dvc init`, no remote set-up."""
+    repo = pipeline.repo
+    head = subprocess.run(
+        ["git", "-C", str(SOURCE), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    # the clone's commits: the checkout's HEAD (+ its uncommitted work), "pipeline run 1"
+    assert head in (repo.git("rev-parse", "HEAD~1"), repo.git("rev-parse", "HEAD~2"))
+    assert (repo.root / ".dvc" / "config").is_file()
+    assert pipeline.first.returncode == 0 and sorted(pipeline.first.seconds) == sorted(STAGES)
+    repo.dvc("push")
+    md5 = yaml.safe_load((repo.root / "dvc.lock").read_text())["stages"]["prepare"]["outs"]
+    assert (repo.remote / "files" / "md5" / md5[0]["md5"][:2] / md5[0]["md5"][2:]).is_file()
+    assert repo.run("git", "check-ignore", "-q", ".mlops/dvc-remote").returncode == 0
+    # no noise from the wrapped tools in the stages' output
+    output = pipeline.first.output
+    assert "INFO mlflow" not in output and "Downloading artifacts" not in output
+    assert "%|" not in output  # a tqdm bar
+    log = pipeline.server.log.read_text()  # the server fetched and checked the evidence: quietly
+    assert "Downloading artifacts" not in log and "%|" not in log
+    assert "INFO mlflow" not in log and "INFO  [alembic" not in log
 
 
 def test_repro_runs_every_stage_in_dependency_order(pipeline: Pipeline) -> None:
@@ -289,7 +313,8 @@ def test_a_sweep_of_experiments_submits_nothing_and_one_is_requested_on_purpose(
     repo = pipeline.repo
     before = _promotions(pipeline.server)
     home = {"MLOPS_HOME": str(repo.home)}  # a --temp run shares the workspace's stores
-    sweep = {"sweep-temp": ("--temp", "0.25"), "sweep-a": ("", "0.5"), "sweep-b": ("", "2.0")}
+    # one run of each kind: in a temporary folder (as queued runs are) and in the workspace
+    sweep = {"sweep-temp": ("--temp", "0.25"), "sweep-a": ("", "2.0")}
     for name, (where, c) in sweep.items():
         args = ["exp", "run", "-n", name, "-S", f"train.C={c}", *([where] if where else [])]
         proc = subprocess.run(
@@ -304,14 +329,19 @@ def test_a_sweep_of_experiments_submits_nothing_and_one_is_requested_on_purpose(
             said = f"experiment '{name}' not submitted: mlops request --from-exp {name}"
             assert said in proc.stdout, proc.stdout[-3000:]
     assert _promotions(pipeline.server) == before  # nothing reached the review queue
-    assert mlflow_counts(repo) == {"runs": 4, "versions": 4}
+    assert mlflow_counts(repo) == {"runs": 3, "versions": 3}
     docs = {name: _exp_promotion(repo, name) for name in sweep}
     for name, doc in docs.items():
         got = (doc["experiment"], doc["submitted"], doc["state"])
         assert got == (name, False, "not_submitted"), doc
-    assert sorted(d["version"] for d in docs.values()) == [2, 3, 4]
+    assert sorted(d["version"] for d in docs.values()) == [2, 3]
 
     chosen = docs["sweep-temp"]
+    # its data is named in the workspace's remote, not in one inside DVC's temporary copy
+    # (the repository's remote is a relative path, which resolved into the copy)
+    bundle = library(repo, f"mlops.evidence.load({MODEL!r}, {chosen['version']}).to_dict()")
+    for report in (*bundle["validation"], bundle["evaluation"]):
+        assert report["dataset"]["remote"] == str(repo.remote), report["dataset"]
     out = repo.run(str(BIN / "mlops"), "request", "--from-exp", "sweep-temp", "--json")
     request = json.loads(out.stdout)
     assert (request["model"], request["version"]) == (MODEL, chosen["version"])

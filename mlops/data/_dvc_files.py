@@ -276,6 +276,21 @@ def _dir_md5(path: Path, name: str) -> str:
 
 
 # --- the remote, and addressing DVC at a rev -------------------------------------------
+def _lasting_root(root: Path) -> Path:
+    """The repository whose DVC config names the remote for ``root``: ``root`` itself,
+    except inside a ``dvc exp run --temp`` or queued experiment. DVC runs those in a copy of
+    the workspace under its ``.dvc/tmp/exps/`` and deletes the copy afterwards; a remote
+    configured by a relative path (as ``../.mlops/dvc-remote``) resolves into the copy
+    there. DVC names the workspace in ``DVC_ROOT``."""
+    parent = os.environ.get("DVC_ROOT")
+    if not parent:
+        return root
+    workspace = Path(parent).resolve()
+    if workspace != root and root.is_relative_to(workspace / ".dvc" / "tmp"):
+        return workspace
+    return root
+
+
 def _default_remote(root: Path) -> str | None:
     from dvc.config import Config, ConfigError
 

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops.data._dvc_files import _lasting_root
 from mlops.errors import DataError, NotInRepoError
 
 if TYPE_CHECKING:
@@ -111,7 +112,8 @@ def push(
     Returns how many objects were sent. Raises :class:`DataNotInCache` naming the md5s
     the cache lacks (then nothing is sent), :class:`~mlops.errors.DataError` when the
     repository has no remote or the remote cannot be written. The repository's lock is
-    not taken, so a ``dvc repro`` stage may call it.
+    not taken, so a ``dvc repro`` stage may call it; in a ``dvc exp run --temp`` or queued
+    experiment, it pushes to the workspace's remote (the one its datasets name).
 
     Example:
         >>> push(["5ba2c4a1b5c4cd5e3a3f54ea2bb1b4d1"], repo=".")           # doctest: +SKIP
@@ -128,8 +130,8 @@ def push(
         )
     if not wanted:
         return 0
-    with silenced():
-        return _push(wanted, Path(repo), remote)
+    with silenced():  # from an experiment's temporary copy: the workspace's remote, same cache
+        return _push(wanted, _lasting_root(Path(repo).resolve()), remote)
 
 
 def _push(wanted: list[str], root: Path, remote: str | None) -> int:

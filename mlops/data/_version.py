@@ -40,6 +40,7 @@ from mlops.data._dvc_files import (
     _find_root,
     _from_dvc_file,
     _from_lock,
+    _lasting_root,
     _located,
     _relpath,
     _resolve_rev,
@@ -142,7 +143,8 @@ def version(
     :class:`~mlops.errors.StaleDataError` (a copy not pulled yet is fine: the recorded
     version is the truth). With ``rev`` the ``.dvc``/``dvc.lock`` of that commit is read
     and the workspace is not looked at. ``remote`` is the repository's default DVC remote
-    as configured now.
+    as configured now; inside a ``dvc exp run --temp`` or queued experiment, the
+    workspace's remote, not that of the temporary copy DVC runs it in.
 
     ``workspace=True`` versions what the workspace recorded but did not commit yet: the
     md5 comes from the ``.dvc`` file or ``dvc.lock`` on disk (e.g. an upstream stage's
@@ -184,7 +186,7 @@ def version(
         path=rel,
         md5=str(out["md5"]),
         rev=sha,
-        remote=_default_remote(root),
+        remote=_default_remote(_lasting_root(root)),  # not an experiment's temporary copy's
         repo=str(root),
         size=_opt_int(out.get("size")),
         nfiles=_opt_int(out.get("nfiles")),

@@ -1,4 +1,5 @@
-"""A temporary git + DVC repository holding a copy of this project's pipeline files."""
+"""Temporary git + DVC repositories: a copy of this project's pipeline files, or a fresh
+clone of the whole checkout."""
 
 from __future__ import annotations
 
@@ -103,6 +104,44 @@ def make_pipeline_repo(base: Path, *, source: Path = SOURCE, **env: str) -> Pipe
     repo.dvc("config", "core.analytics", "false")
     repo.dvc("remote", "add", "-d", "local", str(remote))
     repo.commit("pipeline")
+    return repo
+
+
+def _git_out(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(SOURCE), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def clone_project(base: Path) -> PipelineRepo:
+    """``git clone`` this checkout into ``base/repo``: what the README's "clone, then
+    ``dvc repro``" starts from, with no ``dvc init`` and no remote set up (the DVC remote is
+    the one ``.dvc/config`` names, ``.mlops/dvc-remote`` in the clone).
+
+    The clone is on the checkout's branch at its HEAD. Work not yet committed in the
+    checkout (changed tracked files, new files git does not ignore) goes on top as one more
+    commit, so the run tests the code as it is on disk (the checkout's HEAD is then the
+    clone's ``HEAD~1``).
+    """
+    root = base / "repo"
+    head = _git_out("rev-parse", "HEAD").strip()
+    branch = _git_out("rev-parse", "--abbrev-ref", "HEAD").strip()
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(SOURCE), str(root)], check=True)
+    repo = PipelineRepo(
+        root=root, remote=root / ".mlops" / "dvc-remote", env=pipeline_env(PYTHONPATH=str(root))
+    )
+    repo.git("checkout", "-q", "-B", "main" if branch == "HEAD" else branch, head)
+    changed = _git_out("diff", "HEAD", "--binary")
+    if changed:
+        subprocess.run(
+            ["git", "-C", str(root), "apply", "--binary", "-"], input=changed, text=True, check=True
+        )
+    for name in _git_out("ls-files", "--others", "--exclude-standard", "-z").split("\0"):
+        if name:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(SOURCE / name, root / name)
+    if repo.git("status", "--porcelain"):
+        repo.commit("work not yet committed in the checkout under test")
     return repo
 
 
