@@ -242,6 +242,10 @@ class Server:
     def approve(self, request_id: int, user: str, comment: str = "") -> Any:
         return self.post(f"/v1/promotions/{request_id}/approve", user, {"comment": comment})
 
+    def close(self) -> None:
+        """Release the app's database connections."""
+        self.ctx.db.dispose()
+
 
 class FlakyGateway(MlflowGateway):
     """The real gateway, with a switch that makes alias moves fail like an MLflow outage."""
@@ -274,6 +278,20 @@ def server_app(
     return create_app(RegistrySettings(**config), clock=clock, gateway=FlakyGateway(tracking_uri))
 
 
+def make_server(
+    database_url: str, policy: Path, mlflow_model: MlflowModel, name: str, **settings: Any
+) -> Server:
+    """A :class:`Server` over ``policy`` (see :func:`server_app`) holding a token for every
+    test user; the caller closes it. ``settings`` are more or other ``RegistrySettings``."""
+    clock = Clock()
+    app = server_app(database_url, policy, mlflow_model.tracking_uri, name, clock, **settings)
+    srv = Server(TestClient(app), clock, mlflow_model)
+    with app.state.ctx.db.session() as s:
+        for user, roles in USERS.items():
+            srv.tokens[user] = create_token(s, user, roles).token
+    return srv
+
+
 @pytest.fixture
 def server_settings() -> dict[str, Any]:
     """More ``RegistrySettings`` for the ``server`` fixture: a module that needs other
@@ -289,16 +307,9 @@ def server(
     name: str,
     server_settings: dict[str, Any],
 ) -> Iterator[Server]:
-    clock = Clock()
-    app = server_app(
-        database_url, policy_file, mlflow_model.tracking_uri, name, clock, **server_settings
-    )
-    srv = Server(TestClient(app), clock, mlflow_model)
-    with app.state.ctx.db.session() as s:
-        for user, roles in USERS.items():
-            srv.tokens[user] = create_token(s, user, roles).token
+    srv = make_server(database_url, policy_file, mlflow_model, name, **server_settings)
     yield srv
-    app.state.ctx.db.dispose()
+    srv.close()
 
 
 @pytest.fixture

@@ -9,12 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from registry_server.app import create_app
-from registry_server.settings import RegistrySettings
-from registry_server.tokens import create_token
-from tests.server.conftest import USERS, Clock, FlakyGateway, MlflowModel, Server
+from tests.server.conftest import MlflowModel, Server, make_server
 
 LADDER = """
 version: 1
@@ -31,38 +27,15 @@ targets:
 """
 
 
-def ladder_server(
-    database_url: str, policy: Path, mlflow_model: MlflowModel, name: str, **settings: object
-) -> tuple[Server, object]:
-    """A server over ``policy`` with every test user; the caller disposes ``app``."""
-    clock = Clock()
-    config = RegistrySettings(
-        database_url=database_url,
-        policy_path=policy,
-        tracking_uri=mlflow_model.tracking_uri,
-        reconcile_interval=0,
-        ui=False,
-        governed_models=f"{name}*",
-        **settings,
-    )
-    app = create_app(config, clock=clock, gateway=FlakyGateway(mlflow_model.tracking_uri))
-    srv = Server(TestClient(app), clock, mlflow_model)
-    with app.state.ctx.db.session() as s:
-        for user, roles in USERS.items():
-            if user not in srv.tokens:
-                srv.tokens[user] = create_token(s, user, roles).token
-    return srv, app
-
-
 @pytest.fixture
 def ladder(
     database_url: str, tmp_path: Path, mlflow_model: MlflowModel, name: str
 ) -> Iterator[Server]:
     policy = tmp_path / "promotion-policy.yaml"
     policy.write_text(LADDER)
-    srv, app = ladder_server(database_url, policy, mlflow_model, name)
+    srv = make_server(database_url, policy, mlflow_model, name)
     yield srv
-    app.state.ctx.db.dispose()
+    srv.close()
 
 
 def to_staging(srv: Server, name: str) -> tuple[int, str]:
@@ -192,7 +165,7 @@ def test_a_ladder_step_without_approvals_moves_once_soaked(
 
     policy = tmp_path / "promotion-policy.yaml"
     policy.write_text(LADDER.replace("approvals: {count: 2,", "approvals: {count: 0,"))
-    srv, app = ladder_server(database_url, policy, mlflow_model, name)
+    srv = make_server(database_url, policy, mlflow_model, name)
     try:
         version, digest = to_staging(srv, name)
         rid = srv.request(name, version, digest).json()["id"]
@@ -207,4 +180,4 @@ def test_a_ladder_step_without_approvals_moves_once_soaked(
         holder = srv.model.client().get_model_version_by_alias(name, "production")
         assert int(holder.version) == version
     finally:
-        app.state.ctx.db.dispose()
+        srv.close()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mlops.policy import parse_policy
-from tests.server.conftest import MlflowModel, Server
-from tests.server.test_ladder import LADDER, ladder_server, to_staging
+from tests.server.conftest import MlflowModel, Server, make_server
+from tests.server.test_ladder import LADDER, to_staging
 
 
 @pytest.fixture
@@ -19,9 +19,9 @@ def srv(
 ) -> Iterator[Server]:
     policy = tmp_path / "promotion-policy.yaml"
     policy.write_text(LADDER)
-    server, app = ladder_server(database_url, policy, mlflow_model, name)
+    server = make_server(database_url, policy, mlflow_model, name)
     yield server
-    app.state.ctx.db.dispose()
+    server.close()
 
 
 def _new_policy(held: str, waiting: str) -> str:

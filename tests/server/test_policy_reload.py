@@ -14,8 +14,8 @@ import pytest
 from mlops.policy import parse_policy
 from registry_server.app import reconcile_once
 from registry_server.services.policies import poll
-from tests.server.conftest import MlflowModel, Server
-from tests.server.test_ladder import LADDER, ladder_server, to_staging
+from tests.server.conftest import MlflowModel, Server, make_server
+from tests.server.test_ladder import LADDER, to_staging
 
 ONE_APPROVAL = LADDER.replace("approvals: {count: 2,", "approvals: {count: 1,")
 BROKEN = LADDER.replace("for: 2s", "for: soon")
@@ -32,9 +32,9 @@ def policy_path(tmp_path: Path) -> Path:
 def srv(
     database_url: str, policy_path: Path, mlflow_model: MlflowModel, name: str
 ) -> Iterator[Server]:
-    server, app = ladder_server(database_url, policy_path, mlflow_model, name)
+    server = make_server(database_url, policy_path, mlflow_model, name)
     yield server
-    app.state.ctx.db.dispose()
+    server.close()
 
 
 def _write(path: Path, text: str) -> None:
@@ -214,8 +214,8 @@ def test_history_lists_every_policy_and_shows_each(srv: Server, policy_path: Pat
 def test_workers_converge_on_one_policy(
     database_url: str, policy_path: Path, mlflow_model: MlflowModel, name: str
 ) -> None:
-    one, app_one = ladder_server(database_url, policy_path, mlflow_model, name)
-    two, app_two = ladder_server(database_url, policy_path, mlflow_model, name)
+    one = make_server(database_url, policy_path, mlflow_model, name)
+    two = make_server(database_url, policy_path, mlflow_model, name)
     two.tokens = one.tokens
     try:
         new = parse_policy(ONE_APPROVAL).digest
@@ -225,16 +225,14 @@ def test_workers_converge_on_one_policy(
         loaded = [e for e in _events(one, "policy_loaded") if e["payload"]["digest"] == new]
         assert len(loaded) == 1  # one event for the change, whichever worker saw it first
     finally:
-        app_one.state.ctx.db.dispose()
-        app_two.state.ctx.db.dispose()
+        one.close()
+        two.close()
 
 
 def test_the_background_loop_picks_up_a_change(
     database_url: str, policy_path: Path, mlflow_model: MlflowModel, name: str
 ) -> None:
-    srv, app = ladder_server(
-        database_url, policy_path, mlflow_model, name, policy_poll_interval=0.05
-    )
+    srv = make_server(database_url, policy_path, mlflow_model, name, policy_poll_interval=0.05)
     new = parse_policy(ONE_APPROVAL).digest
     try:
         with srv.client:  # runs the lifespan, and with it the loops
@@ -243,9 +241,9 @@ def test_the_background_loop_picks_up_a_change(
             while srv.ctx.policy.digest != new and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert srv.ctx.policy.digest == new
-            assert app.state.loops["policy"].report()["alive"] is True
+            assert srv.client.app.state.loops["policy"].report()["alive"] is True
     finally:
-        app.state.ctx.db.dispose()
+        srv.close()
 
 
 def test_a_ladder_added_by_a_reload_holds_back_a_waiting_request(
@@ -253,7 +251,7 @@ def test_a_ladder_added_by_a_reload_holds_back_a_waiting_request(
 ) -> None:
     path = tmp_path / "promotion-policy.yaml"
     path.write_text(LADDER.replace("    requires: {held: staging, for: 2s}\n", ""))
-    srv, app = ladder_server(database_url, path, mlflow_model, name)
+    srv = make_server(database_url, path, mlflow_model, name)
     try:
         version = srv.model.register(name)
         rid = srv.request(name, version, srv.model.record(name, version)).json()["id"]
@@ -267,4 +265,4 @@ def test_a_ladder_added_by_a_reload_holds_back_a_waiting_request(
         assert res.status_code == 409 and res.json()["code"] == "soak_pending", res.json()
         assert "does not hold 'staging'" in res.json()["message"]
     finally:
-        app.state.ctx.db.dispose()
+        srv.close()

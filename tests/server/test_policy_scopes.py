@@ -10,20 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from registry_server.app import create_app
-from registry_server.settings import RegistrySettings
-from registry_server.tokens import create_token
-from tests.server.conftest import (
-    USERS,
-    Clock,
-    FlakyGateway,
-    MlflowModel,
-    Server,
-    canonical,
-    evidence_bundle,
-)
+from tests.server.conftest import MlflowModel, Server, canonical, evidence_bundle, make_server
 
 TEAM = """
 version: 1
@@ -51,20 +39,9 @@ models:
 def team(database_url: str, tmp_path: Path, mlflow_model: MlflowModel) -> Iterator[Server]:
     policy = tmp_path / "promotion-policy.yaml"
     policy.write_text(TEAM)
-    settings = RegistrySettings(
-        database_url=database_url,
-        policy_path=policy,
-        tracking_uri=mlflow_model.tracking_uri,
-        reconcile_interval=0,
-        ui=False,
-    )
-    app = create_app(settings, clock=Clock(), gateway=FlakyGateway(mlflow_model.tracking_uri))
-    srv = Server(TestClient(app), Clock(), mlflow_model)
-    with app.state.ctx.db.session() as s:
-        for user, roles in USERS.items():
-            srv.tokens[user] = create_token(s, user, roles).token
+    srv = make_server(database_url, policy, mlflow_model, "", governed_models="*")  # all teams
     yield srv
-    app.state.ctx.db.dispose()
+    srv.close()
 
 
 def _record(srv: Server, name: str, suite: str, metrics: dict[str, float]) -> tuple[int, str]:
