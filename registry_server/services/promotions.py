@@ -46,7 +46,7 @@ from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 from registry_server.services.outbox import apply_intents, record_alias_intent
 from registry_server.services.policies import policy_in_force_violation
-from registry_server.services.request_reads import count, read_page, request_views
+from registry_server.services.request_reads import read_page, request_views
 from registry_server.services.verifier import start_verification
 from registry_server.services.views import promotion_view
 
@@ -421,7 +421,7 @@ def _read(ctx: ServerContext, request_id: int) -> PromotionRequest:
 def get(ctx: ServerContext, request_id: int) -> dict[str, Any]:
     """The wire form of one request."""
     with ctx.db.read_sessions() as s:
-        rows, _ = read_page(s, request_id=request_id, limit=1)
+        rows, _, _ = read_page(s, request_id=request_id, limit=1)
         if not rows:
             raise not_found(request_id)
         return request_views(ctx, s, rows)[0]
@@ -449,8 +449,9 @@ def list_requests(
     """
     filters = {"model": model or None, "target": target or None, "state": state or None}
     with ctx.db.read_sessions() as s:
-        total = count(s, **filters)
-        rows, more = read_page(s, limit=limit, offset=offset, before=before, **filters)
+        rows, more, total = read_page(
+            s, limit=limit, offset=offset, before=before, total=True, **filters
+        )
         items = request_views(ctx, s, rows)
     return {
         "items": items,

@@ -9,7 +9,7 @@ target, with one clock reading for the whole page.
 
 Example:
     >>> with ctx.db.read_sessions() as s:                                  # doctest: +SKIP
-    ...     rows, more = read_page(s, state="pending", limit=50)
+    ...     rows, more, total = read_page(s, state="pending", limit=50, total=True)
     ...     views = request_views(ctx, s, rows)
 """
 
@@ -31,7 +31,7 @@ from registry_server.services.journal import INTENT
 from registry_server.services.verifier import VERIFY, verification_view
 from registry_server.services.views import promotion_view
 
-__all__ = ["count", "read_page", "request_views"]
+__all__ = ["read_page", "request_views"]
 
 _R = PromotionRequest.__table__.c
 _A = Approval.__table__.c
@@ -59,18 +59,24 @@ class _Row:
     __slots__ = (*(c.name for c in _REQUEST), "approvals", "verify", "intent")
 
 
-def read_page(s: Session, *, limit: int, offset: int = 0, **filters: Any) -> tuple[list[Any], bool]:
+def read_page(
+    s: Session, *, limit: int, offset: int = 0, total: bool = False, **filters: Any
+) -> tuple[list[Any], bool, int | None]:
     """The requests matching ``filters`` (see ``_FILTERS``; ``None`` is no filter), newest
-    first, and whether more follow. Each comes with its ``approvals`` (oldest first), its
-    ``verify`` job and its alias move (``intent``, the first recorded of each, or
-    ``None``): one statement, joining them to the page, so one snapshot."""
+    first, whether more follow, and (``total``) how many match all filters but ``before``.
+
+    Each request comes with its ``approvals`` (oldest first), its ``verify`` job and its
+    alias move (``intent``, the first recorded of each, or ``None``): one statement,
+    joining them (and the count) to the page, so one snapshot.
+    """
     used = tuple(k for k in _FILTERS if filters.get(k) is not None)
     params = {k: filters[k] for k in used} | {"limit": limit + 1, "offset": offset}
     width, a_width = len(_REQUEST), len(_APPROVAL)
     names = _Row.__slots__[:width]
     rows: list[Any] = []
     row: Any = None
-    for values in s.connection().execute(_page_statement(used), params):
+    values: Any = None
+    for values in s.connection().execute(_page_statement(used, total), params):
         if row is None or row.id != values[0]:
             row = _Row()
             for name, value in zip(names, values, strict=False):
@@ -83,14 +89,16 @@ def read_page(s: Session, *, limit: int, offset: int = 0, **filters: Any) -> tup
         if aid is not None and (not row.approvals or row.approvals[-1].id != aid):
             a = values[width : width + a_width]  # a request without approvals joins nulls
             row.approvals.append(SimpleNamespace(**dict(zip(_APPROVAL_NAMES, a, strict=True))))
-    return rows[:limit], len(rows) > limit
+    count = None
+    if total:  # an empty page has no row to carry it
+        count = values[-1] if values is not None else _count(s, used, filters)
+    return rows[:limit], len(rows) > limit, count
 
 
-def count(s: Session, **filters: Any) -> int:
-    """How many requests match ``filters`` (as :func:`read_page`'s)."""
-    used = tuple(k for k in _FILTERS if filters.get(k) is not None)
-    stmt = _count_statement(used)
-    return s.connection().execute(stmt, {k: filters[k] for k in used}).scalar_one()
+def _count(s: Session, used: tuple[str, ...], filters: dict[str, Any]) -> int:
+    counted = tuple(k for k in used if k != "before")
+    stmt = _count_statement(counted)
+    return s.connection().execute(stmt, {k: filters[k] for k in counted}).scalar_one()
 
 
 _APPROVAL_NAMES = tuple(c.name for c in _APPROVAL)
@@ -103,7 +111,7 @@ def _job(values: Any, at: int) -> SimpleNamespace | None:
 
 
 @functools.cache
-def _page_statement(used: tuple[str, ...]) -> Select:
+def _page_statement(used: tuple[str, ...], total: bool) -> Select:
     """The page query for these filters, built once (values are bound parameters)."""
     page = (
         select(*_REQUEST)
@@ -121,6 +129,9 @@ def _page_statement(used: tuple[str, ...]) -> Select:
         .outerjoin(intent, and_(intent.c.request_id == page.c.id, intent.c.kind == INTENT))
     )
     jobs = [verify.c[n] for n in _JOB] + [intent.c[n] for n in _JOB]
+    if total:
+        counted = tuple(k for k in used if k != "before")
+        jobs.append(_count_statement(counted).scalar_subquery().label("total"))
     return (
         select(page, *_APPROVAL, *jobs)
         .select_from(joined)
