@@ -2,10 +2,10 @@
 request's view cost.
 
 A page is read in a fixed number of statements however many rows it has: the requests
-with their approvals, alias moves and verifications (one join), and, under a ladder
-policy, the holders of the aliases they wait on (one query). Rows are read
-as plain columns, not ORM objects, and the policy's rules are resolved once per model and
-target, with one clock reading for the whole page.
+with their count, approvals, alias moves and verifications (one join), and, under a ladder
+policy, the holders of the aliases they wait on (one query). Rows are read as plain
+columns, not ORM objects; the policy's rules are resolved once per model and target, and
+the clock read once for the whole page.
 
 Example:
     >>> with ctx.db.read_sessions() as s:                                  # doctest: +SKIP
@@ -147,7 +147,7 @@ def _count_statement(used: tuple[str, ...]) -> Select:
 
 def request_views(ctx: ServerContext, s: Session, rows: Sequence[Any]) -> list[dict[str, Any]]:
     """The wire form of each of ``rows`` (from :func:`read_page`), at one time, under one
-    policy; their outbox rows and ladder holders read in one query each."""
+    policy; the holders their ladders wait on read in one query."""
     if not rows:
         return []
     policy, now = ctx.policy, ctx.now()
@@ -191,14 +191,14 @@ def _holders(
     stmt = (
         select(j.model, j.alias, j.version, j.from_at)
         .where(
-            j.model.in_({m for m, _ in wanted}),
-            j.alias.in_({a for _, a in wanted}),
+            j.model.in_(sorted({m for m, _ in wanted})),
+            j.alias.in_(sorted({a for _, a in wanted})),
             j.to_at.is_(None),
         )
         .order_by(j.id.desc())
     )
     out: dict[tuple[str, str], Any] = {}
-    for row in s.execute(stmt):
+    for row in s.connection().execute(stmt):
         out.setdefault((row.model, row.alias), row)  # the newest open row, as journal.holder
     return out
 
