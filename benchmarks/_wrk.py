@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -39,7 +40,9 @@ def require_wrk(bench: str) -> str:
 
 
 def run_wrk(url: str, *, duration: float, connections: int) -> dict[str, float]:
-    """Load ``url`` with wrk; requests per second and p50/p99 latency in milliseconds.
+    """Load ``url`` with wrk; requests per second, p50/p99 latency in milliseconds, and the
+    machine's 1-minute load average when wrk ended (``load1``: figures from a loaded machine
+    say so).
 
     Any non-2xx answer fails the run: a benchmark of errors is no benchmark.
     """
@@ -64,4 +67,5 @@ def run_wrk(url: str, *, duration: float, connections: int) -> dict[str, float]:
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} non-2xx responses\n{out}")
-    return {"rps": rps, "p50_ms": pct["50"], "p99_ms": pct["99"]}
+    load1 = os.getloadavg()[0]
+    return {"rps": rps, "p50_ms": pct["50"], "p99_ms": pct["99"], "load1": load1}

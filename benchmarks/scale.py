@@ -214,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--reads-only",
+        action="store_true",
+        help="only the wrk reads (alias, list, one request): no sweep, verify or approvals",
+    )
     args = parser.parse_args(argv)
     require_wrk("benchmarks/scale.py")
     events = args.events if args.events is not None else 100 * args.models
@@ -249,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         listing = run_wrk(f"{registry.url}/v1/promotions?state=pending&limit=50", **load)
         one = run_wrk(f"{registry.url}/v1/promotions/{seeded['requests'] // 2}", **load)
+        if args.reads_only:
+            reads = {"alias": ours, "alias_mlflow": theirs, "list": listing, "one": one}
+            print(json.dumps({k: {m: round(v, 2) for m, v in r.items()} for k, r in reads.items()}))
+            return 0
         swept = sweep(registry_db, mlflow.url, tmp / "policy.yaml")
         verify_s, verified = verify(registry_db)
         approved = approvals(registry.url, mlflow.url, args.approval_models, args.approval_threads)
@@ -264,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                 "alias_ratio_vs_mlflow": round(ours["rps"] / theirs["rps"], 2),
                 "list_p99_ms": round(listing["p99_ms"], 2),
                 "request_p99_ms": round(one["p99_ms"], 2),
+                "alias_p50_ms": round(ours["p50_ms"], 2),
+                "load1": [round(r["load1"], 2) for r in (ours, listing, one)],
                 "approvals_per_s": round(approved["per_s"], 1),
                 "approval_p99_ms": round(approved["p99_ms"], 1),
                 "double_moves": doubles,
@@ -290,9 +301,11 @@ def report(args: Any, seeded: dict, seeding: float, wrk: list, swept: dict, veri
         f"{seeding:.1f}s), PostgreSQL, {args.workers} registry workers, wrk at "
         f"{args.connections} connections for {args.duration:g}s"
     )
-    print(f"  {'(rps / p50 / p99 ms)':<42}")
+    print(f"  {'(rps / p50 / p99 ms / load average, 1 min)':<42}")
     for label, r in wrk:
-        print(f"  {label:<42}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+        print(
+            f"  {label:<42}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['load1']:>9.2f}"
+        )
     for label in ("cold", "warm"):
         s = swept[label]
         print(

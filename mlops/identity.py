@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -54,6 +55,12 @@ def normalise_identity(name: str) -> str:
         >>> normalise_identity("Ann\\tSmith\\n")
         'ann smith'
     """
+    return _normalised(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalised(name: str) -> str:
+    # pure and called for every approval of every request shown: names repeat, so cache
     text = _visible(unicodedata.normalize("NFKC", name))
     text = _SPACES.sub(" ", text).strip()
     return unicodedata.normalize("NFKC", text.casefold())

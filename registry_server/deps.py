@@ -1,7 +1,9 @@
 """FastAPI dependencies as ``Annotated`` aliases: the server context and the caller.
 
 Every API router depends on :func:`authorize`, which applies the permissions table
-(:mod:`registry_server.permissions`) before the handler runs.
+(:mod:`registry_server.permissions`) before the handler runs. Both are ``async``: a public
+read without a token costs no trip to the thread pool; a token is looked up (in the
+database, every time: a revoked token is refused at once) in the pool.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from mlops.errors import PermissionDenied
 from registry_server.permissions import access_for
@@ -18,7 +21,7 @@ from registry_server.services.context import Caller, ServerContext
 __all__ = ["CallerDep", "ContextDep", "authorize"]
 
 
-def _context(request: Request) -> ServerContext:
+async def _context(request: Request) -> ServerContext:
     return request.app.state.ctx
 
 
@@ -33,7 +36,7 @@ def _authenticate(request: Request, authorization: str | None) -> Caller:
     return caller
 
 
-def authorize(
+async def authorize(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
 ) -> None:
@@ -46,9 +49,9 @@ def authorize(
     access = access_for(request.method, getattr(route, "path", request.url.path))
     if not access.token:
         if authorization is not None:  # a public read with a wrong token is still refused
-            _authenticate(request, authorization)
+            await run_in_threadpool(_authenticate, request, authorization)
         return
-    caller = _authenticate(request, authorization)
+    caller = await run_in_threadpool(_authenticate, request, authorization)
     if access.roles is not None and not caller.has_any(access.roles):
         where = f"{request.method} {getattr(route, 'path', request.url.path)}"
         who = (

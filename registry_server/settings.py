@@ -43,6 +43,13 @@ class RegistrySettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Interface to listen on.")
     port: int = Field(default=8765, description="Port to listen on.")
     workers: int = Field(default=1, ge=1, description="Uvicorn worker processes.")
+    db_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections each worker keeps open for its requests; a "
+        "request beyond them opens and closes a connection of its own (slow under load).",
+    )
     reconcile_interval: float = Field(
         default=30.0, ge=0, description="Seconds between retries of pending alias moves (0: off)."
     )

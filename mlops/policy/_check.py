@@ -650,9 +650,38 @@ def evaluate_approvals(
         ...                    requester="bob", digest="d", now=now).quorum
         True
     """
+    return approval_reasons(target_policy, approvals, requester=requester, digest=digest, now=now)[
+        1
+    ]
+
+
+def approval_reasons(
+    target_policy: TargetPolicy,
+    approvals: Iterable[ApprovalRecord | tuple[Any, ...]],
+    *,
+    requester: str,
+    digest: str,
+    now: datetime,
+) -> tuple[list[str | None], Tally]:
+    """:func:`evaluate_approvals`, and why each approval did not count (``None``: it counted).
+
+    The reasons are in time order (a stable sort on ``at``: approvals passed in that order
+    keep it). Approvals are judged one after the other, so the reason of the ``i``-th is
+    the one it gets when only the first ``i + 1`` are evaluated: one pass gives what a
+    request page shows for each approval.
+
+    Example:
+        >>> tp = parse_policy({"targets": {"p": {"approvals": {"count": 2}}}}).targets["p"]
+        >>> now = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> recs = [("ann", ("approver",), "approve", "d", now),
+        ...         ("Ann", ("approver",), "approve", "d", now)]
+        >>> approval_reasons(tp, recs, requester="bob", digest="d", now=now)[0]
+        [None, 'already counted once for this person']
+    """
     counted: list[str] = []
     people: set[str] = set()
     ignored: list[tuple[str, str]] = []
+    reasons: list[str | None] = []
     records = sorted((ApprovalRecord(*a) for a in approvals), key=lambda r: _utc(r.at))
     for rec in records:
         reason = _ignore_reason(rec, target_policy, requester, digest, now)
@@ -664,6 +693,7 @@ def evaluate_approvals(
             people.add(person)
         else:
             ignored.append((rec.user, reason))
+        reasons.append(reason)
     need = target_policy.approvals.count
     have = len(counted)
-    return Tally(have, need, have >= need, tuple(counted), tuple(ignored))
+    return reasons, Tally(have, need, have >= need, tuple(counted), tuple(ignored))

@@ -42,9 +42,14 @@ def _sqlite_pragmas(engine: Engine, *, immediate: bool) -> None:
 
 
 class Database:
-    """The server's database: a write engine, a read engine and a session factory."""
+    """The server's database: a write engine, a read engine and a session factory.
 
-    def __init__(self, url: str) -> None:
+    On PostgreSQL ``pool_size`` connections are kept open (opened as needed): size it to
+    the requests a worker serves at once, since each one beyond the pool connects anew
+    (a new server process on PostgreSQL's side) and disconnects when it ends.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.sqlite_path: str | None = None
@@ -58,7 +63,7 @@ class Database:
             _sqlite_pragmas(self.engine, immediate=True)
             _sqlite_pragmas(self.read_engine, immediate=False)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size)
             self.read_engine = self.engine
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)

@@ -1,4 +1,11 @@
-"""``/v1/promotions``: create, list, read, cancel, approve, reject."""
+"""``/v1/promotions``: create, list, read, cancel, approve, reject.
+
+The two reads (the list and one request) are ``async``: they run on the event loop, not in
+the thread pool. Each is a few short indexed queries on the read engine (which never wait
+for a writer: PostgreSQL's snapshots, SQLite's WAL), so blocking the loop for them costs
+less than a thread hop does, and under load it spares them the pool's threads taking turns
+at the GIL (at 16 connections that turn-taking put one read's p99 near a second).
+"""
 
 from __future__ import annotations
 
@@ -44,7 +51,7 @@ def create_promotion(body: PromotionIn, ctx: ContextDep, caller: CallerDep) -> d
 
 
 @router.get("", response_model=PromotionPage)
-def list_promotions(
+async def list_promotions(
     ctx: ContextDep,
     model: Annotated[str | None, Query(pattern=NO_NUL)] = None,
     target: Annotated[str | None, Query(pattern=NO_NUL)] = None,
@@ -80,7 +87,7 @@ def get_attestation(request_id: RequestId, ctx: ContextDep, caller: CallerDep) -
 
 
 @router.get("/{request_id}", response_model=PromotionOut)
-def get_promotion(request_id: RequestId, ctx: ContextDep) -> dict:
+async def get_promotion(request_id: RequestId, ctx: ContextDep) -> dict:
     """One request with its approvals, verdict, quorum and what blocks it."""
     return promotions.get(ctx, request_id)
 

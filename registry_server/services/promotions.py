@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlops.errors import (
@@ -32,7 +32,7 @@ from mlops.errors import (
 )
 from mlops.identity import same_person
 from mlops.policy import TargetPolicy, active_freeze, check
-from registry_server.db.models import Approval, Outbox, PromotionRequest
+from registry_server.db.models import Approval, PromotionRequest
 from registry_server.services import champion, ladder
 from registry_server.services._rows import (
     lock_request,
@@ -44,14 +44,10 @@ from registry_server.services._rows import (
 from registry_server.services.context import Caller, ServerContext, utc
 from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
-from registry_server.services.journal import INTENT
 from registry_server.services.outbox import apply_intents, record_alias_intent
 from registry_server.services.policies import policy_in_force_violation
-from registry_server.services.verifier import (
-    start_verification,
-    verification_of,
-    verifications_of,
-)
+from registry_server.services.request_reads import read_page, request_views
+from registry_server.services.verifier import start_verification
 from registry_server.services.views import promotion_view
 
 __all__ = [
@@ -425,45 +421,10 @@ def _read(ctx: ServerContext, request_id: int) -> PromotionRequest:
 def get(ctx: ServerContext, request_id: int) -> dict[str, Any]:
     """The wire form of one request."""
     with ctx.db.read_sessions() as s:
-        req = s.get(PromotionRequest, request_id)
-        if req is None:
+        rows, _, _ = read_page(s, request_id=request_id, limit=1)
+        if not rows:
             raise not_found(request_id)
-        return _view(ctx, s, req)
-
-
-def _view(
-    ctx: ServerContext,
-    s: Session,
-    req: PromotionRequest,
-    intents: dict | None = None,
-    verifications: dict | None = None,
-) -> dict[str, Any]:
-    """The wire form; ``intents`` (request id -> outbox row) and ``verifications``
-    (request id -> verification), read for a whole page, spare the per-row lookups."""
-    tp = ctx.policy.rules(req.model, req.target)
-    step = ladder.soak_of(s, ctx, req, tp) if req.state in ("pending", "verifying") else None
-    view = promotion_view(req, tp, ctx.now(), soak=step)
-    if verifications is not None:
-        view["verification"] = verifications.get(req.id)
-    else:
-        view["verification"] = verification_of(s, req.id)
-    if req.state == "verifying":
-        steps = ", ".join((view["verification"] or {}).get("steps", []))
-        view["blocked_by"].append(f"verification: the server is re-deriving {steps}")
-    if req.state == "approved":
-        if intents is not None:
-            intent = intents.get(req.id)
-        else:
-            intent = s.scalar(
-                select(Outbox).where(Outbox.request_id == req.id, Outbox.kind == INTENT)
-            )
-        if intent is not None and intent.state == "pending":
-            why = intent.last_error or "queued"
-            retry = utc(intent.next_attempt_at).isoformat()
-            view["blocked_by"].append(
-                f"alias move pending (attempts {intent.attempts}, next {retry}): {why}"
-            )
-    return view
+        return request_views(ctx, s, rows)[0]
 
 
 def list_requests(
@@ -486,39 +447,12 @@ def list_requests(
         >>> page = list_requests(ctx, state="pending", limit=50)       # doctest: +SKIP
         >>> list_requests(ctx, state="pending", before=page["next_before"])  # doctest: +SKIP
     """
-    conds = []
-    if model:
-        conds.append(PromotionRequest.model == model)
-    if target:
-        conds.append(PromotionRequest.target == target)
-    if state:
-        conds.append(PromotionRequest.state == state)
+    filters = {"model": model or None, "target": target or None, "state": state or None}
     with ctx.db.read_sessions() as s:
-        total = s.scalar(select(func.count()).select_from(PromotionRequest).where(*conds))
-        if before is not None:
-            conds.append(PromotionRequest.id < before)
-        stmt = (
-            select(PromotionRequest)
-            .where(*conds)
-            .order_by(PromotionRequest.id.desc())
-            .limit(limit + 1)
-            .offset(offset)
+        rows, more, total = read_page(
+            s, limit=limit, offset=offset, before=before, total=True, **filters
         )
-        rows = list(s.scalars(stmt))
-        more, rows = len(rows) > limit, rows[:limit]
-        approved = [r.id for r in rows if r.state == "approved"]
-        intents = {
-            o.request_id: o
-            for o in (
-                s.scalars(
-                    select(Outbox).where(Outbox.request_id.in_(approved), Outbox.kind == INTENT)
-                )
-                if approved
-                else ()
-            )
-        }
-        verifications = verifications_of(s, [r.id for r in rows])
-        items = [_view(ctx, s, r, intents, verifications) for r in rows]
+        items = request_views(ctx, s, rows)
     return {
         "items": items,
         "total": total or 0,

@@ -56,7 +56,14 @@ from registry_server.services.context import ServerContext
 from registry_server.services.evidence import checked_evidence
 from registry_server.services.faults import crash_here
 
-__all__ = ["VERIFY", "start_verification", "verification_of", "verifications_of", "verify_due"]
+__all__ = [
+    "VERIFY",
+    "start_verification",
+    "verification_of",
+    "verification_view",
+    "verifications_of",
+    "verify_due",
+]
 
 log = logging.getLogger("registry_server")
 
@@ -103,7 +110,7 @@ def verification_of(s: Session, request_id: int) -> dict[str, Any] | None:
     ``unverified``, ``unverifiable`` or ``void`` (the request ended first).
     """
     job = s.scalar(select(Outbox).where(Outbox.kind == VERIFY, Outbox.request_id == request_id))
-    return None if job is None else _verification(job)
+    return None if job is None else verification_view(job)
 
 
 def verifications_of(s: Session, request_ids: Collection[int]) -> dict[int, dict[str, Any]]:
@@ -112,10 +119,11 @@ def verifications_of(s: Session, request_ids: Collection[int]) -> dict[int, dict
     if not request_ids:
         return {}
     stmt = select(Outbox).where(Outbox.kind == VERIFY, Outbox.request_id.in_(request_ids))
-    return {job.request_id: _verification(job) for job in s.scalars(stmt)}
+    return {job.request_id: verification_view(job) for job in s.scalars(stmt)}
 
 
-def _verification(job: Outbox) -> dict[str, Any]:
+def verification_view(job: Outbox | Any) -> dict[str, Any]:
+    """The wire form of the verification job ``job`` (an outbox row, or its columns)."""
     result = job.payload.get("result") or {}
     return {
         "state": result.get("state", "running" if job.state == "pending" else job.state),

@@ -13,9 +13,10 @@ from typing import Any
 from mlops.policy import (
     ApprovalRecord,
     Soak,
+    Tally,
     TargetPolicy,
     active_freeze,
-    evaluate_approvals,
+    approval_reasons,
     expiring_approvals,
 )
 from registry_server.db.models import PromotionRequest
@@ -24,36 +25,39 @@ from registry_server.services.context import utc
 __all__ = ["promotion_view"]
 
 
-def _records(req: PromotionRequest) -> list[tuple[Any, ApprovalRecord]]:
+def _records(rows: Any) -> list[tuple[Any, ApprovalRecord]]:
     pairs = [
-        (a, ApprovalRecord(a.user, tuple(a.roles), a.decision, a.digest, utc(a.at)))
-        for a in req.approvals
+        (a, ApprovalRecord(a.user, tuple(a.roles), a.decision, a.digest, utc(a.at))) for a in rows
     ]
     return sorted(pairs, key=lambda p: (p[1].at, p[0].id or 0))
 
 
 def promotion_view(
-    req: PromotionRequest, tp: TargetPolicy | None, now: datetime, *, soak: Soak | None = None
+    req: PromotionRequest | Any,
+    tp: TargetPolicy | None,
+    now: datetime,
+    *,
+    soak: Soak | None = None,
+    approvals: Any = None,
 ) -> dict:
     """The Promotion JSON of the REST contract for ``req`` at time ``now``.
 
     ``soak`` is the ladder step of a pending request (``registry_server.services.ladder``):
-    while it runs, ``blocked_by`` names the time left.
+    while it runs, ``blocked_by`` names the time left. ``approvals`` are the request's
+    approval rows when ``req`` is a plain row without them (default: ``req.approvals``).
     """
-    pairs = _records(req)
-    approvals: list[dict[str, Any]] = []
+    pairs = _records(req.approvals if approvals is None else approvals)
+    shown: list[dict[str, Any]] = []
     have, need, blocked, warnings = 0, 0, [], []
     if tp is not None:
         records = [r for _, r in pairs]
-        previous = None
-        for i, (row, _) in enumerate(pairs):
-            tally = evaluate_approvals(
-                tp, records[: i + 1], requester=req.requester, digest=req.evidence_digest, now=now
+        previous: Tally | None = None
+        if records:  # each approval as it was judged when it came: counted, or why not
+            reasons, previous = approval_reasons(
+                tp, records, requester=req.requester, digest=req.evidence_digest, now=now
             )
-            counts = tally.have > (previous.have if previous else 0)
-            why = None if counts else (tally.ignored[-1][1] if tally.ignored else None)
-            approvals.append(_approval(row, counts, why))
-            previous = tally
+            rows = [row for row, _ in pairs]
+            shown = [_approval(r, why is None, why) for r, why in zip(rows, reasons, strict=True)]
         have, need = (previous.have, previous.need) if previous else (0, tp.approvals.count)
         if req.state == "pending":
             if soak is not None and not soak.done:
@@ -66,7 +70,7 @@ def promotion_view(
             if window is not None:
                 blocked.append(f"freeze: until {window.end.isoformat()} ({window.reason})")
     else:
-        approvals = [_approval(row, False, "target no longer in the policy") for row, _ in pairs]
+        shown = [_approval(row, False, "target no longer in the policy") for row, _ in pairs]
         blocked.append(f"target {req.target!r} is not in the policy")
     return {
         "id": req.id,
@@ -78,7 +82,7 @@ def promotion_view(
         "state": req.state,
         "created_at": utc(req.created_at).isoformat(),
         "updated_at": utc(req.updated_at).isoformat(),
-        "approvals": approvals,
+        "approvals": shown,
         "verdict": {"passed": req.verdict.get("passed"), "rules": req.verdict.get("rules", [])},
         "quorum": {"have": have, "need": need},
         "blocked_by": blocked,

@@ -5,8 +5,10 @@ audit verification streams the chain. Real MLflow; server on SQLite and PostgreS
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +17,9 @@ from sqlalchemy import event, text
 from benchmarks._counting import CountingClient
 from registry_server.services import audit
 from registry_server.services.drift import reconcile_protected
-from tests.server.conftest import Server
+from tests.server.conftest import MlflowModel, Server
 from tests.server.test_drift import _events, _promote
+from tests.server.test_ladder import LADDER, ladder_server, to_staging
 
 
 @pytest.fixture
@@ -120,20 +123,29 @@ def test_audit_verify_accepts_every_payload_it_wrote(server: Server, payload: di
     assert result["ok"] is True, result
 
 
-@pytest.fixture
-def statements(server: Server) -> Iterator[list[str]]:
-    """The SQL statements the server sends from now on, on its write and read engines."""
+@contextlib.contextmanager
+def _watching(srv: Server) -> Iterator[list[str]]:
+    """The SQL statements ``srv`` sends in the block, on its write and read engines."""
     seen: list[str] = []
 
     def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement)
 
-    engines = {server.ctx.db.engine, server.ctx.db.read_engine}
+    engines = {srv.ctx.db.engine, srv.ctx.db.read_engine}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", note)
-    yield seen
-    for engine in engines:
-        event.remove(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", note)
+
+
+@pytest.fixture
+def statements(server: Server) -> Iterator[list[str]]:
+    """The SQL statements the server sends from now on, on its write and read engines."""
+    with _watching(server) as seen:
+        yield seen
 
 
 def test_a_list_page_costs_the_same_statements_however_many_rows_it_has(
@@ -154,6 +166,41 @@ def test_a_list_page_costs_the_same_statements_however_many_rows_it_has(
         cost[limit] = list(statements)
 
     assert len(cost[6]) == len(cost[1]), "\n".join(cost[6])
+
+
+@pytest.fixture
+def ladder(
+    database_url: str, tmp_path: Path, mlflow_model: MlflowModel, name: str
+) -> Iterator[Server]:
+    """A server under the ladder policy of ``test_ladder`` (production needs staging)."""
+    policy = tmp_path / "promotion-policy.yaml"
+    policy.write_text(LADDER)
+    srv, app = ladder_server(database_url, policy, mlflow_model, name)
+    yield srv
+    app.state.ctx.db.dispose()  # type: ignore[attr-defined]
+
+
+def test_a_ladder_list_page_costs_the_same_statements_however_many_rows_it_has(
+    ladder: Server, name: str
+) -> None:
+    """Under ``requires``, each waiting row's soak needs the holder of the alias it waits on:
+    read for the whole page in one query, not one per row."""
+    models = [f"{name}-{i}" for i in range(4)]
+    for model in models:
+        version, digest = to_staging(ladder, model)
+        res = ladder.request(model, version, digest)
+        assert res.status_code == 201 and res.json()["soak"] is not None, res.json()
+    params = {"target": "production", "state": "pending"}
+    ladder.client.get("/v1/promotions", params={**params, "limit": 1})  # warm
+    cost = {}
+    for limit in (1, 4):
+        with _watching(ladder) as seen:
+            page = ladder.client.get("/v1/promotions", params={**params, "limit": limit}).json()
+        assert [p["model"] for p in page["items"]] == models[::-1][:limit]
+        assert all(p["soak"]["held"] == "staging" for p in page["items"]), page
+        cost[limit] = seen
+
+    assert len(cost[4]) == len(cost[1]), "\n".join(cost[4])
 
 
 def test_audit_verify_names_a_payload_that_is_not_json(server: Server) -> None:
