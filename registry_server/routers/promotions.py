@@ -1,10 +1,8 @@
 """``/v1/promotions``: create, list, read, cancel, approve, reject.
 
-The two reads (the list and one request) are ``async``: they run on the event loop, not in
-the thread pool. Each is a few short indexed queries on the read engine (which never wait
-for a writer: PostgreSQL's snapshots, SQLite's WAL), so blocking the loop for them costs
-less than a thread hop does, and under load it spares them the pool's threads taking turns
-at the GIL (at 16 connections that turn-taking put one read's p99 near a second).
+Every handler runs in the thread pool, the reads too: a database that is slow or gone
+must never stall the event loop, and with it every other request of the worker
+(``/healthz`` included).
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ def create_promotion(body: PromotionIn, ctx: ContextDep, caller: CallerDep) -> d
 
 
 @router.get("", response_model=PromotionPage)
-async def list_promotions(
+def list_promotions(
     ctx: ContextDep,
     model: Annotated[str | None, Query(pattern=NO_NUL)] = None,
     target: Annotated[str | None, Query(pattern=NO_NUL)] = None,
@@ -87,7 +85,7 @@ def get_attestation(request_id: RequestId, ctx: ContextDep, caller: CallerDep) -
 
 
 @router.get("/{request_id}", response_model=PromotionOut)
-async def get_promotion(request_id: RequestId, ctx: ContextDep) -> dict:
+def get_promotion(request_id: RequestId, ctx: ContextDep) -> dict:
     """One request with its approvals, verdict, quorum and what blocks it."""
     return promotions.get(ctx, request_id)
 

@@ -17,9 +17,9 @@ from sqlalchemy import event, text
 from benchmarks._counting import CountingClient
 from registry_server.services import audit
 from registry_server.services.drift import reconcile_protected
-from tests.server.conftest import MlflowModel, Server
+from tests.server.conftest import MlflowModel, Server, make_server
 from tests.server.test_drift import _events, _promote
-from tests.server.test_ladder import LADDER, ladder_server, to_staging
+from tests.server.test_ladder import LADDER, to_staging
 
 
 @pytest.fixture
@@ -175,9 +175,9 @@ def ladder(
     """A server under the ladder policy of ``test_ladder`` (production needs staging)."""
     policy = tmp_path / "promotion-policy.yaml"
     policy.write_text(LADDER)
-    srv, app = ladder_server(database_url, policy, mlflow_model, name)
+    srv = make_server(database_url, policy, mlflow_model, name)
     yield srv
-    app.state.ctx.db.dispose()  # type: ignore[attr-defined]
+    srv.close()
 
 
 def test_a_ladder_list_page_costs_the_same_statements_however_many_rows_it_has(
