@@ -60,7 +60,7 @@ class RegistrySettings(BaseSettings):
         "valid file is put in force without restart (0: only POST /v1/policy/reload).",
     )
     drift_page_size: int = Field(
-        default=500,
+        default=1000,
         ge=1,
         le=1000,
         description="Registered models read per MLflow call by the protected-alias sweep.",

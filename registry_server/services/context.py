@@ -44,7 +44,7 @@ class ServerContext:
     secret_box: SecretBox | None = None
     webhook_allow_private: bool = False
     signing_key: SigningKey | None = None  # signs decisions and audit checkpoints
-    drift_page_size: int = 500
+    drift_page_size: int = 1000
     governed_models: str = "*"  # glob of the models whose protected aliases it guards
     #: the verifier (see registry_server.services.verifier)
     dvc_remote_url: str | None = None  # None: the remote each dataset records

@@ -7,8 +7,8 @@ the alias is absent. The sweep reads every registered model with its aliases, a 
 
 - held as the journal says -> nothing (the holder's identity is re-read only when MLflow
   reports the model changed since it was last checked, for the whole page in one search:
-  a first sweep over 10,000 models costs about 2 MLflow calls per 500 models, not 2 per
-  model);
+  a first sweep over 10,000 models costs 3 MLflow calls per 1,000 models, not 2 per
+  model: a page, and the holders in groups of at most 500 names);
 - moved or deleted, holder intact -> put back (``alias_drift_restored``);
 - holder gone or changed (model re-created, version deleted, evidence re-tagged) ->
   nothing is pointed anywhere: ``alias_holder_missing`` is audited, the journal row is
