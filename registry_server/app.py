@@ -192,11 +192,7 @@ def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
             await asyncio.to_thread(app.state.ctx.gateway.preload)
         except Exception:
             log.exception("MLflow could not be loaded; /readyz reports it")
-        # what is loaded by now (FastAPI, SQLAlchemy, MLflow: some 300k objects) lives as long
-        # as the process: out of the collector's way, a full collection no longer scans it
-        # (it took ~100 ms, stalling every request of the worker, every few hundred pages)
-        gc.collect()
-        gc.freeze()
+        _freeze_startup_heap()
         loops = []
         if settings.reconcile_interval > 0:
             loops.append(
@@ -222,6 +218,22 @@ def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
             app.state.ctx.db.dispose()
 
     return lifespan
+
+
+_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Once per process: what is loaded by the first start (FastAPI, SQLAlchemy, MLflow:
+    some 300k objects) lives as long as the process; out of the collector's way, a full
+    collection no longer scans it (it took ~100 ms, stalling every request of the worker,
+    every few hundred pages). Not again: a process that starts apps one after another (the
+    tests) would otherwise pin each one's garbage for good."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def _reconcile_work(app: FastAPI) -> Callable[[], dict[str, int]]:
