@@ -85,6 +85,7 @@ def create_app(
         policy=load_policy(settings.policy_path),
         intent_lease=settings.intent_lease,
         retry_backoff=settings.retry_backoff,
+        retry_backoff_max=settings.retry_backoff_max,
         drift_page_size=settings.drift_page_size,
         governed_models=settings.governed_models,
         fault_point=settings.fault_point,
@@ -193,17 +194,17 @@ def _lifespan(settings: RegistrySettings):  # type: ignore[no-untyped-def]
         except Exception:
             log.exception("MLflow could not be loaded; /readyz reports it")
         _freeze_startup_heap()
-        loops = []
-        if settings.reconcile_interval > 0:
-            loops.append(
-                (LoopHealth("reconcile", settings.reconcile_interval), _reconcile_work(app))
-            )
-        if settings.policy_poll_interval > 0:
-            loops.append((LoopHealth("policy", settings.policy_poll_interval), _policy_work(app)))
-        if settings.webhook_interval > 0:
-            loops.append((LoopHealth("webhooks", settings.webhook_interval), _webhook_work(app)))
-        if settings.verify_interval > 0:
-            loops.append((LoopHealth("verifier", settings.verify_interval), _verify_work(app)))
+        wanted = (
+            ("reconcile", settings.reconcile_interval, _reconcile_work),
+            ("policy", settings.policy_poll_interval, _policy_work),
+            ("webhooks", settings.webhook_interval, _webhook_work),
+            ("verifier", settings.verify_interval, _verify_work),
+        )
+        loops = [
+            (LoopHealth(name, every, max_delay=settings.retry_backoff_max), make(app))
+            for name, every, make in wanted
+            if every > 0
+        ]
         for health, work in loops:
             health.task = asyncio.create_task(run_loop(health, work))
             app.state.loops[health.name] = health

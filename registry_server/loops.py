@@ -26,8 +26,6 @@ __all__ = ["LoopHealth", "run_loop"]
 
 log = logging.getLogger("registry_server")
 
-_MAX_BACKOFF = 300.0
-
 
 @dataclass
 class LoopHealth:
@@ -42,6 +40,7 @@ class LoopHealth:
     last_error: str | None = None
     last_result: Any = None
     started: float = field(default_factory=time.time)
+    max_delay: float = 300.0  # the longest wait after failures (or the interval, if longer)
 
     @property
     def alive(self) -> bool:
@@ -52,7 +51,7 @@ class LoopHealth:
         """Seconds to the next pass: the interval, doubled per consecutive failure."""
         if not self.failures:
             return self.interval
-        return min(self.interval * 2 ** min(self.failures, 10), max(self.interval, _MAX_BACKOFF))
+        return min(self.interval * 2 ** min(self.failures, 10), max(self.interval, self.max_delay))
 
     def report(self) -> dict[str, Any]:
         """``{"alive", "passes", "failures", "last_ok", "last_error"}`` for ``/readyz``."""

@@ -101,7 +101,13 @@ class RegistrySettings(BaseSettings):
         default=2.0,
         gt=0,
         description="Seconds before an alias move or a verification that failed is retried "
-        "(doubles each time, at most 5 minutes).",
+        "(doubles each time, up to retry_backoff_max).",
+    )
+    retry_backoff_max: float = Field(
+        default=300.0,
+        gt=0,
+        description="The longest wait, seconds, between two retries of a move or a "
+        "verification, and between two passes of a background loop that keeps failing.",
     )
     webhook_interval: float = Field(
         default=2.0, ge=0, description="Seconds between webhook dispatch passes (0: off)."

@@ -40,6 +40,7 @@ class ServerContext:
     clock: Callable[[], datetime] = field(default=_now)
     intent_lease: float = 30.0
     retry_backoff: float = 2.0  # seconds before the first retry of a move or a verification
+    retry_backoff_max: float = 300.0  # and the longest wait between two
     fault_point: str | None = None
     secret_box: SecretBox | None = None
     webhook_allow_private: bool = False

@@ -56,7 +56,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("registry_server")
-_MAX_BACKOFF = 300.0
 _GRACE = 2.0  # seconds the background pass leaves an untried intent to its own request
 
 
@@ -281,7 +280,7 @@ def _retry_later(ctx: ServerContext, outbox_id: int, exc: Exception) -> None:
     with ctx.db.session() as s:
         intent = s.get(Outbox, outbox_id)
         intent.last_error = str(exc)[:2000]
-        delay = min(ctx.retry_backoff * 2.0 ** (intent.attempts - 1), _MAX_BACKOFF)
+        delay = min(ctx.retry_backoff * 2.0 ** (intent.attempts - 1), ctx.retry_backoff_max)
         intent.next_attempt_at = ctx.now() + timedelta(seconds=delay)
 
 

@@ -68,7 +68,6 @@ __all__ = [
 log = logging.getLogger("registry_server")
 
 VERIFY = "verify"
-_MAX_BACKOFF = 300.0
 _MAX_DIFFERENCES = 100  # named in the audit event; the count is always complete
 
 
@@ -230,7 +229,7 @@ def _retry_later(ctx: ServerContext, job_id: int, exc: Exception) -> None:
     with ctx.db.session() as s:
         job = s.get(Outbox, job_id)
         job.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        delay = min(ctx.retry_backoff * 2.0 ** (job.attempts - 1), _MAX_BACKOFF)
+        delay = min(ctx.retry_backoff * 2.0 ** (job.attempts - 1), ctx.retry_backoff_max)
         job.next_attempt_at = ctx.now() + timedelta(seconds=delay)
 
 

@@ -64,3 +64,34 @@ def test_drift_is_restored_by_the_background_loop(
         assert [(x["version"], x["to"]) for x in history] == [(version, None)]
         assert client.get("/v1/audit/verify", headers=h["root"]).json()["ok"] is True
     assert took < 10 * INTERVAL + 5  # detected within a few intervals, not minutes
+
+
+def test_a_failing_loop_backs_off_doubling_up_to_the_longest_wait_it_is_given() -> None:
+    from registry_server.loops import LoopHealth
+
+    health = LoopHealth("reconcile", 0.5, max_delay=3.0)  # MLOPS_REGISTRY_RETRY_BACKOFF_MAX
+    waits = []
+    for failures in range(6):
+        health.failures = failures
+        waits.append(health.delay())
+    assert waits == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+    assert LoopHealth("slow", 10.0, max_delay=3.0, failures=3).delay() == 10.0  # never below
+
+
+def test_the_server_gives_its_loops_the_longest_wait_of_its_settings(
+    tmp_path: Path, policy_file: Path, mlflow_model: MlflowModel
+) -> None:
+    settings = RegistrySettings(
+        database_url=f"sqlite:///{tmp_path / 'r.db'}",
+        policy_path=policy_file,
+        tracking_uri=mlflow_model.tracking_uri,
+        reconcile_interval=0.5,
+        retry_backoff_max=2.0,
+        ui=False,
+    )
+    app = create_app(settings)
+    with TestClient(app):
+        loop = app.state.loops["reconcile"]
+        loop.failures = 5
+        assert loop.delay() == 2.0
+    app.state.ctx.db.dispose()

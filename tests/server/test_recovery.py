@@ -57,16 +57,17 @@ def test_mlflow_outage_leaves_request_approved_then_retry_promotes(
 class TestRetryBackoffSetting:
     @pytest.fixture
     def server_settings(self) -> dict[str, Any]:
-        return {"retry_backoff": 30.0}  # MLOPS_REGISTRY_RETRY_BACKOFF
+        return {"retry_backoff": 30.0, "retry_backoff_max": 45.0}  # MLOPS_REGISTRY_RETRY_*
 
-    def test_it_sets_the_first_wait_before_a_move_is_retried_and_the_wait_doubles(
+    def test_they_set_the_first_wait_before_a_move_is_retried_and_the_longest(
         self, server: Server, name: str
     ) -> None:
         rid, _ = _request(server, name)
         server.approve(rid, "ann")
         server.ctx.gateway.fail_set_alias = 2
         assert server.approve(rid, "bob").json()["state"] == "approved"  # attempt 1 failed
-        for wait, tried in ((29, False), (2, True), (59, False), (2, True)):
+        # waits: 30 s, then 60 s capped at 45 s
+        for wait, tried in ((29, False), (2, True), (43, False), (2, True)):
             server.clock.advance(seconds=wait)
             left = server.ctx.gateway.fail_set_alias
             applied = reconcile_once(server.ctx)["applied"]
