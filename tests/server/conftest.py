@@ -315,3 +315,31 @@ def server(
 @pytest.fixture
 def name() -> str:
     return f"srv-{uuid.uuid4().hex[:10]}"
+
+
+#: a promotion ladder: production only for a version that held staging for 2s
+LADDER = """
+version: 1
+targets:
+  staging:
+    checks: {suites: [iris_train]}
+    approvals: {count: 0}
+    rollback: {roles: [approver, admin]}
+  production:
+    protected: true
+    checks: {suites: [iris_train], smoke_test: true}
+    approvals: {count: 2, roles: [approver, admin], ttl: 1h}
+    requires: {held: staging, for: 2s}
+"""
+
+
+@pytest.fixture
+def ladder(
+    database_url: str, tmp_path: Path, mlflow_model: MlflowModel, name: str
+) -> Iterator[Server]:
+    """A server under ``LADDER`` (production needs the version to have held staging 2s)."""
+    policy = tmp_path / "promotion-policy.yaml"
+    policy.write_text(LADDER)
+    srv = make_server(database_url, policy, mlflow_model, name)
+    yield srv
+    srv.close()

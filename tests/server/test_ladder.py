@@ -5,37 +5,9 @@ voids it. Approvals near their ttl show up as ``expiring``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.server.conftest import MlflowModel, Server, make_server
-
-LADDER = """
-version: 1
-targets:
-  staging:
-    checks: {suites: [iris_train]}
-    approvals: {count: 0}
-    rollback: {roles: [approver, admin]}
-  production:
-    protected: true
-    checks: {suites: [iris_train], smoke_test: true}
-    approvals: {count: 2, roles: [approver, admin], ttl: 1h}
-    requires: {held: staging, for: 2s}
-"""
-
-
-@pytest.fixture
-def ladder(
-    database_url: str, tmp_path: Path, mlflow_model: MlflowModel, name: str
-) -> Iterator[Server]:
-    policy = tmp_path / "promotion-policy.yaml"
-    policy.write_text(LADDER)
-    srv = make_server(database_url, policy, mlflow_model, name)
-    yield srv
-    srv.close()
+from tests.server.conftest import LADDER, MlflowModel, Server, make_server
 
 
 def to_staging(srv: Server, name: str) -> tuple[int, str]:

@@ -3,25 +3,9 @@ protected holders before it is deployed, rule by rule (SQLite and PostgreSQL, re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from mlops.policy import parse_policy
-from tests.server.conftest import MlflowModel, Server, make_server
-from tests.server.test_ladder import LADDER, to_staging
-
-
-@pytest.fixture
-def srv(
-    database_url: str, tmp_path: Path, mlflow_model: MlflowModel, name: str
-) -> Iterator[Server]:
-    policy = tmp_path / "promotion-policy.yaml"
-    policy.write_text(LADDER)
-    server = make_server(database_url, policy, mlflow_model, name)
-    yield server
-    server.close()
+from tests.server.conftest import LADDER, Server
+from tests.server.test_ladder import to_staging
 
 
 def _new_policy(held: str, waiting: str) -> str:
@@ -47,24 +31,24 @@ def _rules(item: dict) -> dict[str, tuple]:
     return {r["rule"]: (short(r["old"]), short(r["new"]), r["changed"]) for r in item["rules"]}
 
 
-def test_dry_run_shows_what_a_new_policy_blocks_and_unblocks(srv: Server, name: str) -> None:
+def test_dry_run_shows_what_a_new_policy_blocks_and_unblocks(ladder: Server, name: str) -> None:
     held, waiting = f"{name}-held", f"{name}-waiting"
-    v_held, digest = to_staging(srv, held)
-    rid = srv.request(held, v_held, digest).json()["id"]
-    srv.clock.advance(seconds=3)
-    srv.approve(rid, "ann")
-    assert srv.approve(rid, "bob").json()["state"] == "promoted"
-    v_wait, digest = to_staging(srv, waiting)
-    wid = srv.request(waiting, v_wait, digest).json()["id"]
-    srv.clock.advance(seconds=3)
-    srv.approve(wid, "ann")  # 1 of 2 now
+    v_held, digest = to_staging(ladder, held)
+    rid = ladder.request(held, v_held, digest).json()["id"]
+    ladder.clock.advance(seconds=3)
+    ladder.approve(rid, "ann")
+    assert ladder.approve(rid, "bob").json()["state"] == "promoted"
+    v_wait, digest = to_staging(ladder, waiting)
+    wid = ladder.request(waiting, v_wait, digest).json()["id"]
+    ladder.clock.advance(seconds=3)
+    ladder.approve(wid, "ann")  # 1 of 2 now
     source = _new_policy(held, waiting)
 
-    res = srv.post("/v1/policy/dry-run", "ann", {"policy": source})
+    res = ladder.post("/v1/policy/dry-run", "ann", {"policy": source})
 
     assert res.status_code == 200, res.json()
     out = res.json()
-    assert out["old_digest"] == srv.ctx.policy.digest
+    assert out["old_digest"] == ladder.ctx.policy.digest
     assert out["new_digest"] == parse_policy(source).digest
     assert out["summary"] == {"blocks": 0, "unblocks": 1, "holders_failing": 1}
     (request,) = [r for r in out["requests"] if r["id"] == wid]
@@ -98,15 +82,15 @@ def test_dry_run_shows_what_a_new_policy_blocks_and_unblocks(srv: Server, name: 
         if rule != "checks.metrics.accuracy"
     )
     assert [h["model"] for h in out["holders"] if h["model"].startswith(name)] == [held]
-    assert srv.ctx.policy.digest == out["old_digest"]  # nothing was put in force
+    assert ladder.ctx.policy.digest == out["old_digest"]  # nothing was put in force
 
 
-def test_dry_run_refuses_a_bad_policy_and_a_requester(srv: Server) -> None:
-    bad = srv.post(
+def test_dry_run_refuses_a_bad_policy_and_a_requester(ladder: Server) -> None:
+    bad = ladder.post(
         "/v1/policy/dry-run", "root", {"policy": "targets: {p: {approvals: {count: -1}}}"}
     )
     assert bad.status_code == 422, bad.json()
     assert bad.json()["code"] == "policy_error"
     assert "targets.p.approvals.count" in bad.json()["message"]
-    denied = srv.post("/v1/policy/dry-run", "rita", {"policy": LADDER})
+    denied = ladder.post("/v1/policy/dry-run", "rita", {"policy": LADDER})
     assert denied.status_code == 403 and denied.json()["code"] == "forbidden"

@@ -14,8 +14,8 @@ import pytest
 from mlops.policy import parse_policy
 from registry_server.app import reconcile_once
 from registry_server.services.policies import poll
-from tests.server.conftest import MlflowModel, Server, make_server
-from tests.server.test_ladder import LADDER, to_staging
+from tests.server.conftest import LADDER, MlflowModel, Server, make_server
+from tests.server.test_ladder import to_staging
 
 ONE_APPROVAL = LADDER.replace("approvals: {count: 2,", "approvals: {count: 1,")
 BROKEN = LADDER.replace("for: 2s", "for: soon")

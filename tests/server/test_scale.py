@@ -8,7 +8,6 @@ import collections
 import contextlib
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,9 @@ from sqlalchemy import event, text
 from benchmarks._counting import CountingClient
 from registry_server.services import audit
 from registry_server.services.drift import reconcile_protected
-from tests.server.conftest import MlflowModel, Server, make_server
+from tests.server.conftest import Server
 from tests.server.test_drift import _events, _promote
-from tests.server.test_ladder import LADDER, to_staging
+from tests.server.test_ladder import to_staging
 
 
 @pytest.fixture
@@ -166,18 +165,6 @@ def test_a_list_page_costs_the_same_statements_however_many_rows_it_has(
         cost[limit] = list(statements)
 
     assert len(cost[6]) == len(cost[1]), "\n".join(cost[6])
-
-
-@pytest.fixture
-def ladder(
-    database_url: str, tmp_path: Path, mlflow_model: MlflowModel, name: str
-) -> Iterator[Server]:
-    """A server under the ladder policy of ``test_ladder`` (production needs staging)."""
-    policy = tmp_path / "promotion-policy.yaml"
-    policy.write_text(LADDER)
-    srv = make_server(database_url, policy, mlflow_model, name)
-    yield srv
-    srv.close()
 
 
 def test_a_ladder_list_page_costs_the_same_statements_however_many_rows_it_has(

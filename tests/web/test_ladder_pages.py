@@ -10,8 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlops.policy import parse_policy
-from tests.server.conftest import Clock
-from tests.server.test_ladder import LADDER
+from tests.server.conftest import LADDER, Clock
 from tests.web.conftest import MlflowModel, issue_tokens, new_candidate, web_app
 from tests.web.test_pages import Site
 
