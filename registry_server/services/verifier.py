@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -59,9 +58,7 @@ from registry_server.services.faults import crash_here
 __all__ = [
     "VERIFY",
     "start_verification",
-    "verification_of",
     "verification_view",
-    "verifications_of",
     "verify_due",
 ]
 
@@ -100,25 +97,6 @@ def verify_due(ctx: ServerContext, *, request_id: int | None = None) -> int:
             stmt = stmt.where(Outbox.request_id == request_id)
         ids = list(s.scalars(stmt.order_by(Outbox.id)))
     return sum(_verify_one(ctx, job_id) for job_id in ids)
-
-
-def verification_of(s: Session, request_id: int) -> dict[str, Any] | None:
-    """The wire form of a request's verification (``None`` if it has none).
-
-    ``state`` is ``running`` until an outcome is recorded, then ``verified``,
-    ``unverified``, ``unverifiable`` or ``void`` (the request ended first).
-    """
-    job = s.scalar(select(Outbox).where(Outbox.kind == VERIFY, Outbox.request_id == request_id))
-    return None if job is None else verification_view(job)
-
-
-def verifications_of(s: Session, request_ids: Collection[int]) -> dict[int, dict[str, Any]]:
-    """:func:`verification_of` for many requests in one query: request id -> wire form
-    (a request without a verification is left out)."""
-    if not request_ids:
-        return {}
-    stmt = select(Outbox).where(Outbox.kind == VERIFY, Outbox.request_id.in_(request_ids))
-    return {job.request_id: verification_view(job) for job in s.scalars(stmt)}
 
 
 def verification_view(job: Outbox | Any) -> dict[str, Any]:
