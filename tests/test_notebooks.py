@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.slow
@@ -48,8 +49,13 @@ async def _execute(name: str, workdir: Path) -> tuple[nbformat.NotebookNode, str
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "BENTOML_"))}
     env["MLOPS_NOTEBOOK_WORKDIR"] = str(workdir)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # the kernel talks over Unix sockets in the workdir, not TCP: ports picked at random
+    # from the ephemeral range were once taken by another test's connection in between
+    # ("Address already in use"), and the kernel never answered
+    kernel = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(workdir / "kernel"))
     client = NotebookClient(
         book,
+        km=kernel,
         timeout=600,
         kernel_name="python3",
         coalesce_streams=True,
