@@ -3,7 +3,9 @@
 The private half of :mod:`mlops.models`. A scikit-learn model is saved with MLflow's
 sklearn flavor in the skops format, trusting the types scikit-learn, NumPy and SciPy own
 (see :mod:`mlops.models._trust`); LightGBM and XGBoost models go through their own MLflow
-flavors. The signature is inferred from ``input_example`` and the model's predictions.
+flavors. The signature is inferred from ``input_example`` and the model's predictions; a
+scikit-learn model's requirements are read from the types its skops file holds
+(:mod:`mlops.models._requirements`), without loading it in another interpreter.
 
 Example:
     >>> with mlops.start_run(datasets=[ds]):                             # doctest: +SKIP
@@ -46,7 +48,9 @@ def log_model(
         signature: an explicit MLflow signature (overrides the inferred one).
         trusted: fully qualified type names outside scikit-learn, NumPy and SciPy that
             you trust to be loaded back (skops refuses every other one).
-        pip_requirements: override MLflow's inferred requirements.
+        pip_requirements: the model's requirements. By default a scikit-learn model's are
+            read from the types it holds (``mlops.models._requirements``) and a booster's
+            are inferred by MLflow.
 
     Raises:
         UntrustedModelType: the model holds a type nobody vouched for; the message
@@ -81,10 +85,14 @@ def log_model(
         options["pip_requirements"] = list(pip_requirements)
     flavor, keyword = _flavor(model)
     if flavor == "mlflow.sklearn":
-        from mlops.models._trust import skops_trusted_types
+        from mlops.models._requirements import skops_requirements
+        from mlops.models._trust import dump, skops_trusted_types
 
+        data = dump(model)
         options["serialization_format"] = "skops"
-        options["skops_trusted_types"] = skops_trusted_types(model, trusted)
+        options["skops_trusted_types"] = skops_trusted_types(model, trusted, data=data)
+        if pip_requirements is None:  # read off the dump, not by loading it in a subprocess
+            options["pip_requirements"] = skops_requirements(data)
     return _log(require(flavor), keyword, model, options)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from mlops._optional import require
 from mlops.errors import UntrustedModelType
 
-__all__ = ["OWNED_PACKAGES", "skops_trusted_types", "untrusted_types"]
+__all__ = ["OWNED_PACKAGES", "dump", "skops_trusted_types", "untrusted_types"]
 
 #: Top-level packages whose types are trusted in a logged scikit-learn model.
 OWNED_PACKAGES = ("sklearn", "numpy", "scipy")
@@ -29,10 +29,29 @@ def _owned(type_name: str) -> bool:
     return type_name.split(".", 1)[0] in OWNED_PACKAGES
 
 
-def untrusted_types(model: Any) -> tuple[list[str], list[str]]:
+def dump(model: Any) -> bytes:
+    """``model`` in the skops format, or :class:`UntrustedModelType` if skops cannot hold it.
+
+    Example:
+        >>> from sklearn.linear_model import Ridge
+        >>> dump(Ridge())[:2]
+        b'PK'
+    """
+    sio = require("skops.io")
+    try:
+        return sio.dumps(model)
+    except Exception as exc:  # skops refuses what it cannot represent; say which model
+        raise UntrustedModelType(
+            f"{type(model).__name__} cannot be saved in the skops format: {exc}",
+            hint="Log it with an MLflow flavor of its own library (mlflow.<flavor>.log_model).",
+        ) from exc
+
+
+def untrusted_types(model: Any, *, data: bytes | None = None) -> tuple[list[str], list[str]]:
     """Types in ``model`` that skops does not trust: ``(owned, foreign)``.
 
     ``owned`` belong to scikit-learn, NumPy or SciPy; ``foreign`` to anything else.
+    ``data`` is the model's skops dump where the caller already has it (:func:`dump`).
 
     Example:
         >>> from sklearn.ensemble import RandomForestClassifier
@@ -41,20 +60,16 @@ def untrusted_types(model: Any) -> tuple[list[str], list[str]]:
         >>> untrusted_types(RandomForestClassifier(n_estimators=2).fit(x, y))
         (['sklearn.tree._tree.Tree'], [])
     """
-    sio = require("skops.io")
-    try:
-        names = sio.get_untrusted_types(data=sio.dumps(model))
-    except Exception as exc:  # skops refuses what it cannot represent; say which model
-        raise UntrustedModelType(
-            f"{type(model).__name__} cannot be saved in the skops format: {exc}",
-            hint="Log it with an MLflow flavor of its own library (mlflow.<flavor>.log_model).",
-        ) from exc
+    data = dump(model) if data is None else data
+    names = require("skops.io").get_untrusted_types(data=data)
     owned = sorted(n for n in names if _owned(n))
     foreign = sorted(n for n in names if not _owned(n))
     return owned, foreign
 
 
-def skops_trusted_types(model: Any, trusted: Iterable[str] = ()) -> list[str]:
+def skops_trusted_types(
+    model: Any, trusted: Iterable[str] = (), *, data: bytes | None = None
+) -> list[str]:
     """The ``skops_trusted_types`` to save ``model`` with, or :class:`UntrustedModelType`.
 
     Example:
@@ -62,7 +77,7 @@ def skops_trusted_types(model: Any, trusted: Iterable[str] = ()) -> list[str]:
         >>> skops_trusted_types(Ridge())
         []
     """
-    owned, foreign = untrusted_types(model)
+    owned, foreign = untrusted_types(model, data=data)
     extra = sorted(set(trusted))
     refused = [name for name in foreign if name not in extra]
     if refused:

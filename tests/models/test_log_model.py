@@ -13,7 +13,6 @@ import pytest
 import mlops
 from mlops.errors import ModelNotReady, TrackingError, UntrustedModelType
 from mlops.models import untrusted_types
-from tests.conftest import SKLEARN_REQUIREMENTS
 
 
 def _wine() -> tuple[Any, Any]:
@@ -96,11 +95,6 @@ def log_and_register(model: Any, x: Any, name: str, **options: Any) -> mlops.reg
     return mlops.register(run, name)
 
 
-# MLflow infers requirements by loading the model in a subprocess (seconds per model): one
-# member keeps that default path end to end, the others name theirs as a notebook may.
-INFERRED = "random_forest"
-
-
 @pytest.fixture(scope="module")
 def zoo(mlflow_home: Path) -> dict[str, tuple[Any, Any, Any, mlops.registry.ModelVersion]]:
     """Every zoo member fitted, logged with ``mlops.log_model`` and registered."""
@@ -110,8 +104,7 @@ def zoo(mlflow_home: Path) -> dict[str, tuple[Any, Any, Any, mlops.registry.Mode
     for key, (make, data, _task) in _zoo().items():
         x, y = data()
         model = make().fit(x, y)
-        options = {} if key == INFERRED else {"pip_requirements": SKLEARN_REQUIREMENTS}
-        mv = log_and_register(model, x, f"zoo-{key}-{uuid.uuid4().hex[:6]}", **options)
+        mv = log_and_register(model, x, f"zoo-{key}-{uuid.uuid4().hex[:6]}")
         out[key] = (model, x, y, mv)
     return out
 
@@ -129,6 +122,41 @@ def test_zoo_member_logs_registers_and_loads_back(zoo, key: str):
     loaded = mlops.registry.load_model(mv.name, mv.version)
     got = loaded.predict(x.head(20))
     assert list(got) == pytest.approx(list(model.predict(x.head(20))))
+
+
+@pytest.mark.parametrize("key", ZOO)
+def test_zoo_member_requirements_are_what_loading_it_needs_pinned(zoo, key: str):
+    """The requirements are read from the model's types: what loading it needs, each at the
+    installed version, and not whatever the logging process had imported (MLflow's
+    inference by subprocess listed the test runner and rich)."""
+    from importlib.metadata import version
+
+    from mlflow.artifacts import download_artifacts
+
+    _model, _x, _y, mv = zoo[key]
+    folder = Path(download_artifacts(artifact_uri=mv.source))
+    lines = (folder / "requirements.txt").read_text().split()
+    pins = dict(line.split("==") for line in lines)
+    assert set(pins) == {"mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops"}
+    assert all(pins[name] == version(name) for name in pins)
+
+
+def test_requirements_name_the_package_of_a_trusted_foreign_function(mlflow_home: Path):
+    """A foreign function the model holds brings its own package, pinned."""
+    from importlib.metadata import version
+
+    import joblib
+    from mlflow.artifacts import download_artifacts
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    func = joblib.cpu_count  # any function of a package outside the loader's own
+    model = make_pipeline(FunctionTransformer(func), Ridge())
+    with mlops.start_run("foreign-requirement"):
+        info = mlops.log_model(model, name="model", trusted=[f"{func.__module__}.cpu_count"])
+    lines = (Path(download_artifacts(info.model_uri)) / "requirements.txt").read_text().split()
+    assert f"joblib=={version('joblib')}" in lines
 
 
 def test_untrusted_types_splits_owned_from_foreign():
