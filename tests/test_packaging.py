@@ -167,6 +167,25 @@ def test_the_smoke_test_serves_on_the_port_it_is_given(packaged, iris) -> None:
     assert "exited" in result.error and ("in use" in result.error or str(port) in result.error)
 
 
+def test_a_starting_bento_is_waited_for_and_stopped_with_its_block(packaged) -> None:
+    """``starting`` hands back the server before it is ready (package() predicts with the
+    pyfunc meanwhile); ``wait_ready`` returns once it answers; the block's end stops it."""
+    import httpx
+
+    from mlops.packaging._bento_runtime import starting
+
+    report, _ = packaged
+    with starting(report.bento_tag) as server:
+        with pytest.raises(httpx.HTTPError):  # BentoML takes seconds to load
+            httpx.get(f"{server.url}/readyz", timeout=0.5).raise_for_status()
+        assert server.proc.poll() is None
+        url = server.wait_ready(timeout=120)
+        assert httpx.get(f"{url}/readyz").status_code == 200
+    assert server.proc.poll() is not None
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/readyz")
+
+
 def test_served_bento_predicts_like_the_mlflow_pyfunc(packaged, iris) -> None:
     report, _ = packaged
     name, version, features = iris

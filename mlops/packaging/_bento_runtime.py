@@ -3,7 +3,8 @@
 :func:`_bentoml` imports BentoML with its home under ``MLOPS_HOME`` (unless
 ``BENTOML_HOME`` is set); ``bentoml`` subprocesses get the same store through
 :func:`_tool_env`. :func:`serve` runs ``bentoml serve`` in its own process group and
-stops it on exit. Import :func:`serve` from :mod:`mlops.packaging`.
+stops it on exit; :func:`starting` yields before the server is ready, so the caller can work
+while it loads. Import :func:`serve` from :mod:`mlops.packaging`.
 
 Example:
     >>> from mlops.packaging import serve
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from mlops._optional import require
 from mlops._procs import free_port, stop_group
 from mlops.errors import PackagingError
 
-__all__ = ["bento_digest", "serve"]
+__all__ = ["Starting", "bento_digest", "serve", "starting"]
 
 _TAIL = 3000
 
@@ -113,9 +115,53 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     )
 
 
+@dataclass
+class Starting:
+    """A ``bentoml serve`` process that was started and may not be ready yet."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def wait_ready(self, timeout: float = 180.0) -> str:
+        """Wait for ``/readyz``; the base URL, or :class:`PackagingError` naming why not."""
+        _wait_ready(f"{self.url}/readyz", self.proc, self.log, timeout)
+        return self.url
+
+
+@contextlib.contextmanager
+def starting(bento_tag: str, *, port: int | None = None) -> Iterator[Starting]:
+    """Start ``bentoml serve <bento_tag>`` on a loopback port and yield at once.
+
+    The caller does other work while the server loads, then calls
+    :meth:`Starting.wait_ready`. The server (its whole process group) is stopped when the
+    block exits, also on error.
+
+    Example:
+        >>> with starting("iris:vdx2w3qd3kq5ph7w") as server:              # doctest: +SKIP
+        ...     expected = model.predict(frame)           # while the Bento loads
+        ...     url = server.wait_ready()
+    """
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
+    log = workdir / "serve.log"
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, env=_tool_env(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield Starting(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
+    finally:
+        stop_group(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def serve(bento_tag: str, *, port: int | None = None, timeout: float = 180.0) -> Iterator[str]:
-    """Run ``bentoml serve <bento_tag>`` on a loopback port; yield its base URL.
+    """Run ``bentoml serve <bento_tag>`` on a loopback port; yield its base URL once ready.
 
     The server (its whole process group) is stopped when the block exits, also on error.
 
@@ -127,20 +173,5 @@ def serve(bento_tag: str, *, port: int | None = None, timeout: float = 180.0) ->
         ...     httpx.post(f"{url}/predict", json={"data": rows}).json()
         [0, 0, 2]
     """
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    workdir = Path(tempfile.mkdtemp(prefix="mlops-serve-"))
-    log = workdir / "serve.log"
-    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=workdir, env=_tool_env(), stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_ready(f"{url}/readyz", proc, log, timeout)
-        yield url
-    finally:
-        stop_group(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with starting(bento_tag, port=port) as server:
+        yield server.wait_ready(timeout)

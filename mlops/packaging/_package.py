@@ -35,7 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from mlops._optional import require
 from mlops.errors import PackagingError
-from mlops.packaging._bento_runtime import _TAIL, _bentoml, _tool_env, bento_digest, serve
+from mlops.packaging._bento_runtime import (
+    _TAIL,
+    Starting,
+    _bentoml,
+    _tool_env,
+    bento_digest,
+    serve,
+    starting,
+)
 from mlops.packaging._parity import (
     PackageReport,
     Parity,
@@ -332,12 +340,18 @@ def smoke_test(
         >>> smoke_test(tag, frame, expected=pyfunc.predict(frame)).passed  # doctest: +SKIP
         True
     """
-    started = time.monotonic()
-    want = _jsonable(expected)
+    with starting(bento_tag, port=port or None) as server:
+        return _smoke(server, sample, _jsonable(expected), timeout, time.monotonic())
+
+
+def _smoke(
+    server: Starting, sample: pd.DataFrame, want: list[Any], timeout: float, started: float
+) -> SmokeResult:
+    """Wait for ``server``, POST ``sample`` and compare with ``want``; never raises."""
     mismatches, error = len(sample), None
     try:
-        with serve(bento_tag, timeout=timeout, port=port or None) as url:
-            mismatches, error = _compare(_post(url, sample), want)
+        url = server.wait_ready(timeout)
+        mismatches, error = _compare(_post(url, sample), want)
     except PackagingError as exc:
         error = exc.message
     return SmokeResult(
@@ -397,12 +411,15 @@ def package(
     if not smoke:
         result = SmokeResult(False, len(sample), 0, "skipped: package(..., smoke=False)", 0.0)
         return PackageReport(bento_tag, model_tag, result, parity, digest)
-    try:
-        expected = _pyfunc_predictions(name, version, sample)
-    except PackagingError as exc:
-        result = SmokeResult(False, len(sample), len(sample), exc.message, 0.0)
-    else:
-        result = smoke_test(bento_tag, sample, expected=expected, port=port)
+    # The Bento loads while the pyfunc predicts the sample in this process.
+    with starting(bento_tag, port=port) as server:
+        started = time.monotonic()
+        try:
+            expected = _pyfunc_predictions(name, version, sample)
+        except PackagingError as exc:
+            result = SmokeResult(False, len(sample), len(sample), exc.message, 0.0)
+        else:
+            result = _smoke(server, sample, expected, 180.0, started)
     return PackageReport(bento_tag, model_tag, result, parity, digest)
 
 
