@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -61,6 +61,12 @@ class ServerContext:
     def now(self) -> datetime:
         """The current time in UTC, from the injected clock."""
         return utc(self.clock())
+
+    def next_retry(self, attempts: int) -> datetime:
+        """When a move or a verification that failed ``attempts`` times is tried again:
+        ``retry_backoff`` doubled per earlier failure, at most ``retry_backoff_max``."""
+        delay = min(self.retry_backoff * 2.0 ** (attempts - 1), self.retry_backoff_max)
+        return self.now() + timedelta(seconds=delay)
 
 
 @dataclass(frozen=True)

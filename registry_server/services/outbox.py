@@ -280,8 +280,7 @@ def _retry_later(ctx: ServerContext, outbox_id: int, exc: Exception) -> None:
     with ctx.db.session() as s:
         intent = s.get(Outbox, outbox_id)
         intent.last_error = str(exc)[:2000]
-        delay = min(ctx.retry_backoff * 2.0 ** (intent.attempts - 1), ctx.retry_backoff_max)
-        intent.next_attempt_at = ctx.now() + timedelta(seconds=delay)
+        intent.next_attempt_at = ctx.next_retry(intent.attempts)
 
 
 # --- the champion binding ----------------------------------------------------------------

@@ -207,8 +207,7 @@ def _retry_later(ctx: ServerContext, job_id: int, exc: Exception) -> None:
     with ctx.db.session() as s:
         job = s.get(Outbox, job_id)
         job.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        delay = min(ctx.retry_backoff * 2.0 ** (job.attempts - 1), ctx.retry_backoff_max)
-        job.next_attempt_at = ctx.now() + timedelta(seconds=delay)
+        job.next_attempt_at = ctx.next_retry(job.attempts)
 
 
 def _finish(ctx: ServerContext, job_id: int, result: dict[str, Any]) -> bool:
