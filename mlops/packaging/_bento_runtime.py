@@ -34,6 +34,7 @@ from mlops.errors import PackagingError
 __all__ = ["Starting", "bento_digest", "serve", "starting"]
 
 _TAIL = 3000
+READY_TIMEOUT = 180.0  # seconds a served Bento may take to answer /readyz
 
 
 # --- the BentoML store --------------------------------------------------------------------
@@ -123,7 +124,7 @@ class Starting:
     proc: subprocess.Popen[bytes]
     log: Path
 
-    def wait_ready(self, timeout: float = 180.0) -> str:
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
         """Wait for ``/readyz``; the base URL, or :class:`PackagingError` naming why not."""
         _wait_ready(f"{self.url}/readyz", self.proc, self.log, timeout)
         return self.url
@@ -160,7 +161,9 @@ def starting(bento_tag: str, *, port: int | None = None) -> Iterator[Starting]:
 
 
 @contextlib.contextmanager
-def serve(bento_tag: str, *, port: int | None = None, timeout: float = 180.0) -> Iterator[str]:
+def serve(
+    bento_tag: str, *, port: int | None = None, timeout: float = READY_TIMEOUT
+) -> Iterator[str]:
     """Run ``bentoml serve <bento_tag>`` on a loopback port; yield its base URL once ready.
 
     The server (its whole process group) is stopped when the block exits, also on error.

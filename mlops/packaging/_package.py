@@ -37,6 +37,7 @@ from mlops._optional import require
 from mlops.errors import PackagingError
 from mlops.packaging._bento_runtime import (
     _TAIL,
+    READY_TIMEOUT,
     Starting,
     _bentoml,
     _tool_env,
@@ -328,7 +329,7 @@ def smoke_test(
     sample: pd.DataFrame,
     *,
     expected: Sequence[Any],
-    timeout: float = 180.0,
+    timeout: float = READY_TIMEOUT,
     port: int | None = None,
 ) -> SmokeResult:
     """Serve the Bento (on ``port``, default a free one), POST ``sample``, compare.
@@ -340,7 +341,7 @@ def smoke_test(
         >>> smoke_test(tag, frame, expected=pyfunc.predict(frame)).passed  # doctest: +SKIP
         True
     """
-    with starting(bento_tag, port=port or None) as server:
+    with starting(bento_tag, port=port) as server:
         return _smoke(server, sample, _jsonable(expected), timeout, time.monotonic())
 
 
@@ -419,7 +420,7 @@ def package(
         except PackagingError as exc:
             result = SmokeResult(False, len(sample), len(sample), exc.message, 0.0)
         else:
-            result = _smoke(server, sample, expected, 180.0, started)
+            result = _smoke(server, sample, expected, READY_TIMEOUT, started)
     return PackageReport(bento_tag, model_tag, result, parity, digest)
 
 
