@@ -21,7 +21,7 @@ import io
 import json
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from functools import cache
 from importlib import metadata
 from typing import Any
@@ -43,7 +43,8 @@ def skops_requirements(data: bytes) -> list[str]:
         'skops==0.16.0'
     """
     modules = set(_LOADER_MODULES) | set(_modules_in(data))
-    names = {dist for module in modules for dist in _distributions(module)}
+    providers = _module_distributions()
+    names = {dist for module in modules for dist in providers.get(module, ())}
     return sorted(f"{name}=={_version(name)}" for name in names)
 
 
@@ -67,10 +68,6 @@ def _walk(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for value in node:
             yield from _walk(value)
-
-
-def _distributions(module: str) -> Iterable[str]:
-    return _module_distributions().get(module, ())
 
 
 @cache
