@@ -118,6 +118,7 @@ def create_app(
         lifespan=_lifespan(settings),
     )
     app.state.ctx = ctx
+    app.state.read_threads = settings.read_threads
     app.state.alias_reader = AliasReader(db)
     app.add_middleware(aliases.AliasFastPath, reader=app.state.alias_reader)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

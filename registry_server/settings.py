@@ -50,6 +50,14 @@ class RegistrySettings(BaseSettings):
         description="PostgreSQL connections each worker keeps open for its requests; a "
         "request beyond them opens and closes a connection of its own (slow under load).",
     )
+    read_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads each worker gives the list and one-request reads at once; "
+        "these reads are CPU-bound, so more threads than cores only queue for the "
+        "interpreter (writes, which wait on MLflow, keep the shared pool).",
+    )
     reconcile_interval: float = Field(
         default=30.0, ge=0, description="Seconds between retries of pending alias moves (0: off)."
     )

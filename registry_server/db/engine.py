@@ -63,10 +63,28 @@ class Database:
             _sqlite_pragmas(self.engine, immediate=True)
             _sqlite_pragmas(self.read_engine, immediate=False)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size)
+            import orjson
+
+            # JSON columns are parsed by orjson (several per row of a page)
+            self.engine = create_engine(
+                url, pool_pre_ping=True, pool_size=pool_size, json_deserializer=orjson.loads
+            )
             self.read_engine = self.engine
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        # Reads made of single statements (a page of requests, one request) run in
+        # autocommit on PostgreSQL, on the same pool: no BEGIN and ROLLBACK round trips
+        # around them. Each statement still reads one snapshot, all that READ COMMITTED
+        # gives a transaction. A server-side cursor (``yield_per``) needs a transaction:
+        # such reads use ``read_sessions``.
+        self.statement_reads = (
+            sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            )
+            if not self.is_sqlite
+            else self.read_sessions
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:

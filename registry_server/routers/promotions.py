@@ -1,17 +1,19 @@
 """``/v1/promotions``: create, list, read, cancel, approve, reject.
 
-Every handler runs in the thread pool, the reads too: a database that is slow or gone
-must never stall the event loop, and with it every other request of the worker
-(``/healthz`` included).
+Every handler runs in a thread, the reads too: a database that is slow or gone must never
+stall the event loop, and with it every other request of the worker (``/healthz``
+included). The list and one request's view run in the worker's read threads
+(:func:`registry_server.deps.read`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
 
-from registry_server.deps import AuthorizeDep, CallerDep, ContextDep
+from registry_server.deps import AuthorizeDep, CallerDep, ContextDep, read
 from registry_server.schemas import (
     MAX_INT,
     NO_NUL,
@@ -22,8 +24,10 @@ from registry_server.schemas import (
     PromotionPage,
     State,
     error_responses,
+    json_response,
 )
 from registry_server.services import promotions
+from registry_server.services.context import ServerContext
 
 RequestId = Annotated[int, Path(ge=1, le=MAX_INT, description="Promotion request id.")]
 
@@ -49,7 +53,8 @@ def create_promotion(body: PromotionIn, ctx: ContextDep, caller: CallerDep) -> d
 
 
 @router.get("", response_model=PromotionPage)
-def list_promotions(
+async def list_promotions(
+    request: Request,
     ctx: ContextDep,
     model: Annotated[str | None, Query(pattern=NO_NUL)] = None,
     target: Annotated[str | None, Query(pattern=NO_NUL)] = None,
@@ -59,12 +64,15 @@ def list_promotions(
     before: Annotated[
         int | None, Query(ge=1, le=MAX_INT, description="Only requests older than this id.")
     ] = None,
-) -> dict:
+) -> Response:
     """Requests, newest first, filtered by model, target and state; page with ``before``
     (the previous page's ``next_before``): each page costs the same however deep."""
-    return promotions.list_requests(
-        ctx, model=model, target=target, state=state, limit=limit, offset=offset, before=before
-    )
+    filters = {"model": model, "target": target, "state": state, "before": before}
+    return await read(request, _page, ctx, limit=limit, offset=offset, **filters)
+
+
+def _page(ctx: ServerContext, **query: Any) -> Response:
+    return json_response(PromotionPage, promotions.list_requests(ctx, **query))
 
 
 @router.get("/{request_id}/attestation", response_model=AttestationOut)
@@ -85,9 +93,13 @@ def get_attestation(request_id: RequestId, ctx: ContextDep, caller: CallerDep) -
 
 
 @router.get("/{request_id}", response_model=PromotionOut)
-def get_promotion(request_id: RequestId, ctx: ContextDep) -> dict:
+async def get_promotion(request_id: RequestId, request: Request, ctx: ContextDep) -> Response:
     """One request with its approvals, verdict, quorum and what blocks it."""
-    return promotions.get(ctx, request_id)
+    return await read(request, _one, ctx, request_id)
+
+
+def _one(ctx: ServerContext, request_id: int) -> Response:
+    return json_response(PromotionOut, promotions.get(ctx, request_id))
 
 
 @router.post("/{request_id}/cancel", response_model=PromotionOut)

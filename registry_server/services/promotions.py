@@ -420,7 +420,7 @@ def _read(ctx: ServerContext, request_id: int) -> PromotionRequest:
 
 def get(ctx: ServerContext, request_id: int) -> dict[str, Any]:
     """The wire form of one request."""
-    with ctx.db.read_sessions() as s:
+    with ctx.db.statement_reads() as s:
         rows, _, _ = read_page(s, request_id=request_id, limit=1)
         if not rows:
             raise not_found(request_id)
@@ -448,7 +448,7 @@ def list_requests(
         >>> list_requests(ctx, state="pending", before=page["next_before"])  # doctest: +SKIP
     """
     filters = {"model": model or None, "target": target or None, "state": state or None}
-    with ctx.db.read_sessions() as s:
+    with ctx.db.statement_reads() as s:
         rows, more, total = read_page(
             s, limit=limit, offset=offset, before=before, total=True, **filters
         )

@@ -76,7 +76,7 @@ def read_page(
     rows: list[Any] = []
     row: Any = None
     values: Any = None
-    for values in s.connection().execute(_page_statement(used, total), params):
+    for values in s.connection().execute(_page_statement(used, total), params).fetchall():
         if row is None or row.id != values[0]:
             row = _Row()
             for name, value in zip(names, values, strict=False):

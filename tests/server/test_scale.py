@@ -236,3 +236,28 @@ def test_alias_reads_survive_a_dropped_database_connection(server: Server, name:
     assert reader._local.pg.info.backend_pid != pid
     res = server.client.get(f"/v1/aliases/{name}/production")
     assert res.status_code == 200 and res.json()["version"] == version
+
+
+def test_a_page_read_opens_no_transaction_on_postgresql(server: Server, name: str) -> None:
+    """A page of requests is one statement: on PostgreSQL it runs in autocommit, without a
+    transaction's BEGIN and ROLLBACK round trips; reads that stream (the audit chain, through
+    a server-side cursor) keep their transaction."""
+    if server.ctx.db.is_sqlite:
+        pytest.skip("PostgreSQL only: SQLite reads a local file")
+    from psycopg.pq import TransactionStatus
+
+    from registry_server.services.request_reads import read_page
+
+    version = server.model.register(name)
+    assert server.request(name, version, server.model.record(name, version)).status_code == 201
+    with server.ctx.db.statement_reads() as s:
+        rows, _, _ = read_page(s, limit=5, model=name)
+        status = s.connection().connection.dbapi_connection.info.transaction_status
+    assert [r.model for r in rows] == [name] and status == TransactionStatus.IDLE
+    with server.ctx.db.read_sessions() as s:
+        s.execute(text("SELECT 1"))
+        status = s.connection().connection.dbapi_connection.info.transaction_status
+    assert status == TransactionStatus.INTRANS
+    page = server.client.get("/v1/promotions", params={"model": name}).json()
+    assert [p["version"] for p in page["items"]] == [version]
+    assert server.client.get("/v1/audit/verify", headers=server.h("root")).json()["ok"] is True
