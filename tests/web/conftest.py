@@ -19,7 +19,7 @@ from registry_server.settings import RegistrySettings
 from registry_server.tokens import create_token
 from registry_server.web import mount
 from tests import _evidence
-from tests.conftest import DvcRepo, free_port, wait_for_http, write_iris
+from tests.conftest import SKLEARN_REQUIREMENTS, DvcRepo, free_port, wait_for_http, write_iris
 from tests.server import conftest as _server
 from tests.server.conftest import USERS, MlflowModel
 
@@ -149,7 +149,12 @@ def _train(
     with mlops.start_run("web-train", datasets=[train], params=params) as run:
         estimator.fit(x, y)
         log_model_class(estimator)
-        info = mlflow.sklearn.log_model(estimator, name="model", signature=infer_signature(x, y))
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(x, y),
+            pip_requirements=SKLEARN_REQUIREMENTS,  # named: MLflow's inference is not tested here
+        )
     model = MlflowModel(run.tracking_uri, run.run_id, info.model_uri, info.model_id)
     return TrainedRun(model, train, evaluation, len(frame), params)
 
