@@ -113,9 +113,18 @@ def void_for_rollback(s: Session, ctx: ServerContext, model: str, alias: str, wh
 
 
 def apply_intents(
-    ctx: ServerContext, *, request_id: int | None = None, outbox_id: int | None = None
+    ctx: ServerContext,
+    *,
+    request_id: int | None = None,
+    outbox_id: int | None = None,
+    checked: tuple[dict, str] | None = None,
 ) -> int:
-    """Move the aliases of pending intents that are due (or of ``request_id``/``outbox_id``)."""
+    """Move the aliases of pending intents that are due (or of ``request_id``/``outbox_id``).
+
+    ``checked`` is the evidence (bundle, digest) of ``request_id`` as the caller read it
+    from MLflow just now (the approval that reached the quorum): the move then does not
+    read it again.
+    """
     now = ctx.now()
     with ctx.db.read_sessions() as s:
         stmt = select(Outbox.id).where(
@@ -129,7 +138,8 @@ def apply_intents(
             fresh = now - timedelta(seconds=_GRACE)
             stmt = stmt.where(or_(Outbox.attempts > 0, Outbox.created_at <= fresh))
         ids = list(s.scalars(stmt.order_by(Outbox.id)))
-    return sum(_apply_one(ctx, outbox_id) for outbox_id in ids)
+    fresh = checked if request_id is not None else None
+    return sum(_apply_one(ctx, outbox_id, fresh) for outbox_id in ids)
 
 
 def _claim(ctx: ServerContext, outbox_id: int) -> dict | None:
@@ -155,7 +165,7 @@ def _claim(ctx: ServerContext, outbox_id: int) -> dict | None:
         return dict(payload) if claimed.rowcount == 1 else None
 
 
-def _apply_one(ctx: ServerContext, outbox_id: int) -> bool:
+def _apply_one(ctx: ServerContext, outbox_id: int, checked: tuple[dict, str] | None) -> bool:
     payload = _claim(ctx, outbox_id)
     if payload is None:
         return False
@@ -168,7 +178,7 @@ def _apply_one(ctx: ServerContext, outbox_id: int) -> bool:
     model, alias, version = payload["model"], payload["alias"], payload["version"]
     policy = ctx.policy  # one policy for the whole move, even if a reload lands now
     try:
-        evidence_ok, bundle = _evidence_unchanged(ctx, payload)
+        evidence_ok, bundle = _evidence_unchanged(ctx, payload, checked)
         if evidence_ok and bundle is not None and _refused(ctx, outbox_id, bundle, policy):
             return False
         if evidence_ok:  # the subjects are read before the move: nothing moves unsigned
@@ -183,26 +193,40 @@ def _apply_one(ctx: ServerContext, outbox_id: int) -> bool:
         _void(ctx, outbox_id)
         return False
     crash_here(ctx, "after_mlflow_set")
-    done = _finish(ctx, outbox_id, prep)
+    done, signed = _finish(ctx, outbox_id, prep)
     crash_here(ctx, "after_final")
-    if done:
-        _attach(ctx)
+    _attach(ctx, signed)
     return done
 
 
-def _attach(ctx: ServerContext) -> None:
-    """Put the new signed decision on its model version in MLflow now (else: retried)."""
+def _attach(ctx: ServerContext, attestation_id: int | None) -> None:
+    """Put this move's signed decision on its model version in MLflow now (else: retried).
+
+    Only its own: the others not yet attached are other moves' (maybe being attached by
+    another worker right now) or the background pass's to retry.
+    """
+    if attestation_id is None:  # no move, or no signing key
+        return
     try:
-        attestations.attach_pending(ctx)
+        attestations.attach_pending(ctx, attestation_id=attestation_id)
     except Exception:  # the background pass retries; the move itself is done
         log.exception("attaching the signed decision to MLflow failed (retried)")
 
 
-def _evidence_unchanged(ctx: ServerContext, payload: dict) -> tuple[bool, dict | None]:
-    """Re-read the evidence right before the move: approvals bind to its digest."""
+def _evidence_unchanged(
+    ctx: ServerContext, payload: dict, checked: tuple[dict, str] | None
+) -> tuple[bool, dict | None]:
+    """Re-read the evidence right before the move: approvals bind to its digest.
+
+    ``checked`` (bundle, digest) was read from MLflow by the approval that reached the
+    quorum, in this same call, a few milliseconds ago: it stands for the re-read.
+    """
     digest = payload.get("evidence_digest")
     if not digest:
         return True, None
+    if checked is not None:
+        bundle, current = checked
+        return current == digest, bundle
     try:
         bundle, current = checked_evidence(ctx, "system", payload["model"], payload["version"])
     except EvidenceMismatch:
@@ -210,30 +234,35 @@ def _evidence_unchanged(ctx: ServerContext, payload: dict) -> tuple[bool, dict |
     return current == digest, bundle
 
 
-def _finish(ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | None) -> bool:
+def _finish(
+    ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | None
+) -> tuple[bool, int | None]:
+    """The move's final transaction: whether it happened, and the id of its signed
+    decision (``None`` without a signing key)."""
     with ctx.db.session() as s:
         intent = lock_pending_outbox(s, outbox_id)
         if intent is None:
-            return False  # another worker finished it
+            return False, None  # another worker finished it
         req = lock_request(s, intent.request_id)
         lock_target(s, req.model, req.target)
         why = champion.moved(s, req, ctx.policy.rules(req.model, req.target))
         if why is not None:  # another move finished between the check and now
             _end_stale(s, ctx, intent, req, why)
-            return False
+            return False, None
         previous = move_alias(
             s, ctx, model=req.model, alias=req.target, version=req.version, request_id=req.id
         )
         req.previous_version = previous
         set_state(ctx, req, "promoted")
         intent.state, intent.done_at, intent.last_error = "done", ctx.now(), None
-        attestations.record(
+        signed = attestations.record(
             s, ctx, prep, action="promote", previous=previous, request=req, actor="system"
         )
         record_event(s, ctx, "system", "promoted", req, previous_version=previous)
         if previous is not None and previous != req.version:
             ladder.void_on_leave(s, ctx, req.model, req.target, previous, "promote")
-    return True
+        signed_id = signed.id if signed is not None else None
+    return True, signed_id
 
 
 def _void(ctx: ServerContext, outbox_id: int) -> None:
@@ -331,10 +360,9 @@ def _apply_rollback(ctx: ServerContext, outbox_id: int, payload: dict) -> bool:
         _retry_later(ctx, outbox_id, exc)
         return False
     crash_here(ctx, "after_mlflow_set")
-    done = _finish_rollback(ctx, outbox_id, prep)
+    done, signed = _finish_rollback(ctx, outbox_id, prep)
     crash_here(ctx, "after_final")
-    if done:
-        _attach(ctx)
+    _attach(ctx, signed)
     return done
 
 
@@ -365,17 +393,18 @@ def _rollback_subjects(ctx: ServerContext, payload: dict) -> attestations.Prepar
 
 def _finish_rollback(
     ctx: ServerContext, outbox_id: int, prep: attestations.Prepared | None
-) -> bool:
+) -> tuple[bool, int | None]:
+    """As :func:`_finish`, for a rollback."""
     with ctx.db.session() as s:
         intent = lock_pending_outbox(s, outbox_id)
         if intent is None:
-            return False  # another worker finished it
+            return False, None  # another worker finished it
         p = intent.payload
         lock_target(s, p["model"], p["alias"])
         row = holder(s, p["model"], p["alias"], lock=True)
         if row is None or row.id != p["from_journal_id"]:
             _end_rollback_void(s, ctx, intent)
-            return False
+            return False, None
         move_alias(
             s,
             ctx,
@@ -389,7 +418,7 @@ def _finish_rollback(
         approved_in = (
             s.get(PromotionRequest, p["to_request_id"]) if p.get("to_request_id") else None
         )
-        attestations.record(
+        signed = attestations.record(
             s,
             ctx,
             prep,
@@ -403,7 +432,8 @@ def _finish_rollback(
         event = {**_rollback_event(p), "policy_digest": ctx.policy.digest}
         audit.append(s, actor=p["actor"], action="rolled_back", payload=event, at=ctx.now())
         ladder.void_on_leave(s, ctx, p["model"], p["alias"], p["from_version"], "rollback")
-    return True
+        signed_id = signed.id if signed is not None else None
+    return True, signed_id
 
 
 def _rollback_event(p: dict) -> dict:

@@ -11,8 +11,10 @@ import base64
 import hashlib
 import json
 
+import pytest
 from sqlalchemy import select, text
 
+from mlops.errors import RegistryUnavailable
 from mlops.signatures import CHECKPOINT_TYPE, IN_TOTO, open_sealed
 from registry_server.db.models import AuditEvent
 from registry_server.services.audit import GENESIS, event_hash
@@ -29,6 +31,40 @@ def _promote(server: Server, name: str) -> tuple[int, int, str]:
         res = server.approve(rid, user)
     assert res.json()["state"] == "promoted", res.json()
     return rid, version, digest
+
+
+def test_a_move_attaches_its_own_decision_and_leaves_the_others_to_the_retry(
+    server: Server, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load each move attached every decision not yet on MLflow, the ones other
+    workers were attaching at that moment too: four uploads and tags per promotion."""
+    from registry_server.services import attestations
+
+    gateway = server.ctx.gateway
+    real = gateway.attach_attestation
+    attached: list[str] = []
+
+    def down(*args: object) -> None:
+        raise RegistryUnavailable("MLflow is unreachable (outage).")
+
+    monkeypatch.setattr(gateway, "attach_attestation", down)
+    first, _, _ = _promote(server, f"{name}-a")  # moved, its decision not on MLflow yet
+
+    def counting(model: str, *args: object) -> None:
+        attached.append(model)
+        real(model, *args)
+
+    monkeypatch.setattr(gateway, "attach_attestation", counting)
+    second, _, _ = _promote(server, f"{name}-b")
+
+    def on_mlflow(rid: int) -> bool:
+        res = server.client.get(f"/v1/promotions/{rid}/attestation", headers=server.h("ann"))
+        return res.json()["attached"]
+
+    assert attached == [f"{name}-b"]
+    assert (on_mlflow(first), on_mlflow(second)) == (False, True)
+    assert attestations.attach_pending(server.ctx) >= 1  # the background pass's retry
+    assert f"{name}-a" in attached[1:] and on_mlflow(first) is True
 
 
 def _public_key(server: Server) -> str:
