@@ -415,7 +415,14 @@ class MlflowGateway:
         log.info("mlflow alias set: %s@%s -> version %s", name, alias, version)
 
     def fetch_evidence(self, name: str, version: int) -> EvidenceArtifact:
-        """Download the evidence artifact the version's tags point to."""
+        """Download the evidence artifact the version's tags point to.
+
+        Three MLflow reads: the version (its tags), its run (artifact location and the
+        dataset tags) and the file itself. The gate makes this read at each request,
+        approval and alias move.
+        """
+        from mlflow.exceptions import MlflowException
+
         mv = self._version(name, version)
         tags = dict(mv.tags or {})
         path, digest = tags.get(EVIDENCE_PATH_TAG), tags.get(EVIDENCE_DIGEST_TAG)
@@ -425,26 +432,43 @@ class MlflowGateway:
                 f"(tags {EVIDENCE_PATH_TAG!r}/{EVIDENCE_DIGEST_TAG!r} missing).",
                 hint="Record it with `mlops.evidence.record(mlops.evidence.collect(...))`.",
             )
-        data = self._download(mv.run_id, path)
-        return EvidenceArtifact(data, digest, path, mv.run_id, self._run_datasets(mv.run_id))
-
-    def _run_datasets(self, run_id: str) -> tuple[tuple[str, str], ...] | None:
-        """The datasets the run itself recorded, or None if it recorded no lineage."""
-        from mlflow.exceptions import MlflowException
-
         try:
-            tags = self.client.get_run(run_id).data.tags
+            run = self.client.get_run(mv.run_id)
         except MlflowException as exc:
             raise self._unavailable(exc) from exc
-        if "mlops.dataset.count" not in tags:
-            return None
-        count = int(tags["mlops.dataset.count"])
-        return tuple(
-            sorted(
-                (tags.get(f"mlops.dataset.{i}.path", ""), tags.get(f"mlops.dataset.{i}.md5", ""))
-                for i in range(count)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        data = self._read_file(run.info.artifact_uri, path, mv.run_id)
+        return EvidenceArtifact(data, digest, path, mv.run_id, _run_datasets(run.data.tags))
+
+    def _read_file(self, artifact_uri: str, path: str, run_id: str) -> bytes:
+        """One file of a run's artifacts, in one read of the artifact store.
+
+        ``mlflow.artifacts.download_artifacts`` asks for the run and then lists the path
+        to learn whether it is a folder; the run is already known here and the path names
+        a file, so the store's file download (``_download_file``, the method each artifact
+        repository implements) is called directly.
+        """
+        from mlflow.exceptions import MlflowException
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        parts = path.split("/")
+        if any(p in ("", ".", "..") for p in parts) or "\\" in path:
+            raise EvidenceError(
+                f"Evidence path {path!r} of run {run_id} is not a plain relative path.",
+                hint="Record the evidence again with `mlops.evidence.record`.",
             )
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp, parts[-1])
+            try:
+                repo = get_artifact_repository(artifact_uri, tracking_uri=self.tracking_uri)
+                repo._download_file(path, str(local))
+                return local.read_bytes()
+            except (MlflowException, OSError) as exc:
+                raise EvidenceError(
+                    f"Cannot download evidence {path!r} of run {run_id}: {exc}",
+                    hint="Check the artifact store, or record the evidence again.",
+                ) from exc
 
     def _download(self, run_id: str, path: str) -> bytes:
         from mlflow.artifacts import download_artifacts
@@ -619,6 +643,20 @@ class MlflowGateway:
         except ValueError:
             inputs = ()
         return dict(meta.get("flavors") or {}), inputs
+
+
+def _run_datasets(tags: dict[str, str]) -> tuple[tuple[str, str], ...] | None:
+    """(path, md5) of each dataset a run recorded in its ``mlops.dataset.<i>.*`` tags, or
+    ``None`` if it recorded no lineage."""
+    if "mlops.dataset.count" not in tags:
+        return None
+    count = int(tags["mlops.dataset.count"])
+    return tuple(
+        sorted(
+            (tags.get(f"mlops.dataset.{i}.path", ""), tags.get(f"mlops.dataset.{i}.md5", ""))
+            for i in range(count)
+        )
+    )
 
 
 def _model_id(source: str) -> str | None:

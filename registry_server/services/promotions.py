@@ -269,7 +269,7 @@ def approve(ctx: ServerContext, caller: Caller, request_id: int, *, comment: str
             record_alias_intent(s, ctx, caller.user, req)
     if quorum:
         crash_here(ctx, "after_intent")
-        apply_intents(ctx, request_id=request_id)
+        apply_intents(ctx, request_id=request_id, checked=(bundle, digest) if verified else None)
     return get(ctx, request_id)
 
 

@@ -122,6 +122,22 @@ def test_evidence_edited_while_the_alias_move_waits_is_audited_by_the_server(
     assert _state(server, rid) != "promoted"
 
 
+@pytest.mark.parametrize("path", ["../escape.json", "mlops/../../escape.json", "/etc/hostname"])
+def test_an_evidence_path_outside_the_run_is_refused_without_reading_it(
+    server: Server, name: str, path: str
+) -> None:
+    """The version's tag names where its evidence is; the server reads only inside the
+    run's artifacts, whatever the tag says."""
+    version, digest = _new_version(server, name)
+    client = server.model.client()
+    client.set_model_version_tag(name, str(version), "mlops.evidence.path", path)
+    res = server.request(name, version, digest)
+    assert res.status_code == 422, res.json()
+    assert res.json()["code"] == "evidence_error"
+    assert "is not a plain relative path" in res.json()["message"]
+    assert server.client.get(f"/v1/promotions?model={name}").json()["total"] == 0
+
+
 # --- tokens and server locations never echoed ------------------------------------------------
 @pytest.mark.parametrize("shape", ["{token}", "Token {token}", "Basic {token}", "{token} x"])
 def test_a_token_sent_without_bearer_is_not_echoed(server: Server, shape: str) -> None:
