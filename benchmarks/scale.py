@@ -16,14 +16,16 @@ server (``--workers``, 3) on them:
 - ``audit.verify`` over every event;
 - approvals: ``--approval-models`` real versions with recorded evidence, each requested,
   then approved by two people at once from ``--approval-threads`` clients (the second
-  approval moves the alias); approvals per second, p50/p99, and the double moves found
-  afterwards (a request with two ``promoted`` events or journal rows; must be 0).
+  approval moves the alias); approvals per second, p50/p99, the double moves found
+  afterwards (a request with two ``promoted`` events or journal rows; must be 0), and the
+  requests MLflow answered per promoted request (counted in its access log).
 
 Sweep and verify are scaled linearly to 10k models and 1M events (``sweep_10k_s``,
 ``verify_1m_s``); at ``--models 10000`` they are what was measured. The last line is
 JSON: ``alias_p99_ms``, ``alias_ratio_vs_mlflow``, ``list_p99_ms``, ``request_p99_ms``,
-``approvals_per_s``, ``approval_p99_ms``, ``double_moves``, ``verify_1m_s``,
-``sweep_10k_s``, ``sweep_mlflow_calls`` (cold) and the measured figures.
+``approvals_per_s``, ``approval_p99_ms``, ``approval_mlflow_calls_per_promotion``,
+``double_moves``, ``verify_1m_s``, ``sweep_10k_s``, ``sweep_mlflow_calls`` (cold) and the
+measured figures.
 
 Run from the repository root (wrk and PostgreSQL at 127.0.0.1:5432 required):
 ``python benchmarks/scale.py [--models 500] [--duration 5]``; ``--models 10000`` is the
@@ -136,9 +138,20 @@ def _register_many(mlflow_url: str, count: int) -> list[tuple[str, int, str]]:
     return out
 
 
-def approvals(registry_url: str, mlflow_url: str, count: int, threads: int) -> dict[str, Any]:
+def mlflow_requests(log: Path) -> int:
+    """How many HTTP requests the ``mlflow server`` writing ``log`` has answered so far (one
+    access-log line each)."""
+    time.sleep(0.5)  # the server writes its access log as it answers
+    with log.open(errors="replace") as lines:
+        return sum(1 for line in lines if 'HTTP/1.1"' in line)
+
+
+def approvals(
+    registry_url: str, mlflow_url: str, count: int, threads: int, mlflow_log: Path
+) -> dict[str, Any]:
     """Approvals per second over HTTP from ``threads`` clients: ``count`` requests, two
-    approvals each (the second reaches quorum and moves the alias); p50/p99 latency."""
+    approvals each (the second reaches quorum and moves the alias); p50/p99 latency, and
+    the MLflow requests the approvals and moves of one request cost (from MLflow's log)."""
     import concurrent.futures
 
     import httpx
@@ -167,6 +180,7 @@ def approvals(registry_url: str, mlflow_url: str, count: int, threads: int) -> d
 
     # each request's two approvals go in at once, from different clients
     jobs = [(rid, user) for rid in ids for user in ("ann", "bob")]
+    before = mlflow_requests(mlflow_log)
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         started = time.perf_counter()
         latencies = sorted(pool.map(approve, jobs))
@@ -175,7 +189,9 @@ def approvals(registry_url: str, mlflow_url: str, count: int, threads: int) -> d
         states = {api.get(f"/v1/promotions/{rid}").json()["state"] for rid in ids}
     if states != {"promoted"}:
         raise RuntimeError(f"approval requests ended {states}")
+    calls = mlflow_requests(mlflow_log) - before
     return {
+        "mlflow_calls_per_promotion": calls / len(ids),
         "per_s": len(jobs) / seconds,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
@@ -261,7 +277,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         swept = sweep(registry_db, mlflow.url, tmp / "policy.yaml")
         verify_s, verified = verify(registry_db)
-        approved = approvals(registry.url, mlflow.url, args.approval_models, args.approval_threads)
+        approved = approvals(
+            registry.url,
+            mlflow.url,
+            args.approval_models,
+            args.approval_threads,
+            tmp / "mlflow" / "mlflow-server.log",
+        )
         doubles = double_moves(registry_db)
     report(args, seeded, seeding, [("alias read, ours", ours), ("alias read, mlflow", theirs),
            ("pending list, 50 a page", listing), ("one request", one)], swept,
@@ -278,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                 "load1": [round(r["load1"], 2) for r in (ours, listing, one)],
                 "approvals_per_s": round(approved["per_s"], 1),
                 "approval_p99_ms": round(approved["p99_ms"], 1),
+                "approval_mlflow_calls_per_promotion": round(
+                    approved["mlflow_calls_per_promotion"], 1
+                ),
                 "double_moves": doubles,
                 "verify_1m_s": round(verify_s / verified * 1_000_000, 2),
                 "sweep_10k_s": round(cold["s"] / args.models * 10_000, 2),
@@ -320,6 +345,10 @@ def report(args: Any, seeded: dict, seeding: float, wrk: list, swept: dict, veri
         f"  approvals          {approved['per_s']:>8.1f}/s over HTTP ({args.approval_models} "
         f"requests x 2, {args.approval_threads} clients), p50 {approved['p50_ms']:.0f} ms, "
         f"p99 {approved['p99_ms']:.0f} ms, double moves {doubles}"
+    )
+    print(
+        f"  {'':19}{approved['mlflow_calls_per_promotion']:>8.1f} MLflow requests per "
+        "promoted request (two approvals and the move)"
     )
 
 
