@@ -245,16 +245,52 @@ class MlflowGateway:
 
         token = None
         while True:
-            try:
-                page = self.client.search_registered_models(max_results=page_size, page_token=token)
-            except MlflowException as exc:
-                raise self._unavailable(exc) from exc
-            except OSError as exc:
-                raise self._unavailable(exc) from exc
-            yield [_model_aliases(m) for m in page]
-            token = page.token
+            if self._rest_creds() is not None:  # an MLflow server: its JSON, read directly
+                params = {"max_results": page_size, **({"page_token": token} if token else {})}
+                body = self._rest_get("registered-models/search", params)
+                yield [_model_aliases_json(m) for m in body.get("registered_models", ())]
+                token = body.get("next_page_token")
+            else:
+                try:
+                    page = self.client.search_registered_models(
+                        max_results=page_size, page_token=token
+                    )
+                except MlflowException as exc:
+                    raise self._unavailable(exc) from exc
+                except OSError as exc:
+                    raise self._unavailable(exc) from exc
+                yield [_model_aliases(m) for m in page]
+                token = page.token
             if not token:
                 return
+
+    def _rest_creds(self) -> Any:
+        """MLflow's credentials for its registry server when the registry is an MLflow
+        server over HTTP(S) (``None`` otherwise): the sweep's big pages are then read as
+        JSON, without building an MLflow entity per model."""
+        if not self.registry_uri.startswith(("http://", "https://")):
+            return None
+        store = self.client._get_registry_client().store
+        creds = getattr(store, "get_host_creds", None)
+        return creds() if callable(creds) else None
+
+    def _rest_get(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET ``/api/2.0/mlflow/<endpoint>`` with MLflow's own HTTP client (its credentials,
+        TLS settings and retries), the answer parsed with orjson."""
+        import orjson
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+        where = f"/api/2.0/mlflow/{endpoint}"
+        try:
+            res = http_request(self._rest_creds(), where, "GET", params=params)
+            verify_rest_response(res, where)
+            body = orjson.loads(res.content)
+        except (MlflowException, OSError, orjson.JSONDecodeError) as exc:
+            raise self._unavailable(exc) from exc
+        if not isinstance(body, dict):
+            raise self._unavailable(ValueError(f"{where} answered {type(body).__name__}"))
+        return body
 
     def identities(
         self, wanted: list[tuple[str, int, int | None]]
@@ -272,7 +308,6 @@ class MlflowGateway:
             ... # doctest: +SKIP
             'a1b2c3...'
         """
-        from mlflow.exceptions import MlflowException
 
         created = {(n, v): ms for n, v, ms in wanted}
         groups: dict[int, list[str]] = {}
@@ -288,13 +323,7 @@ class MlflowGateway:
                 chunk = names[start : start + 500]
                 where = ", ".join(f"'{n}'" for n in chunk)
                 query = f"name IN ({where}) AND version_number = {int(version)}"
-                try:
-                    page = self.client.search_model_versions(query, max_results=len(chunk) + 1)
-                except MlflowException as exc:
-                    raise self._unavailable(exc) from exc
-                except OSError as exc:
-                    raise self._unavailable(exc) from exc
-                for mv in page:
+                for mv in self._search_versions(query, len(chunk) + 1):
                     key = (mv.name, int(mv.version))
                     if key in created:
                         found[key] = VersionIdentity(
@@ -304,6 +333,21 @@ class MlflowGateway:
                             version_created_ms=mv.creation_timestamp,
                         )
         return found
+
+    def _search_versions(self, query: str, max_results: int) -> list[Any]:
+        """One page of ``search_model_versions`` (entities, or the same fields from JSON)."""
+        from mlflow.exceptions import MlflowException
+
+        if self._rest_creds() is not None:
+            params = {"filter": query, "max_results": max_results}
+            body = self._rest_get("model-versions/search", params)
+            return [_version_json(mv) for mv in body.get("model_versions", ())]
+        try:
+            return list(self.client.search_model_versions(query, max_results=max_results))
+        except MlflowException as exc:
+            raise self._unavailable(exc) from exc
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove ``alias`` from ``name`` (idempotent: a missing alias or model is fine)."""
@@ -685,6 +729,41 @@ def _dataset_input(item: Any) -> dict[str, Any]:
         "schema": schema,
         "context": context,
     }
+
+
+def _ms(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
+def _model_aliases_json(model: dict[str, Any]) -> ModelAliases:
+    """:func:`_model_aliases` of a registered model as MLflow's REST API writes it."""
+    return ModelAliases(
+        name=model["name"],
+        created_ms=_ms(model.get("creation_timestamp")),
+        aliases={a["alias"]: int(a["version"]) for a in model.get("aliases", ())},
+        updated_ms=_ms(model.get("last_updated_timestamp")),
+    )
+
+
+@dataclass(frozen=True)
+class _VersionFields:
+    """The fields :meth:`MlflowGateway.identities` reads of a model version."""
+
+    name: str
+    version: str
+    run_id: str | None
+    creation_timestamp: int | None
+    tags: dict[str, str]
+
+
+def _version_json(mv: dict[str, Any]) -> _VersionFields:
+    return _VersionFields(
+        name=mv["name"],
+        version=str(mv["version"]),
+        run_id=mv.get("run_id") or None,
+        creation_timestamp=_ms(mv.get("creation_timestamp")),
+        tags={t["key"]: t.get("value", "") for t in mv.get("tags", ())},
+    )
 
 
 def _model_aliases(model: Any) -> ModelAliases:

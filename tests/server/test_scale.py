@@ -261,3 +261,45 @@ def test_a_page_read_opens_no_transaction_on_postgresql(server: Server, name: st
     page = server.client.get("/v1/promotions", params={"model": name}).json()
     assert [p["version"] for p in page["items"]] == [version]
     assert server.client.get("/v1/audit/verify", headers=server.h("root")).json()["ok"] is True
+
+
+def test_an_mlflow_server_is_swept_from_its_json_as_from_its_client(
+    mlflow_server: Any, name: str
+) -> None:
+    """Over HTTP the sweep reads MLflow's JSON directly (no entity built per model): the
+    same models, aliases, creation and update times, and holder identities as MLflow's
+    client reads."""
+    from registry_server.mlflow_gateway import MlflowGateway
+    from tests.server.conftest import log_model
+
+    model = log_model(mlflow_server.url)
+    names = [f"{name}-{i}" for i in range(3)]
+    client = model.client()
+    for i, each in enumerate(names):
+        for _ in range(i + 1):
+            version = model.register(each)
+        model.record(each, version)
+        client.set_registered_model_alias(each, "production", str(version))
+    client.set_registered_model_alias(names[2], "staging", "1")
+
+    rest, plain = MlflowGateway(mlflow_server.url), MlflowGateway(mlflow_server.url)
+    plain._rest_creds = lambda: None  # type: ignore[method-assign]
+    assert rest._rest_creds() is not None
+
+    def ours(gateway: MlflowGateway) -> list[Any]:
+        pages = list(gateway.alias_pages(page_size=2))
+        assert all(len(page) <= 2 for page in pages)
+        return sorted((m for page in pages for m in page if m.name in names), key=str)
+
+    swept = ours(rest)
+    assert swept == ours(plain) and [m.name for m in swept] == names
+    assert [m.aliases for m in swept] == [
+        {"production": 1},
+        {"production": 2},
+        {"production": 3, "staging": 1},
+    ]
+    assert all(isinstance(m.created_ms, int) and isinstance(m.updated_ms, int) for m in swept)
+    wanted = [(m.name, m.aliases["production"], m.created_ms) for m in swept]
+    found = rest.identities(wanted)
+    assert found == plain.identities(wanted) and len(found) == 3
+    assert all(i.evidence_digest and i.run_id == model.run_id for i in found.values())
