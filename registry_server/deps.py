@@ -3,7 +3,8 @@
 Every API router depends on :func:`authorize`, which applies the permissions table
 (:mod:`registry_server.permissions`) before the handler runs. Both are ``async``: a public
 read without a token costs no trip to the thread pool; a token is looked up (in the
-database, every time: a revoked token is refused at once) in the pool.
+database, every time: a revoked token is refused at once) in the pool. :func:`read` runs
+the busiest reads in a few threads of their own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from registry_server.services.auth import authenticate
 from registry_server.services.context import Caller, ServerContext
 
 __all__ = ["CallerDep", "ContextDep", "authorize", "read"]
+
+T = TypeVar("T")
 
 
 async def _context(request: Request) -> ServerContext:
@@ -92,7 +95,6 @@ def _caller(
     return _authenticate(request, authorization)
 
 
-T = TypeVar("T")
 ContextDep = Annotated[ServerContext, Depends(_context)]
 CallerDep = Annotated[Caller, Depends(_caller)]
 AuthorizeDep = Depends(authorize)
