@@ -409,7 +409,7 @@ def _secret_ok(value: str | None) -> str | None:
 
 class WebhookIn(_In):
     url: str = Field(
-        pattern=r"^https?://[^\s]+$", max_length=2000, description="Where to POST events."
+        pattern=r"^https?://[^\s\x00]+$", max_length=2000, description="Where to POST events."
     )
     events: list[WebhookEvent] = Field(
         min_length=1, max_length=20, description="Audit actions to send; '*' for all."
@@ -447,6 +447,7 @@ class SecretIn(_In):
         default=None,
         min_length=16,
         max_length=200,
+        json_schema_extra=_TEXT,
         description="The new signing secret (as for POST /v1/webhooks); generated if omitted.",
     )
     overlap_seconds: int = Field(

@@ -7,6 +7,7 @@ generates the same ones."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -102,3 +103,50 @@ def test_without_token(case) -> None:  # type: ignore[no-untyped-def]
     headers.pop("Authorization", None)
     case.headers = headers
     _check(case, "without_token")
+
+
+def test_every_text_a_request_body_takes_says_it_refuses_nul() -> None:
+    """The server refuses NUL in any text it is sent (``_In._no_nul``); the schema says so
+    for each such field, so a client generating from it never sends what is refused. The
+    fuzzer once drew a NUL for the webhook secret rotation's ``secret``, which lacked it."""
+    doc = schema.raw_schema
+    models = doc["components"]["schemas"]
+
+    def refs(node: dict) -> set[str]:  # an optional body is anyOf [model, null]
+        own = {node["$ref"].rsplit("/", 1)[1]} if "$ref" in node else set()
+        return own.union(*(refs(option) for option in node.get("anyOf", ())))
+
+    bodies = {
+        name
+        for path in doc["paths"].values()
+        for op in path.values()
+        if isinstance(op, dict)
+        for content in (op.get("requestBody") or {}).get("content", {}).values()
+        for name in refs(content["schema"])
+    }
+
+    def texts(node: dict, where: str) -> list[tuple[str, dict]]:
+        if "$ref" in node:
+            return texts(models[node["$ref"].rsplit("/", 1)[1]], where)
+        found = [(where, node)] if node.get("type") == "string" and "enum" not in node else []
+        for key in ("anyOf", "oneOf", "allOf"):
+            for i, option in enumerate(node.get(key, ())):
+                if "pattern" in node:  # an optional text's pattern sits beside its anyOf
+                    option = {"pattern": node["pattern"], **option}
+                found += texts(option, f"{where}|{i}")
+        for name, prop in node.get("properties", {}).items():
+            found += texts(prop, f"{where}.{name}")
+        if "items" in node:
+            found += texts(node["items"], f"{where}[]")
+        return found
+
+    assert {"PromotionIn", "SecretIn", "WebhookIn"} <= bodies, bodies
+    fields = [t for body in sorted(bodies) for t in texts(models[body], body)]
+    assert len(fields) >= 8, fields
+    loose = [where for where, node in fields if "pattern" not in node]
+    assert loose == []
+    valid = {"PromotionIn.evidence_digest": "0" * 64, "WebhookIn.url": "https://example.org/hook"}
+    for where, node in fields:
+        text = valid.get(where.split("|")[0], "ann")
+        assert re.search(node["pattern"], text), (where, node["pattern"])
+        assert not re.search(node["pattern"], f"{text[:-1]}\x00{text[-1]}"), where
