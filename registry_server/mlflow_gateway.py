@@ -245,9 +245,10 @@ class MlflowGateway:
 
         token = None
         while True:
-            if self._rest_creds() is not None:  # an MLflow server: its JSON, read directly
+            creds = self._rest_creds()
+            if creds is not None:  # an MLflow server: its JSON, read directly
                 params = {"max_results": page_size, **({"page_token": token} if token else {})}
-                body = self._rest_get("registered-models/search", params)
+                body = self._rest_get(creds, "registered-models/search", params)
                 yield [_model_aliases_json(m) for m in body.get("registered_models", ())]
                 token = body.get("next_page_token")
             else:
@@ -274,16 +275,16 @@ class MlflowGateway:
         creds = getattr(store, "get_host_creds", None)
         return creds() if callable(creds) else None
 
-    def _rest_get(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
-        """GET ``/api/2.0/mlflow/<endpoint>`` with MLflow's own HTTP client (its credentials,
-        TLS settings and retries), the answer parsed with orjson."""
+    def _rest_get(self, creds: Any, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET ``/api/2.0/mlflow/<endpoint>`` with MLflow's own HTTP client and ``creds``
+        (from :meth:`_rest_creds`: credentials, TLS settings), parsed with orjson."""
         import orjson
         from mlflow.exceptions import MlflowException
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
         where = f"/api/2.0/mlflow/{endpoint}"
         try:
-            res = http_request(self._rest_creds(), where, "GET", params=params)
+            res = http_request(creds, where, "GET", params=params)
             verify_rest_response(res, where)
             body = orjson.loads(res.content)
         except (MlflowException, OSError, orjson.JSONDecodeError) as exc:
@@ -338,9 +339,10 @@ class MlflowGateway:
         """One page of ``search_model_versions`` (entities, or the same fields from JSON)."""
         from mlflow.exceptions import MlflowException
 
-        if self._rest_creds() is not None:
+        creds = self._rest_creds()
+        if creds is not None:
             params = {"filter": query, "max_results": max_results}
-            body = self._rest_get("model-versions/search", params)
+            body = self._rest_get(creds, "model-versions/search", params)
             return [_version_json(mv) for mv in body.get("model_versions", ())]
         try:
             return list(self.client.search_model_versions(query, max_results=max_results))
@@ -515,23 +517,17 @@ class MlflowGateway:
                 ) from exc
 
     def _download(self, run_id: str, path: str) -> bytes:
-        from mlflow.artifacts import download_artifacts
+        """One file of run ``run_id``'s artifacts (``EvidenceError`` if it cannot be read)."""
         from mlflow.exceptions import MlflowException
 
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                local = download_artifacts(
-                    run_id=run_id,
-                    artifact_path=path,
-                    dst_path=tmp,
-                    tracking_uri=self.tracking_uri,
-                )
-            except (MlflowException, OSError) as exc:
-                raise EvidenceError(
-                    f"Cannot download evidence {path!r} of run {run_id}: {exc}",
-                    hint="Check the artifact store, or record the evidence again.",
-                ) from exc
-            return Path(local).read_bytes()
+        try:
+            artifact_uri = self.client.get_run(run_id).info.artifact_uri
+        except (MlflowException, OSError) as exc:
+            raise EvidenceError(
+                f"Cannot download evidence {path!r} of run {run_id}: {exc}",
+                hint="Check the artifact store, or record the evidence again.",
+            ) from exc
+        return self._read_file(artifact_uri, path, run_id)
 
     def load_model(self, name: str, version: int) -> Any:
         """The registered version's model, loaded as an MLflow pyfunc model (for re-scoring).

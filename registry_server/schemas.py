@@ -600,8 +600,9 @@ def json_response(model: type[BaseModel], body: Any, status_code: int = 200) -> 
     pool; on the busiest reads that trip costs more than the validation. The route keeps
     ``response_model=model`` for the OpenAPI schema.
     """
-    data = _adapter(model).validate_python(body)
-    return Response(_adapter(model).dump_json(data), status_code, media_type="application/json")
+    adapter = _adapter(model)
+    data = adapter.dump_json(adapter.validate_python(body))
+    return Response(data, status_code, media_type="application/json")
 
 
 @functools.cache
