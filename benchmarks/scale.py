@@ -6,7 +6,7 @@ Seeds two fresh PostgreSQL databases (:mod:`benchmarks._scale_seed`): MLflow's
 newest) and the registry's (the alias journal naming those holders, ``--requests-per-model``
 requests per model plus a pending one on every tenth, and ``--events`` hash-chained audit
 events, 100 per model by default). Then, with a real ``mlflow server`` and the registry
-server (``--workers``, 3) on them:
+server (``--workers``, 3; MLflow's own ``--mlflow-workers``, 1) on them:
 
 - alias-holder reads, ours vs. MLflow's REST API, with wrk at ``--connections`` (p50/p99);
 - the pending list (``GET /v1/promotions?state=pending``, a page of 50) and one request's
@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--approval-models", type=int, default=60)
     parser.add_argument("--approval-threads", type=int, default=8)
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--mlflow-workers", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
@@ -273,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
             registry_db, holders, requests_per_model=args.requests_per_model, events=events
         )
         seeding = time.perf_counter() - started
-        mlflow = start_mlflow_server(tmp / "mlflow", backend_store_uri=mlflow_db)
+        mlflow = start_mlflow_server(
+            tmp / "mlflow", backend_store_uri=mlflow_db, workers=args.mlflow_workers
+        )
         stack.callback(stop_process, mlflow.proc)
         registry = start_registry(
             tmp, database_url=registry_db, tracking_uri=mlflow.url,
@@ -330,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sweep_mlflow_calls": cold["calls"],
                 "sweep_warm_mlflow_calls": swept["warm"]["calls"],
                 "models": args.models,
+                "mlflow_workers": args.mlflow_workers,
                 "audit_events": verified,
                 "sweep_s": round(cold["s"], 2),
                 "sweep_cpu_s": round(cold["cpu_s"], 2),
@@ -346,7 +350,8 @@ def report(args: Any, seeded: dict, seeding: float, wrk: list, swept: dict, veri
     print(
         f"scale: {args.models} models x {args.versions} versions, {seeded['requests']} requests "
         f"({seeded['pending']} pending), {seeded['audit_events']} audit events (seeded in "
-        f"{seeding:.1f}s), PostgreSQL, {args.workers} registry workers, wrk at "
+        f"{seeding:.1f}s), PostgreSQL, {args.workers} registry workers, "
+        f"{args.mlflow_workers} MLflow worker(s), wrk at "
         f"{args.connections} connections for {args.duration:g}s"
     )
     print(f"  {'(rps / p50 / p99 ms / load average, 1 min)':<42}")

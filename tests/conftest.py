@@ -222,15 +222,17 @@ def start_mlflow_server(
     backend_store_uri: str | None = None,
     artifacts_destination: str | None = None,
     env: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> MlflowServer:
     """Start a real ``mlflow server`` on loopback (SQLite + local artifacts in ``workdir``).
 
     ``backend_store_uri`` (e.g. a PostgreSQL URL) and ``artifacts_destination`` (e.g.
     ``s3://bucket/mlflow``, reached with ``MLFLOW_S3_ENDPOINT_URL`` and ``AWS_*`` from
     ``env``) replace the local defaults; clients reach artifacts through the server either
-    way. Restarting on the same ``workdir`` and ``port`` reuses the store (an outage test's
-    "MLflow is back"). MLflow's background job runner is off: nothing here uses it and it
-    starts a dozen worker processes.
+    way. ``workers`` is the number of MLflow's server processes. Restarting on the same
+    ``workdir`` and ``port`` reuses the store (an outage test's "MLflow is back"). MLflow's
+    background job runner is off: nothing here uses it and it starts a dozen worker
+    processes.
     """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +248,7 @@ def start_mlflow_server(
                 "--port",
                 str(port),
                 "--workers",
-                "1",
+                str(workers),
                 "--backend-store-uri",
                 backend,
                 "--artifacts-destination",
