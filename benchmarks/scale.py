@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp / "mlflow", backend_store_uri=mlflow_db, workers=args.mlflow_workers
         )
         stack.callback(stop_process, mlflow.proc)
+        mlflow_log = tmp / "mlflow" / "mlflow-server.log"  # start_mlflow_server writes it
         registry = start_registry(
             tmp, database_url=registry_db, tracking_uri=mlflow.url,
             policy_file=tmp / "policy.yaml", workers=args.workers, reconcile_interval=0,
@@ -297,16 +298,10 @@ def main(argv: list[str] | None = None) -> int:
             reads = {"alias": ours, "alias_mlflow": theirs, "list": listing, "one": one}
             print(json.dumps({k: {m: round(v, 2) for m, v in r.items()} for k, r in reads.items()}))
             return 0
-        swept = sweep(
-            registry_db, mlflow.url, tmp / "policy.yaml", tmp / "mlflow" / "mlflow-server.log"
-        )
+        swept = sweep(registry_db, mlflow.url, tmp / "policy.yaml", mlflow_log)
         verify_s, verified = verify(registry_db)
         approved = approvals(
-            registry.url,
-            mlflow.url,
-            args.approval_models,
-            args.approval_threads,
-            tmp / "mlflow" / "mlflow-server.log",
+            registry.url, mlflow.url, args.approval_models, args.approval_threads, mlflow_log
         )
         doubles = double_moves(registry_db)
     report(args, seeded, seeding, [("alias read, ours", ours), ("alias read, mlflow", theirs),

@@ -244,8 +244,8 @@ class MlflowGateway:
         from mlflow.exceptions import MlflowException
 
         token = None
+        creds = self._rest_creds()
         while True:
-            creds = self._rest_creds()
             if creds is not None:  # an MLflow server: its JSON, read directly
                 params = {"max_results": page_size, **({"page_token": token} if token else {})}
                 body = self._rest_get(creds, "registered-models/search", params)
@@ -256,9 +256,7 @@ class MlflowGateway:
                     page = self.client.search_registered_models(
                         max_results=page_size, page_token=token
                     )
-                except MlflowException as exc:
-                    raise self._unavailable(exc) from exc
-                except OSError as exc:
+                except (MlflowException, OSError) as exc:
                     raise self._unavailable(exc) from exc
                 yield [_model_aliases(m) for m in page]
                 token = page.token
@@ -319,12 +317,13 @@ class MlflowGateway:
                     found[(name, version)] = one
             else:
                 groups.setdefault(version, []).append(name)
+        creds = self._rest_creds()
         for version, names in sorted(groups.items()):
             for start in range(0, len(names), 500):
                 chunk = names[start : start + 500]
                 where = ", ".join(f"'{n}'" for n in chunk)
                 query = f"name IN ({where}) AND version_number = {int(version)}"
-                for mv in self._search_versions(query, len(chunk) + 1):
+                for mv in self._search_versions(creds, query, len(chunk) + 1):
                     key = (mv.name, int(mv.version))
                     if key in created:
                         found[key] = VersionIdentity(
@@ -335,20 +334,18 @@ class MlflowGateway:
                         )
         return found
 
-    def _search_versions(self, query: str, max_results: int) -> list[Any]:
-        """One page of ``search_model_versions`` (entities, or the same fields from JSON)."""
+    def _search_versions(self, creds: Any, query: str, max_results: int) -> list[Any]:
+        """One page of ``search_model_versions``: entities, or the same fields from JSON
+        when ``creds`` (:meth:`_rest_creds`) name an MLflow server."""
         from mlflow.exceptions import MlflowException
 
-        creds = self._rest_creds()
         if creds is not None:
             params = {"filter": query, "max_results": max_results}
             body = self._rest_get(creds, "model-versions/search", params)
             return [_version_json(mv) for mv in body.get("model_versions", ())]
         try:
             return list(self.client.search_model_versions(query, max_results=max_results))
-        except MlflowException as exc:
-            raise self._unavailable(exc) from exc
-        except OSError as exc:
+        except (MlflowException, OSError) as exc:
             raise self._unavailable(exc) from exc
 
     def delete_alias(self, name: str, alias: str) -> None:
@@ -511,10 +508,7 @@ class MlflowGateway:
                 repo._download_file(path, str(local))
                 return local.read_bytes()
             except (MlflowException, OSError) as exc:
-                raise EvidenceError(
-                    f"Cannot download evidence {path!r} of run {run_id}: {exc}",
-                    hint="Check the artifact store, or record the evidence again.",
-                ) from exc
+                raise _unreadable(path, run_id, exc) from exc
 
     def _download(self, run_id: str, path: str) -> bytes:
         """One file of run ``run_id``'s artifacts (``EvidenceError`` if it cannot be read)."""
@@ -523,10 +517,7 @@ class MlflowGateway:
         try:
             artifact_uri = self.client.get_run(run_id).info.artifact_uri
         except (MlflowException, OSError) as exc:
-            raise EvidenceError(
-                f"Cannot download evidence {path!r} of run {run_id}: {exc}",
-                hint="Check the artifact store, or record the evidence again.",
-            ) from exc
+            raise _unreadable(path, run_id, exc) from exc
         return self._read_file(artifact_uri, path, run_id)
 
     def load_model(self, name: str, version: int) -> Any:
@@ -683,6 +674,14 @@ class MlflowGateway:
         except ValueError:
             inputs = ()
         return dict(meta.get("flavors") or {}), inputs
+
+
+def _unreadable(path: str, run_id: str, exc: Exception) -> EvidenceError:
+    """The error for an evidence file of run ``run_id`` that could not be read."""
+    return EvidenceError(
+        f"Cannot download evidence {path!r} of run {run_id}: {exc}",
+        hint="Check the artifact store, or record the evidence again.",
+    )
 
 
 def _run_datasets(tags: dict[str, str]) -> tuple[tuple[str, str], ...] | None:
