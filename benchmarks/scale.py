@@ -17,13 +17,16 @@ server (``--workers``, 3; MLflow's own ``--mlflow-workers``, 1) on them:
 - approvals: ``--approval-models`` real versions with recorded evidence, each requested,
   then approved by two people at once from ``--approval-threads`` clients (the second
   approval moves the alias); approvals per second, p50/p99, the double moves found
-  afterwards (a request with two ``promoted`` events or journal rows; must be 0), and the
-  requests MLflow answered per promoted request (counted in its access log).
+  afterwards (a request with two ``promoted`` events or journal rows; must be 0), the
+  requests MLflow answered per promoted request (counted in its access log, by path) and
+  the CPU milliseconds the registry server, MLflow's server and PostgreSQL each spent per
+  promoted request (``--approvals-only`` runs only this part).
 
 Sweep and verify are scaled linearly to 10k models and 1M events (``sweep_10k_s``,
 ``verify_1m_s``); at ``--models 10000`` they are what was measured. The last line is
 JSON: ``alias_p99_ms``, ``alias_ratio_vs_mlflow``, ``list_p99_ms``, ``request_p99_ms``,
 ``approvals_per_s``, ``approval_p99_ms``, ``approval_mlflow_calls_per_promotion``,
+``approval_cpu_ms_per_promotion``,
 ``double_moves``, ``verify_1m_s``, ``sweep_10k_s``, ``sweep_mlflow_calls`` (cold) and the
 measured figures.
 
@@ -43,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +82,18 @@ def sweep(registry_url: str, mlflow_url: str, policy: Path, mlflow_log: Path) ->
     from registry_server.mlflow_gateway import MlflowGateway
     from registry_server.services.context import ServerContext
     from registry_server.services.drift import reconcile_protected
+    from tests.conftest import mlflow_requests
 
     gateway = MlflowGateway(mlflow_url)
     gateway.preload()
     ctx = ServerContext(db=Database(registry_url), gateway=gateway, policy=load_policy(policy))
     out: dict[str, Any] = {}
     for label in ("cold", "warm"):
-        before = mlflow_paths(mlflow_log)
+        before = mlflow_requests(mlflow_log)
         started, cpu = time.perf_counter(), time.process_time()
         fixed = reconcile_protected(ctx)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        calls = mlflow_paths(mlflow_log) - before
+        calls = mlflow_requests(mlflow_log) - before
         out[label] = {
             "s": seconds,
             "cpu_s": cpu,  # this process's share: the rest is MLflow's
@@ -147,34 +152,56 @@ def _register_many(mlflow_url: str, count: int) -> list[tuple[str, int, str]]:
     return out
 
 
-def mlflow_paths(log: Path) -> collections.Counter:
-    """The HTTP requests the ``mlflow server`` writing ``log`` has answered so far, by path
-    (one access-log line each)."""
-    time.sleep(0.5)  # the server writes its access log as it answers
-    seen: collections.Counter = collections.Counter()
-    with log.open(errors="replace") as lines:
-        for line in lines:
-            found = re.search(r'"[A-Z]+ /api/[\d.]+/mlflow[^/]*/([^ ?]+)[^"]* HTTP/1.1"', line)
-            if found:
-                seen[found.group(1)] += 1
-    return seen
+def _by_kind(calls: collections.Counter) -> list[tuple[str, int]]:
+    """``calls`` by path with each artifact file named by its kind: ``artifacts/<run or
+    model>/.../evidence/<digest>.json`` counts as ``artifacts/.../evidence/*.json``."""
+    kinds: collections.Counter = collections.Counter()
+    for path, n in calls.items():
+        if path.startswith("artifacts/"):
+            path = re.sub(r"[0-9a-f]{32,64}", "*", path)
+            path = re.sub(r"^artifacts/.*?/artifacts/", "artifacts/.../", path)
+        kinds[path] += n
+    return kinds.most_common()
 
 
-def mlflow_requests(log: Path) -> int:
-    """How many HTTP requests the ``mlflow server`` writing ``log`` has answered so far."""
-    return sum(mlflow_paths(log).values())
+def server_cpu(registry_pid: int, mlflow_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the registry server's and MLflow's
+    process trees and by PostgreSQL's processes."""
+    import psutil
+
+    def tree(pid: int) -> list[psutil.Process]:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+
+    postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+    groups = {"registry": tree(registry_pid), "mlflow": tree(mlflow_pid), "postgres": postgres}
+    out = {}
+    for group, procs in groups.items():
+        out[group] = 0.0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                out[group] += times.user + times.system
+    return out
 
 
 def approvals(
-    registry_url: str, mlflow_url: str, count: int, threads: int, mlflow_log: Path
+    registry_url: str,
+    mlflow_url: str,
+    count: int,
+    threads: int,
+    mlflow_log: Path,
+    cpu: Callable[[], dict[str, float]],
 ) -> dict[str, Any]:
     """Approvals per second over HTTP from ``threads`` clients: ``count`` requests, two
-    approvals each (the second reaches quorum and moves the alias); p50/p99 latency, and
-    the MLflow requests the approvals and moves of one request cost (from MLflow's log)."""
+    approvals each (the second reaches quorum and moves the alias); p50/p99 latency, the
+    MLflow requests the approvals and moves of one request cost (from MLflow's log, by
+    path) and the CPU milliseconds each server spent per promoted request (``cpu``)."""
     import concurrent.futures
 
     import httpx
 
+    from tests.conftest import mlflow_requests
     from tests.server._procs import tokens
 
     versions = _register_many(mlflow_url, count)
@@ -199,18 +226,24 @@ def approvals(
 
     # each request's two approvals go in at once, from different clients
     jobs = [(rid, user) for rid in ids for user in ("ann", "bob")]
-    before = mlflow_requests(mlflow_log)
+    before, cpu_before = mlflow_requests(mlflow_log), cpu()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         started = time.perf_counter()
         latencies = sorted(pool.map(approve, jobs))
         seconds = time.perf_counter() - started
+    cpu_after = cpu()
     with httpx.Client(base_url=registry_url, timeout=60) as api:
         states = {api.get(f"/v1/promotions/{rid}").json()["state"] for rid in ids}
     if states != {"promoted"}:
         raise RuntimeError(f"approval requests ended {states}")
     calls = mlflow_requests(mlflow_log) - before
     return {
-        "mlflow_calls_per_promotion": calls / len(ids),
+        "mlflow_calls_per_promotion": sum(calls.values()) / len(ids),
+        "mlflow_calls_by_path": {p: round(n / len(ids), 2) for p, n in _by_kind(calls)},
+        "cpu_ms_per_promotion": {
+            group: round((cpu_after[group] - cpu_before[group]) / len(ids) * 1000, 1)
+            for group in cpu_after
+        },
         "per_s": len(jobs) / seconds,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
@@ -256,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the wrk reads (alias, list, one request): no sweep, verify or approvals",
     )
+    parser.add_argument(
+        "--approvals-only",
+        action="store_true",
+        help="only the approvals (with their MLflow requests and CPU): no reads, sweep or verify",
+    )
     args = parser.parse_args(argv)
     require_wrk("benchmarks/scale.py")
     events = args.events if args.events is not None else 100 * args.models
@@ -278,13 +316,20 @@ def main(argv: list[str] | None = None) -> int:
             tmp / "mlflow", backend_store_uri=mlflow_db, workers=args.mlflow_workers
         )
         stack.callback(stop_process, mlflow.proc)
-        mlflow_log = tmp / "mlflow" / "mlflow-server.log"  # start_mlflow_server writes it
+        mlflow_log = mlflow.log
         registry = start_registry(
             tmp, database_url=registry_db, tracking_uri=mlflow.url,
             policy_file=tmp / "policy.yaml", workers=args.workers, reconcile_interval=0,
             log_level="warning",  # the default: no access log line per request
         )  # fmt: skip
         stack.callback(registry.stop)
+        if args.approvals_only:
+            approved = approvals(
+                registry.url, mlflow.url, args.approval_models, args.approval_threads,
+                mlflow_log, lambda: server_cpu(registry.proc.pid, mlflow.proc.pid),
+            )  # fmt: skip
+            print(json.dumps({**approved, "double_moves": double_moves(registry_db)}))
+            return 0
         name = holders[len(holders) // 2][0]
         load = {"duration": args.duration, "connections": args.connections}
         ours = run_wrk(f"{registry.url}/v1/aliases/{name}/production", **load)
@@ -301,8 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         swept = sweep(registry_db, mlflow.url, tmp / "policy.yaml", mlflow_log)
         verify_s, verified = verify(registry_db)
         approved = approvals(
-            registry.url, mlflow.url, args.approval_models, args.approval_threads, mlflow_log
-        )
+            registry.url, mlflow.url, args.approval_models, args.approval_threads, mlflow_log,
+            lambda: server_cpu(registry.proc.pid, mlflow.proc.pid),
+        )  # fmt: skip
         doubles = double_moves(registry_db)
     report(args, seeded, seeding, [("alias read, ours", ours), ("alias read, mlflow", theirs),
            ("pending list, 50 a page", listing), ("one request", one)], swept,
@@ -322,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                 "approval_mlflow_calls_per_promotion": round(
                     approved["mlflow_calls_per_promotion"], 1
                 ),
+                "approval_cpu_ms_per_promotion": approved["cpu_ms_per_promotion"],
                 "double_moves": doubles,
                 "verify_1m_s": round(verify_s / verified * 1_000_000, 2),
                 "sweep_10k_s": round(cold["s"] / args.models * 10_000, 2),
@@ -371,6 +418,8 @@ def report(args: Any, seeded: dict, seeding: float, wrk: list, swept: dict, veri
         f"  {'':19}{approved['mlflow_calls_per_promotion']:>8.1f} MLflow requests per "
         "promoted request (two approvals and the move)"
     )
+    print(f"  {'':19}by path: {approved['mlflow_calls_by_path']}")
+    print(f"  {'':19}CPU ms per promoted request: {approved['cpu_ms_per_promotion']}")
 
 
 if __name__ == "__main__":

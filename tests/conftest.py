@@ -13,6 +13,7 @@ import contextlib
 import importlib.metadata
 import itertools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -213,6 +214,20 @@ class MlflowServer:
     url: str
     proc: subprocess.Popen
     backend: Path
+    log: Path  # its output, one access-log line per request answered (mlflow_requests)
+
+
+def mlflow_requests(log: Path) -> Counter:
+    """The HTTP requests the ``mlflow server`` writing ``log`` has answered so far, by path
+    after ``/api/<version>/mlflow/`` (or ``mlflow-artifacts/``), from its access log."""
+    time.sleep(0.5)  # the server writes the line as it answers
+    seen: Counter = Counter()
+    with log.open(errors="replace") as lines:
+        for line in lines:
+            found = re.search(r'"[A-Z]+ /api/[\d.]+/mlflow[^/]*/([^ ?]+)[^"]* HTTP/1.1"', line)
+            if found:
+                seen[found.group(1)] += 1
+    return seen
 
 
 def start_mlflow_server(
@@ -238,7 +253,8 @@ def start_mlflow_server(
     workdir.mkdir(parents=True, exist_ok=True)
     backend = backend_store_uri or f"sqlite:///{workdir / 'server.db'}"
     env = {**os.environ, **(env or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(workdir / "mlflow-server.log", "a") as log:
+    log_path = workdir / "mlflow-server.log"
+    with log_path.open("a") as log:
         proc = subprocess.Popen(
             [
                 str(BIN / "mlflow"),
@@ -264,8 +280,8 @@ def start_mlflow_server(
         wait_for_http(f"{url}/health", timeout=120, proc=proc)
     except Exception:
         stop_process(proc)
-        raise RuntimeError((workdir / "mlflow-server.log").read_text()[-4000:]) from None
-    return MlflowServer(url=url, proc=proc, backend=workdir / "server.db")
+        raise RuntimeError(log_path.read_text()[-4000:]) from None
+    return MlflowServer(url=url, proc=proc, backend=workdir / "server.db", log=log_path)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
@@ -310,6 +326,7 @@ def pg_url() -> Iterator[str]:
 __all__ = [
     "free_port",
     "fresh_pg_database",
+    "mlflow_requests",
     "run",
     "start_mlflow_server",
     "stop_process",
