@@ -145,6 +145,15 @@ class MlflowGateway:
             self._client = MlflowClient(self.tracking_uri, registry_uri=self.registry_uri)
         return self._client
 
+    @property
+    def _registry(self) -> Any:
+        """MLflow's registry client under ``MlflowClient``: the same calls without
+        ``MlflowClient``'s check that the name is not a prompt, which reads the whole
+        registered model (all its versions, aliases and tags) each time. Only for the
+        calls of an alias move (the model digest, the signed decision's tag), whose
+        :meth:`set_alias` keeps that check."""
+        return self.client._get_registry_client()
+
     def _version(self, name: str, version: int) -> Any:
         from mlflow.exceptions import MlflowException
 
@@ -574,7 +583,7 @@ class MlflowGateway:
         from mlops.signatures import tree_digest
 
         try:
-            uri = self.client.get_model_version_download_uri(name, str(version))
+            uri = self._registry.get_model_version_download_uri(name, str(version))
             with tempfile.TemporaryDirectory() as tmp:
                 local = download_artifacts(
                     artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri
@@ -598,7 +607,7 @@ class MlflowGateway:
             raise EvidenceError(f"Model {name!r} version {version} has no run to attach to.")
         try:
             self.client.log_text(mv.run_id, envelope, f"mlops/attestations/{digest}.json")
-            self.client.set_model_version_tag(
+            self._registry.set_model_version_tag(
                 name, str(version), f"{ATTESTATION_TAG}.{alias}", digest
             )
         except (MlflowException, OSError) as exc:
