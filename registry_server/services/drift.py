@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["attention_list", "check_model", "reconcile_protected"]
 
 log = logging.getLogger("registry_server.drift")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def reconcile_protected(ctx: ServerContext, *, page_size: int | None = None) -> 
     backed = {k: v for k, v in _journal(ctx, protected).items() if _governed(ctx, k[0])}
     seen: set[str] = set()
     fixed = 0
-    for page in ctx.gateway.alias_pages(page_size or ctx.drift_page_size):
+    for page in _read_ahead(ctx.gateway.alias_pages(page_size or ctx.drift_page_size)):
         models = [m for m in page if _governed(ctx, m.name)]
         ids = ctx.gateway.identities(_to_verify(ctx, models, protected, backed))
         for model in models:
@@ -127,6 +130,17 @@ def reconcile_protected(ctx: ServerContext, *, page_size: int | None = None) -> 
     for name in sorted({m for m, _ in backed} - seen):  # the journal names it, MLflow has not
         fixed += _guarded(ctx, name, lambda n=name: _check_gone(ctx, n, protected, backed))
     return fixed
+
+
+def _read_ahead(pages: Iterator[list[T]]) -> Iterator[list[T]]:
+    """``pages``, the next one read from MLflow (in one helper thread) while this one's
+    identities are read and its aliases checked: MLflow's answer to a page search is most
+    of a sweep's time, and the identity searches no longer wait for it."""
+    with ThreadPoolExecutor(1, thread_name_prefix="mlops-drift-pages") as pool:
+        coming = pool.submit(next, pages, None)
+        while (page := coming.result()) is not None:
+            coming = pool.submit(next, pages, None)
+            yield page
 
 
 def check_model(ctx: ServerContext, name: str) -> int:

@@ -133,6 +133,30 @@ def test_mlflow_unreachable_mid_sweep_keeps_what_was_done(
     assert _aliases(server, second) == {"production": v2}
 
 
+def test_the_sweep_reads_the_next_page_while_it_checks_this_one() -> None:
+    """At 10,000 models MLflow's answer to each page search was most of a sweep; the next
+    page is now read while this one is checked, one page ahead and no more."""
+    import threading
+
+    from registry_server.services.drift import _read_ahead
+
+    reading = [threading.Event() for _ in range(5)]
+
+    def pages():  # type: ignore[no-untyped-def]
+        for i in range(3):
+            reading[i].set()
+            yield [f"page-{i}"]
+        reading[3].set()  # asked for a fourth page: there is none
+
+    seen = []
+    for page in _read_ahead(pages()):
+        n = len(seen)
+        assert reading[n + 1].wait(10), f"page {n + 1} was not read while page {n} was used"
+        assert not reading[n + 2].is_set(), "read more than one page ahead"
+        seen.append(page)
+    assert seen == [["page-0"], ["page-1"], ["page-2"]]
+
+
 def _signed(secret: str, event: dict, *, at: float | None = None) -> tuple[bytes, dict]:
     """A delivery signed exactly as MLflow's own webhook code signs it."""
     from mlflow.webhooks.delivery import _generate_hmac_signature
