@@ -323,12 +323,15 @@ def main(argv: list[str] | None = None) -> int:
             log_level="warning",  # the default: no access log line per request
         )  # fmt: skip
         stack.callback(registry.stop)
-        if args.approvals_only:
-            approved = approvals(
+
+        def approve_all() -> dict[str, Any]:
+            return approvals(
                 registry.url, mlflow.url, args.approval_models, args.approval_threads,
                 mlflow_log, lambda: server_cpu(registry.proc.pid, mlflow.proc.pid),
             )  # fmt: skip
-            print(json.dumps({**approved, "double_moves": double_moves(registry_db)}))
+
+        if args.approvals_only:
+            print(json.dumps({**approve_all(), "double_moves": double_moves(registry_db)}))
             return 0
         name = holders[len(holders) // 2][0]
         load = {"duration": args.duration, "connections": args.connections}
@@ -345,10 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         swept = sweep(registry_db, mlflow.url, tmp / "policy.yaml", mlflow_log)
         verify_s, verified = verify(registry_db)
-        approved = approvals(
-            registry.url, mlflow.url, args.approval_models, args.approval_threads, mlflow_log,
-            lambda: server_cpu(registry.proc.pid, mlflow.proc.pid),
-        )  # fmt: skip
+        approved = approve_all()
         doubles = double_moves(registry_db)
     report(args, seeded, seeding, [("alias read, ours", ours), ("alias read, mlflow", theirs),
            ("pending list, 50 a page", listing), ("one request", one)], swept,

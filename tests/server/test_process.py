@@ -73,7 +73,7 @@ def test_the_move_reads_the_registered_model_only_where_mlflow_checks_for_a_prom
     """The signed decision's two MLflow calls of an alias move (the model digest, the tag on
     the version) do not read the whole registered model: ``MlflowClient`` read it before
     each, to check that the name is not a prompt, a check the move's own ``set_alias``
-    keeps. At scale that read was a fifth of MLflow's CPU in an approval run."""
+    keeps. In an approval run that read was the costliest of MLflow's handlers."""
     from registry_server.mlflow_gateway import MlflowGateway
     from tests.conftest import mlflow_requests
 
